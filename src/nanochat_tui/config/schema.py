@@ -1,0 +1,209 @@
+"""The run configuration: one validated tree, loaded from a prefab YAML plus ``--set`` overrides.
+
+Every field carries a type, a range where one makes sense, and a one-line description; the TUI's
+config screen and the CLI's error messages are generated from these. ``extra="forbid"`` everywhere,
+so a typo in a key fails before a run starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    """nanochat GPT: depth sets width (model_dim = depth * aspect_ratio)."""
+
+    depth: int = Field(2, ge=1, le=128, description="Transformer layers; width = depth × aspect_ratio")
+    aspect_ratio: int = Field(64, ge=8, le=512, description="model_dim per layer of depth (nanochat: 64)")
+    head_dim: int = Field(128, ge=8, le=512, description="Attention head size (nanochat: 128)")
+    n_kv_head: int | None = Field(None, ge=1, description="Key/value heads for GQA/MQA; empty = n_head")
+    sequence_len: int = Field(2048, ge=8, le=131072, description="Context length in tokens")
+    vocab_size: int = Field(65536, ge=260, le=1_048_576, description="Tokenizer vocabulary (incl. specials)")
+    softcap: float = Field(15.0, ge=0.0, description="Logit soft-cap c·tanh(x/c); 0 disables")
+    rope_base: float = Field(10000.0, gt=0, description="Rotary embedding base frequency")
+
+    @property
+    def model_dim(self) -> int:
+        return self.depth * self.aspect_ratio
+
+    @property
+    def n_head(self) -> int:
+        return max(1, self.model_dim // self.head_dim)
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> ModelConfig:
+        if self.model_dim % self.head_dim:
+            raise ValueError(
+                f"model_dim {self.model_dim} (depth {self.depth} × aspect_ratio {self.aspect_ratio}) "
+                f"is not a multiple of head_dim {self.head_dim}; pick head_dim dividing it"
+            )
+        if self.n_head % self.kv_heads:
+            raise ValueError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.kv_heads}")
+        return self
+
+
+class DataConfig(Section):
+    """Where training text comes from and how much of it to use."""
+
+    source: str = Field(
+        "embedded",
+        description="'embedded' (Python stdlib docs+source, no download) or a path to "
+        "parquet shards / .txt/.md folder / .jsonl",
+    )
+    format: Literal["auto", "parquet", "text", "jsonl"] = Field("auto", description="Reader for source")
+    text_field: str = Field("text", description="Column (parquet) or key (jsonl) holding the text")
+    max_chars: int = Field(0, ge=0, description="Use at most this many characters (0 = all)")
+    val_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="Held-out fraction for validation")
+    tokenizer_chars: int = Field(
+        2_000_000, ge=10_000, description="Characters used to train the BPE tokenizer"
+    )
+    tokenizer: str | None = Field(None, description="Path to an existing tokenizer.json to reuse")
+
+
+class OptimConfig(Section):
+    """Muon for block matrices, AdamW for embedding/unembedding (nanochat's split)."""
+
+    matrix_lr: float = Field(0.02, gt=0, le=10, description="Muon learning rate for 2-D block weights")
+    embedding_lr: float = Field(0.2, gt=0, le=100, description="AdamW lr for the token embedding")
+    unembedding_lr: float = Field(0.004, gt=0, le=10, description="AdamW lr for the lm head")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
+    adam_beta1: float = Field(0.8, ge=0, lt=1, description="AdamW β1")
+    adam_beta2: float = Field(0.95, ge=0, lt=1, description="AdamW β2")
+    muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon momentum (nanochat: 0.95)")
+    warmup_ratio: float = Field(0.0, ge=0, le=1, description="Fraction of steps of linear warmup")
+    warmdown_ratio: float = Field(0.2, ge=0, le=1, description="Fraction of steps of linear warmdown")
+    final_lr_frac: float = Field(0.0, ge=0, le=1, description="LR at the end, as a fraction of peak")
+    grad_clip: float = Field(1.0, ge=0, description="Global grad-norm clip (0 disables)")
+    lr_multiplier: float = Field(1.0, gt=0, le=100, description="Live multiplier on every lr (patchable)")
+
+
+class TrainConfig(Section):
+    device_batch_size: int = Field(32, ge=1, le=4096, description="Sequences per device step")
+    total_batch_size: int = Field(
+        524288, ge=8, description="Tokens per optimizer step (gradient accumulation fills it)"
+    )
+    num_iterations: int = Field(-1, ge=-1, description="Optimizer steps; -1 = from param:data ratio")
+    target_param_data_ratio: float = Field(
+        20.0, gt=0, description="Chinchilla tokens per parameter when num_iterations = -1"
+    )
+    eval_every: int = Field(250, ge=0, description="Validate every N steps (0 = only at the end)")
+    eval_tokens: int = Field(10 * 524288, ge=1, description="Validation tokens per evaluation")
+    sample_every: int = Field(500, ge=0, description="Print samples every N steps (0 = never)")
+    save_every: int = Field(1000, ge=0, description="Checkpoint every N steps (0 = only at the end)")
+    keep_checkpoints: int = Field(3, ge=1, le=1000, description="Checkpoints kept on disk")
+    seed: int = Field(42, ge=0, description="Seed for init and data order")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Compute dtype: auto = bf16 on GPU/TPU, fp32 on CPU"
+    )
+
+
+class RunConfig(Section):
+    name: str | None = Field(None, description="Run name: run directory and W&B run name")
+    runs_dir: str | None = Field(None, description="Parent folder of run directories (default: user data)")
+    init_from: str | None = Field(None, description="Checkpoint or run dir whose weights start the run")
+
+
+class WandbConfig(Section):
+    enabled: bool = Field(False, description="Log to Weights & Biases")
+    project: str = Field("nanochat-tui", description="W&B project")
+    entity: str | None = Field(None, description="W&B entity (team or user)")
+    mode: Literal["auto", "online", "offline"] = Field(
+        "auto", description="auto = online with a key and network, else offline"
+    )
+
+
+class OtelConfig(Section):
+    enabled: bool = Field(False, description="Export spans/metrics (or set OTEL_EXPORTER_OTLP_ENDPOINT)")
+    endpoint: str | None = Field(None, description="OTLP/HTTP endpoint; empty = env or console")
+    service_name: str = Field("nanochat-tui", description="OpenTelemetry service.name")
+
+
+class TelemetryConfig(Section):
+    wandb: WandbConfig = Field(default_factory=WandbConfig)
+    otel: OtelConfig = Field(default_factory=OtelConfig)
+
+
+class PanelSpec(Section):
+    """One panel on a live screen (see panels/)."""
+
+    type: str = Field(..., description="Registered panel type, e.g. progress, loss, validation")
+    source: str | None = Field(None, description="Event field or metric the panel shows")
+    title: str | None = None
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+    width: int = Field(1, ge=1, le=4, description="Grid columns spanned")
+    height: int = Field(1, ge=1, le=4, description="Grid rows spanned")
+
+
+class ScreenSpec(Section):
+    name: str
+    refresh_ms: int = Field(500, ge=50, le=60_000)
+    columns: int = Field(2, ge=1, le=6)
+    panels: list[PanelSpec] = Field(default_factory=list)
+
+
+class UIConfig(Section):
+    screens: list[ScreenSpec] = Field(default_factory=list)
+
+
+class Config(Section):
+    """A whole run: what a prefab YAML describes."""
+
+    name: str = Field("custom", description="Prefab name")
+    description: str = Field("", description="What this prefab is for")
+    hardware: str = Field("", description="The hardware it expects")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    ui: UIConfig = Field(default_factory=UIConfig)
+    plugins: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-plugin settings, validated by each plugin"
+    )
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> Config:
+        per_step = self.train.device_batch_size * self.model.sequence_len
+        if self.train.total_batch_size % per_step:
+            raise ValueError(
+                f"train.total_batch_size {self.train.total_batch_size} must be a multiple of "
+                f"device_batch_size × sequence_len = {per_step}"
+            )
+        return self
+
+    @property
+    def grad_accum_steps(self) -> int:
+        return self.train.total_batch_size // (self.train.device_batch_size * self.model.sequence_len)
+
+
+# Fields a running job accepts through the control inbox ("patch"). Each is re-validated.
+PATCHABLE_FIELDS: tuple[str, ...] = (
+    "optim.lr_multiplier",
+    "optim.grad_clip",
+    "train.eval_every",
+    "train.sample_every",
+    "train.save_every",
+    "train.num_iterations",
+)
+
+# Config screen categories: title -> top-level section. Plugins add theirs via the plugin registry.
+CATEGORIES: dict[str, str] = {
+    "Core model": "model",
+    "Data": "data",
+    "Optimization": "optim",
+    "Training": "train",
+    "Run": "run",
+    "Telemetry": "telemetry",
+}
