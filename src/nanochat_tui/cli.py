@@ -1,0 +1,75 @@
+"""``nanochat-tui`` entry point. Each subcommand lives in ``nanochat_tui/commands/`` and is imported
+only when used, so ``nanochat-tui`` (the TUI) never pays for JAX at start-up."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from nanochat_tui import __version__
+
+# subcommand -> (module in nanochat_tui.commands, help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tui": ("tui_cmd", "open the TUI (the default with no subcommand)"),
+    "run": ("train_cmd", "train a prefab headless (progress bar), or --detach it"),
+    "chat": ("infer_cmd", "chat with a checkpoint in the terminal (streaming)"),
+    "eval": ("infer_cmd", "print val bpb and sample continuations of a checkpoint"),
+    "runs": ("runs_cmd", "list runs and their status"),
+    "control": ("runs_cmd", "checkpoint / stop / patch a running run"),
+    "config": ("config_cmd", "show prefabs, keys, a resolved config, or a diff"),
+    "auth": ("auth_cmd", "store or check the W&B API key (never echoed)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nanochat-tui",
+        description="Configure, train, watch, steer, evaluate and chat with a small nanochat LLM.",
+    )
+    parser.add_argument("--version", action="version", version=f"nanochat-tui {__version__}")
+    parser.add_argument("--debug", action="store_true", help="verbose logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        mod = importlib.import_module(f"nanochat_tui.commands.{module}")
+        mod.add_arguments(name, p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv = ["tui", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["tui", *argv])
+    module = importlib.import_module(f"nanochat_tui.commands.{COMMANDS[args.command][0]}")
+    from nanochat_tui.errors import UserError
+
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        from nanochat_tui.config import ConfigError
+
+        if isinstance(err, ConfigError):
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if getattr(args, "debug", False):
+            raise
+        from nanochat_tui.crash import write_crash_dump
+
+        path = write_crash_dump(err)
+        print(f"error: {type(err).__name__}: {err}\n  → crash dump (no secrets): {path}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
