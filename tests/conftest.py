@@ -1,0 +1,67 @@
+"""Shared test fixtures.
+
+Every test runs with ``NANOCHAT_TUI_HOME`` pointing at a fresh tmp dir (so config, runs, logs and
+secrets never touch the real user dirs) and with ``keyring`` forced to the *fail* backend (like a
+headless Linux box over SSH). A test that wants a working keyring opts in with the
+``memory_keyring`` fixture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keyring
+import keyring.backend
+import keyring.backends.fail
+import keyring.errors
+import pytest
+
+
+class MemoryKeyring(keyring.backend.KeyringBackend):
+    """A working in-process keyring backend for tests."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if (service, username) not in self.store:
+            raise keyring.errors.PasswordDeleteError("not found")
+        del self.store[(service, username)]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point NANOCHAT_TUI_HOME at a tmp dir and make keyring unusable (opt in with memory_keyring)."""
+    home = tmp_path / "nanochat-home"
+    home.mkdir()
+    monkeypatch.setenv("NANOCHAT_TUI_HOME", str(home))
+    monkeypatch.delenv("NANOCHAT_TUI_RUNS", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(keyring.backends.fail.Keyring())
+    try:
+        from nanochat_tui import secrets as _secrets
+
+        _secrets.reset_cache()
+    except (ImportError, AttributeError):
+        pass
+    yield home
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def memory_keyring() -> MemoryKeyring:
+    """Opt in to a working (in-memory) keyring backend for this test."""
+    backend = MemoryKeyring()
+    keyring.set_keyring(backend)
+    return backend
