@@ -205,7 +205,7 @@ def load_prefab(name_or_path: str) -> Config:
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         prefabs = list_prefabs()
         if name_or_path not in prefabs:
-            close = difflib.get_close_matches(name_or_path, list(prefabs), n=1)
+            close = difflib.get_close_matches(name_or_path, list(prefabs), n=1, cutoff=0.5)
             hint = f" — did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
                 f"no prefab named '{name_or_path}'{hint}; available: {', '.join(prefabs) or 'none'}"
