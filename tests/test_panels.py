@@ -1,0 +1,76 @@
+"""MetricStore decimation/memory, thresholds, and coalesced panel redraws (synthetic events)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from nanochat_tui.panels.base import MetricStore, Series, threshold_style
+
+
+def _steps(n: int, start: int = 1):
+    rng = random.Random(0)
+    for step in range(start, start + n):
+        yield {"type": "step", "time": 1000.0 + step, "step": step, "loss": 10 / math.sqrt(step) + rng.random() * 0.1,
+               "tokens_per_s": 1000.0, "loss_components": {"ce": 1.0, "aux": 0.5}}
+
+
+def test_decimation_keeps_two_points_per_column_and_extremes():
+    s = Series(max_buckets=256, tail=128)
+    rng = random.Random(1)
+    ys = [rng.gauss(0, 1) for _ in range(100_000)]
+    ys[31_337] = 50.0  # a spike must survive
+    ys[77_001] = -60.0
+    for i, y in enumerate(ys):
+        s.add(i, y)
+    for columns in (40, 80, 160):
+        xs, out = s.points(columns)
+        assert len(out) <= 2 * columns + 1
+        assert max(out) == 50.0 and min(out) == -60.0
+        assert xs == sorted(xs)
+    assert s.minimum() == -60.0 and s.maximum() == 50.0
+
+
+def test_memory_flat_over_a_million_steps():
+    s = Series(max_buckets=512, tail=256)
+    for i in range(1_000_000):
+        s.add(i, float(i % 997))
+    assert s.stored <= 512 + 256
+    xs, _ = s.points(100)
+    assert xs[0] == 0 and xs[-1] >= 999_000
+
+
+def test_short_series_returns_raw_points_and_exact_ema():
+    s = Series()
+    for i in range(10):
+        s.add(i, float(i))
+    assert s.points(80) == (list(range(10)), [float(i) for i in range(10)])
+    _, ema = s.smoothed(0.5, 80)
+    assert ema[0] == 0.0 and 0 < ema[-1] < 9  # debiased, lagging
+    s.add(10, float("nan"))
+    assert s.count == 10 and math.isnan(s.last[1])
+
+
+def test_store_ingest_builds_series_components_and_counts():
+    store = MetricStore()
+    store.ingest([{"type": "run_start", "time": 1.0, "num_iterations": 100}])
+    store.ingest(_steps(50))
+    store.ingest([{"type": "eval", "time": 2.0, "step": 50, "val_bpb": 1.5},
+                  {"type": "patch", "step": 50, "changes": {"optim.lr_multiplier": 0.5}, "ok": True},
+                  {"type": "run_end", "step": 50, "status": "stopped"}])
+    assert store.step == 50 and store.first_step == 1 and store.num_iterations == 100
+    assert store.get("loss").count == 50
+    assert "loss_components.aux" in store.metric_names()
+    assert store.latest("val_bpb") == 1.5
+    assert store.patches[-1]["ok"] is True
+    assert store.status == "stopped"
+    assert store.version == 3
+
+
+def test_thresholds():
+    assert threshold_style(5.0, {"above": 4.0}) == "bold red"
+    assert threshold_style(3.0, {"above": 4.0, "warn_above": 2.5}) == "bold yellow"
+    assert threshold_style(1.0, {"above": 4.0}) == "bold green"
+    assert threshold_style(None, {}) == "dim"
