@@ -1,0 +1,219 @@
+"""Telemetry hub: JSONL first, sinks in the background, slow/failing sinks never slow training."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from nanochat_tui.config.schema import Config
+from nanochat_tui.telemetry.events import make_event
+from nanochat_tui.telemetry.hub import TelemetryHub
+from nanochat_tui.telemetry.jsonl import read_events
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOCHAT_TUI_HOME", str(tmp_path / "home"))
+
+
+class SleepySink:
+    name = "sleepy"
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.seen = 0
+
+    def handle(self, event):
+        time.sleep(self.delay)
+        self.seen += 1
+
+    def close(self):
+        pass
+
+
+class FailingSink:
+    name = "broken"
+
+    def __init__(self, fail_times: int = 10**9) -> None:
+        self.calls = 0
+        self.fail_times = fail_times
+        self.got: list[dict] = []
+
+    def handle(self, event):
+        self.calls += 1
+        if self.calls <= self.fail_times:
+            raise ConnectionError("endpoint down (token=hf_abcdefghijklmnopqrstuvwxyz)")
+        self.got.append(event)
+
+    def close(self):
+        pass
+
+
+class HangingSink:
+    name = "hung"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def handle(self, event):
+        self.release.wait(30)
+
+    def close(self):
+        pass
+
+
+def step_events(n):
+    return [make_event("step", step=i, loss=1.0 / (i + 1)) for i in range(n)]
+
+
+def test_jsonl_written_synchronously_and_in_order(tmp_path):
+    hub = TelemetryHub(tmp_path)
+    for ev in step_events(50):
+        hub.emit(ev)
+    assert [e["step"] for e in read_events(tmp_path / "events.jsonl")] == list(range(50))
+    hub.close()
+
+
+def test_slow_sink_does_not_slow_emit(tmp_path):
+    sink = SleepySink(0.05)
+    hub = TelemetryHub(tmp_path, sinks=[sink], queue_size=100)
+    t0 = time.perf_counter()
+    for ev in step_events(1000):
+        hub.emit(ev)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 0.5, f"emit of 1000 events took {elapsed:.3f}s"
+    health = hub.health()["sleepy"]
+    assert health["dropped"] >= 800  # bounded queue: the oldest were dropped and counted
+    assert len(read_events(tmp_path / "events.jsonl")) == 1000  # JSONL never drops
+    hub.close(timeout=0.2)
+
+
+def test_hanging_sink_marked_failed_and_emit_stays_fast(tmp_path):
+    sink = HangingSink()
+    hub = TelemetryHub(tmp_path, sinks=[sink], stall_s=0.2, poll_s=0.05)
+    t0 = time.perf_counter()
+    for ev in step_events(1000):
+        hub.emit(ev)
+    assert time.perf_counter() - t0 < 0.5
+    time.sleep(0.5)
+    health = hub.health()["hung"]
+    assert health["status"] == "failed"
+    assert "no response" in health["last_error"]
+    sink.release.set()
+    hub.close(timeout=1)
+
+
+def test_failing_sink_retries_then_fails_with_scrubbed_error(tmp_path):
+    sink = FailingSink()
+    hub = TelemetryHub(tmp_path, sinks=[sink], max_attempts=3, backoff_s=0.01, max_backoff_s=0.02)
+    hub.emit(make_event("step", step=1, loss=2.0))
+    deadline = time.time() + 5
+    statuses = set()
+    while time.time() < deadline:
+        status = hub.health()["broken"]["status"]
+        statuses.add(status)
+        if status == "failed":
+            break
+        time.sleep(0.005)
+    health = hub.health()["broken"]
+    assert health["status"] == "failed"
+    assert "ConnectionError" in health["last_error"]
+    assert "hf_abc" not in health["last_error"]
+    assert sink.calls == 3
+    hub.close()
+    logs = [e for e in read_events(tmp_path / "events.jsonl") if e["type"] == "log"]
+    assert [e["health"] for e in logs] == ["retrying", "failed"]
+    assert all("hf_abc" not in e["message"] for e in logs)
+
+
+def test_sink_recovers_after_transient_failures(tmp_path):
+    sink = FailingSink(fail_times=2)
+    hub = TelemetryHub(tmp_path, sinks=[sink], max_attempts=5, backoff_s=0.01)
+    hub.emit(make_event("step", step=3, loss=1.0))
+    deadline = time.time() + 5
+    while time.time() < deadline and not sink.got:
+        time.sleep(0.01)
+    assert sink.got and sink.got[0]["step"] == 3
+    assert hub.health()["broken"]["status"] == "ok"
+    hub.close()
+    healths = [e["health"] for e in read_events(tmp_path / "events.jsonl") if e["type"] == "log"]
+    assert healths == ["retrying", "ok"]
+
+
+def test_callback_errors_are_swallowed_and_sources_polled(tmp_path):
+    seen = []
+
+    def bad_callback(event):
+        raise RuntimeError("ui gone")
+
+    counter = iter(range(1000))
+
+    def source():
+        return make_event("moe_heat", value=next(counter))
+
+    hub = TelemetryHub(
+        tmp_path,
+        callbacks=[bad_callback, seen.append],
+        sources={"moe": source},
+        poll_s=0.02,
+        heartbeat_s=0.05,
+        device_metrics=True,
+    )
+    hub.emit(make_event("step", step=7))
+    time.sleep(0.3)
+    hub.close()
+    events = read_events(tmp_path / "events.jsonl")
+    types = {e["type"] for e in events}
+    assert {"step", "moe_heat", "heartbeat"} <= types
+    beat = next(e for e in events if e["type"] == "heartbeat")
+    assert beat["step"] == 7
+    assert beat["device"]["host"]["ram_total_bytes"] > 0
+    assert any(e["type"] == "moe_heat" and e["source"] == "moe" for e in seen)
+
+
+def test_otel_spans_and_metrics_in_memory():
+    from nanochat_tui.telemetry.otel_sink import OtelSink
+
+    config = Config().model_copy(deep=True)
+    config.telemetry.otel.enabled = True
+    config.run.name = "otel-run"
+    sink = OtelSink(config)
+    hub = TelemetryHub(None, sinks=[sink])
+    t = time.time()
+    hub.emit({"type": "run_start", "time": t, "num_params": 10})
+    for i in range(3):
+        hub.emit(
+            {
+                "type": "step",
+                "time": t + i + 1,
+                "step": i,
+                "loss": 3.0 - i,
+                "tokens_per_s": 1e3,
+                "mfu": 0.1,
+                "step_time": 0.5,
+            }
+        )
+    hub.emit({"type": "eval", "time": t + 5, "step": 2, "val_bpb": 2.5})
+    hub.emit({"type": "checkpoint", "time": t + 6, "step": 2, "reason": "manual", "path": "/x"})
+    hub.emit({"type": "run_end", "time": t + 7, "step": 2, "status": "finished"})
+    hub.close()
+    spans = sink.finished_spans()
+    names = [s.name for s in spans]
+    assert (
+        names.count("train.step") == 3
+        and "eval" in names
+        and "checkpoint" in names
+        and "run" in names
+    )
+    run_span = next(s for s in spans if s.name == "run")
+    step_span = next(s for s in spans if s.name == "train.step")
+    assert step_span.parent.span_id == run_span.context.span_id
+    assert step_span.attributes["loss"] == 3.0
+    assert (step_span.end_time - step_span.start_time) == pytest.approx(0.5e9, rel=1e-3)
+    metrics = sink.metric_reader.get_metrics_data()
+    names = {
+        m.name for rm in metrics.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+    }
+    assert {"nanochat.train.loss", "nanochat.train.tokens_per_s", "nanochat.train.mfu"} <= names
