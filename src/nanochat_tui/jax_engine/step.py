@@ -1,0 +1,87 @@
+"""The jitted training step shared by the train loop and the throughput benchmark.
+
+``step = make_train_step(model, optimizer)`` then ``loss = step(model, optimizer, x, y, lr_scale)``:
+
+- ``optimizer`` is ``nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)``
+- ``x``/``y`` are ``int32[B, T]`` (one micro-step) or ``int32[M, B, T]`` (gradient accumulation over
+  ``M`` micro-batches inside the same jitted call, via ``lax.scan``; gradients are averaged)
+- ``lr_scale`` is a host float (``lr_schedule(...) * optim.lr_multiplier``) passed as a traced
+  scalar, as is the optional ``grad_clip``; changing them never recompiles
+- returns the mean loss as a device scalar (no host sync inside the step; call ``float()`` when
+  you need it). The model and optimizer buffers are donated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nanochat_tui.jax_engine.model import GPT, loss_fn
+
+
+def _step(
+    model: GPT,
+    optimizer: nnx.Optimizer,
+    x: jax.Array,
+    y: jax.Array,
+    lr_scale: jax.Array,
+    grad_clip: jax.Array | None,
+) -> jax.Array:
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+    def loss_of(p: Any, xb: jax.Array, yb: jax.Array) -> jax.Array:
+        return loss_fn(nnx.merge(graphdef, p, rest), xb, yb)
+
+    grad_fn = jax.value_and_grad(loss_of)
+    if x.ndim == 2:
+        loss, grads = grad_fn(params, x, y)
+    else:
+
+        def micro(carry, batch):
+            loss_sum, grad_sum = carry
+            loss_i, grads_i = grad_fn(params, *batch)
+            return (loss_sum + loss_i, jax.tree.map(jnp.add, grad_sum, grads_i)), None
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        (loss, grads), _ = jax.lax.scan(micro, (jnp.zeros((), jnp.float32), zeros), (x, y))
+        n = x.shape[0]
+        loss = loss / n
+        grads = jax.tree.map(lambda g: g / n, grads)
+    kwargs = {"lr_scale": lr_scale}
+    if grad_clip is not None:
+        kwargs["grad_clip"] = grad_clip
+    optimizer.update(model, grads, **kwargs)
+    return loss
+
+
+_jitted_step = nnx.jit(_step, donate_argnums=(0, 1))
+
+
+def make_train_step(model: GPT, optimizer: nnx.Optimizer) -> Callable[..., jax.Array]:
+    """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> loss``."""
+    del model, optimizer  # one jitted function serves every model; kept for a stable contract
+
+    def train_step(
+        model: GPT,
+        optimizer: nnx.Optimizer,
+        x: jax.Array,
+        y: jax.Array,
+        lr_scale: float,
+        grad_clip: float | None = None,
+    ) -> jax.Array:
+        clip = None if grad_clip is None else jnp.asarray(grad_clip, jnp.float32)
+        return _jitted_step(model, optimizer, x, y, jnp.asarray(lr_scale, jnp.float32), clip)
+
+    return train_step
+
+
+@nnx.jit
+def eval_token_losses(model: GPT, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Jitted per-token losses ``float32[B, T]`` for validation / bits-per-byte."""
+    from nanochat_tui.jax_engine.model import token_losses
+
+    return token_losses(model, x, y)
