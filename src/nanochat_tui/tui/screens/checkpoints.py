@@ -1,0 +1,414 @@
+"""Checkpoints pane (key 2): every checkpoint on disk, whether it fits the active config, load one.
+
+Lists our orbax checkpoints (``runs_dir()/<run>/checkpoints/<step>``, read from their meta JSON) and,
+read-only, nanochat's PyTorch ones (``$NANOCHAT_BASE_DIR/*_checkpoints/*/meta_*.json``). Compatibility
+with ``app.state.config`` comes from config/compat.py; the highlighted row's reasons and remedies are
+shown under the table. No JAX here: loading a checkpoint only records it in ``app.state``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from nanochat_tui import paths
+from nanochat_tui.config.compat import (
+    Incompat,
+    NanochatCheckpoint,
+    adopt,
+    check,
+    list_nanochat_checkpoints,
+)
+from nanochat_tui.config.loader import ConfigError, diff
+from nanochat_tui.orchestrator.rundir import CheckpointInfo, list_checkpoints, list_run_dirs
+from nanochat_tui.tui.messages import CheckpointLoaded, ConfigChanged
+
+log = logging.getLogger("nanochat_tui.tui.checkpoints")
+
+NANOCHAT_READ_ONLY = (
+    "nanochat (PyTorch) checkpoints are listed read-only: nanochat-tui loads the orbax checkpoints "
+    "its own JAX training writes"
+)
+NANOCHAT_REMEDY = (
+    "train a run with this shape here (press a to adopt it) and load that run's checkpoint"
+)
+
+
+@dataclass
+class CheckpointRow:
+    """One table row: where it is, what it is, and why it does (not) fit the active config."""
+
+    key: str
+    source: str  # "run" (ours, loadable) or "nanochat" (read-only)
+    stage: str
+    run: str
+    step: int
+    val_bpb: float | None
+    size: int
+    date: datetime | None
+    meta: dict[str, Any]
+    info: CheckpointInfo | NanochatCheckpoint
+    problems: list[Incompat] = field(default_factory=list)
+
+    @property
+    def compatible(self) -> bool:
+        return not self.problems
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def _config_tokenizer_hash(config) -> str | None:
+    """Hash of the tokenizer the config names (``data.tokenizer``), when it names one that exists."""
+    path = config.data.tokenizer
+    if not path or not Path(path).expanduser().is_file():
+        return None
+    try:
+        from nanochat_tui.jax_engine.tokenizer import Tokenizer  # tokenizers only, no JAX
+
+        return Tokenizer.load(Path(path).expanduser()).hash
+    except Exception as err:  # a broken tokenizer file must not break the listing
+        log.warning("cannot hash %s: %s", path, err)
+        return None
+
+
+def discover(
+    config, runs_dir: Path | None = None, nanochat_base: Path | None = None
+) -> list[CheckpointRow]:
+    """All checkpoints, newest run first, each checked against ``config``."""
+    tok_hash = _config_tokenizer_hash(config)
+    rows: list[CheckpointRow] = []
+    for run_dir in list_run_dirs(runs_dir or paths.runs_dir()):
+        for info in reversed(list_checkpoints(run_dir)):
+            meta = info.meta
+            when = meta.get("time")
+            try:
+                date = datetime.fromtimestamp(float(when)) if when is not None else None
+            except (TypeError, ValueError, OSError):
+                date = None
+            if date is None:
+                date = datetime.fromtimestamp(info.path.stat().st_mtime)
+            bpb = meta.get("val_bpb")
+            rows.append(
+                CheckpointRow(
+                    key=str(info.path),
+                    source="run",
+                    stage=info.stage,
+                    run=str(meta.get("run_name") or run_dir.name),
+                    step=info.step,
+                    val_bpb=float(bpb) if isinstance(bpb, int | float) else None,
+                    size=info.size_bytes(),
+                    date=date,
+                    meta=meta,
+                    info=info,
+                    problems=check(config, meta, tok_hash),
+                )
+            )
+    for nc in reversed(list_nanochat_checkpoints(nanochat_base)):
+        rows.append(
+            CheckpointRow(
+                key=str(nc.path),
+                source="nanochat",
+                stage=f"nanochat {nc.stage}",
+                run=nc.tag,
+                step=nc.step,
+                val_bpb=nc.val_bpb,
+                size=nc.size_bytes(),
+                date=nc.mtime,
+                meta=nc.meta,
+                info=nc,
+                problems=check(config, nc.meta),
+            )
+        )
+    return rows
+
+
+class CheckpointsPane(Widget):
+    """DataTable of checkpoints with a compatible-only filter and the highlighted row's reasons."""
+
+    DEFAULT_CSS = """
+    CheckpointsPane { height: 1fr; }
+    CheckpointsPane #ckpt-summary { height: 1; padding: 0 1; background: $boost; }
+    CheckpointsPane DataTable { height: 1fr; }
+    CheckpointsPane #ckpt-reasons { height: auto; max-height: 10; padding: 0 1; border-top: solid $primary; }
+    """
+
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("f", "toggle_filter", "All/compatible", id="checkpoints.filter"),
+        Binding("r", "refresh", "Refresh", id="checkpoints.refresh"),
+        Binding("enter", "load", "Load", id="checkpoints.load", priority=False),
+        Binding("a", "adopt", "Adopt shape", id="checkpoints.adopt"),
+        Binding("delete", "delete", "Delete", id="checkpoints.delete"),
+    ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rows: list[CheckpointRow] = []
+        self.compatible_only = False
+        self.nanochat_base: Path | None = None  # tests point this elsewhere; None = env/default
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(id="ckpt-summary")
+            table: DataTable = DataTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
+            yield table
+            yield Static(id="ckpt-reasons")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, key in (
+            ("stage", "stage"),
+            ("run", "run"),
+            ("step", "step"),
+            ("val bpb", "bpb"),
+            ("size", "size"),
+            ("date", "date"),
+            ("compatible", "compat"),
+        ):
+            table.add_column(label, key=key)
+        self.refresh_rows()
+        table.focus()
+
+    # ------------------------------------------------------------ data
+
+    @property
+    def visible_rows(self) -> list[CheckpointRow]:
+        return [r for r in self.rows if r.compatible] if self.compatible_only else list(self.rows)
+
+    def refresh_rows(self) -> None:
+        """Re-scan disk and re-check against the active config."""
+        config = self.app.state.config  # type: ignore[attr-defined]
+        try:
+            self.rows = discover(config, nanochat_base=self.nanochat_base)
+        except OSError as err:
+            self.rows = []
+            self.notify(f"cannot list checkpoints: {err}", severity="error")
+        self._fill()
+
+    def _fill(self) -> None:
+        table = self.query_one(DataTable)
+        keep = self.highlighted.key if self.highlighted else None
+        table.clear()
+        loaded = self.app.state.checkpoint  # type: ignore[attr-defined]
+        loaded_key = str(loaded.path) if loaded is not None else None
+        for row in self.visible_rows:
+            if row.compatible:
+                compat = Text("✓ yes", style="green")
+            else:
+                compat = Text(
+                    f"✗ {len(row.problems)} issue{'s' if len(row.problems) > 1 else ''}",
+                    style="red",
+                )
+            if row.source == "nanochat":
+                compat.append(" · read-only", style="dim")
+            run = Text(("● " if row.key == loaded_key else "") + row.run)
+            table.add_row(
+                row.stage,
+                run,
+                Text(str(row.step), justify="right"),
+                Text(f"{row.val_bpb:.4f}" if row.val_bpb is not None else "–", justify="right"),
+                Text(human_size(row.size), justify="right"),
+                f"{row.date:%Y-%m-%d %H:%M}" if row.date else "–",
+                compat,
+                key=row.key,
+            )
+        if keep is not None:
+            keys = [r.key for r in self.visible_rows]
+            if keep in keys:
+                table.move_cursor(row=keys.index(keep))
+        self._update_summary()
+        self._show_reasons()
+
+    def _update_summary(self) -> None:
+        n_ok = sum(r.compatible for r in self.rows)
+        mode = "compatible only" if self.compatible_only else "all"
+        config = self.app.state.config  # type: ignore[attr-defined]
+        loaded = self.app.state.checkpoint  # type: ignore[attr-defined]
+        text = (
+            f"{len(self.visible_rows)} shown · {n_ok}/{len(self.rows)} fit config '{config.name}' "
+            f"(d{config.model.depth}, {config.model.model_dim} wide) · filter: {mode} [f]"
+        )
+        if loaded is not None:
+            text += f" · loaded: {loaded.run_dir.name} step {loaded.step}"
+        self.query_one("#ckpt-summary", Static).update(text)
+
+    @property
+    def highlighted(self) -> CheckpointRow | None:
+        table = self.query_one(DataTable)
+        rows = self.visible_rows
+        if not rows or table.cursor_row is None or not 0 <= table.cursor_row < len(rows):
+            return None
+        return rows[table.cursor_row]
+
+    def _show_reasons(self) -> None:
+        widget = self.query_one("#ckpt-reasons", Static)
+        row = self.highlighted
+        if row is None:
+            runs = paths.runs_dir()
+            if self.rows and self.compatible_only:
+                msg = "No checkpoint fits the active config. Press f to show all and see why."
+            else:
+                msg = f"No checkpoints yet. Train a run (key 5) — runs are saved under {runs}."
+            widget.update(msg)
+            return
+        text = Text()
+        text.append(f"{row.run} · step {row.step} · {row.key}\n", style="bold")
+        if row.source == "nanochat":
+            text.append(f"{NANOCHAT_READ_ONLY}.\n", style="yellow")
+        if row.compatible:
+            text.append(
+                "Fits the active config. Enter loads it as the baseline for training and chat."
+            )
+        for p in row.problems:
+            text.append(f"✗ {p.field}: ", style="red bold")
+            text.append(f"{p.reason}  ")
+            text.append(f"→ {p.remediation}\n", style="cyan")
+        if row.problems:
+            text.append("a: adopt this checkpoint's shape into the config", style="dim")
+        widget.update(text)
+
+    # ------------------------------------------------------------ events
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_reasons()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_load()
+
+    def on_config_changed(self, message: ConfigChanged) -> None:
+        if self.is_mounted:
+            self.refresh_rows()
+
+    def on_checkpoint_loaded(self, message: CheckpointLoaded) -> None:
+        if self.is_mounted:
+            self._fill()
+
+    # ------------------------------------------------------------ actions
+
+    def action_toggle_filter(self) -> None:
+        self.compatible_only = not self.compatible_only
+        self._fill()
+
+    def action_refresh(self) -> None:
+        self.refresh_rows()
+        self.notify(f"{len(self.rows)} checkpoints found", timeout=2)
+
+    def action_load(self) -> None:
+        """Make the highlighted checkpoint the baseline (app.state.checkpoint)."""
+        row = self.highlighted
+        if row is None:
+            self.notify("No checkpoint highlighted", severity="warning")
+            return
+        if row.source == "nanochat":
+            self.notify(f"{NANOCHAT_READ_ONLY}. {NANOCHAT_REMEDY}.", severity="warning", timeout=8)
+            return
+        info = row.info
+        assert isinstance(info, CheckpointInfo)
+        self.app.state.checkpoint = info  # type: ignore[attr-defined]
+        self.post_message(CheckpointLoaded(info))
+        if row.compatible:
+            self.notify(f"Loaded {row.run} step {row.step} as the baseline (chat: key 3)")
+        else:
+            first = row.problems[0]
+            self.notify(
+                f"Loaded {row.run} step {row.step} for chat/eval; it does not fit the config for "
+                f"training ({first.field}: {first.reason}). Press a to adopt its shape.",
+                severity="warning",
+                timeout=8,
+            )
+        self._fill()
+
+    def action_adopt(self) -> None:
+        """Reshape the active config to the highlighted checkpoint (and init from it if ours)."""
+        row = self.highlighted
+        if row is None:
+            return
+        state = self.app.state  # type: ignore[attr-defined]
+        try:
+            target = adopt(state.config, row.meta)
+            changes = {k: new for k, old, new in diff(state.config, target)}
+            if row.source == "run":
+                changes["run.init_from"] = row.key
+            for dotted, value in changes.items():
+                state.set_override(dotted, value)
+        except ConfigError as err:
+            self.notify(f"cannot adopt: {err}", severity="error", timeout=8)
+            return
+        self.post_message(ConfigChanged(state.config))
+        self.notify(f"Config now matches {row.run} step {row.step} ({len(changes)} changes)")
+        self.refresh_rows()
+
+    def action_delete(self) -> None:
+        """Delete the highlighted checkpoint (ours only), after confirmation."""
+        row = self.highlighted
+        if row is None:
+            return
+        if row.source == "nanochat":
+            self.notify(
+                "nanochat checkpoints are read-only here; delete them with your shell",
+                severity="warning",
+            )
+            return
+        path = Path(row.key)
+
+        def done(ok: bool | None) -> None:
+            if not ok:
+                return
+            try:
+                shutil.rmtree(path)
+            except OSError as err:
+                self.notify(f"cannot delete {path}: {err.strerror}", severity="error")
+                return
+            state = self.app.state  # type: ignore[attr-defined]
+            if state.checkpoint is not None and str(state.checkpoint.path) == row.key:
+                state.checkpoint = None
+                self.post_message(CheckpointLoaded(None))
+            self.notify(f"Deleted {row.run} step {row.step}")
+            self.refresh_rows()
+
+        confirm(
+            self, f"Delete checkpoint {row.run} step {row.step} ({human_size(row.size)})?", done
+        )
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        return [
+            (
+                "Checkpoints: toggle compatible-only filter",
+                "show all or only fitting ones",
+                self.action_toggle_filter,
+            ),
+            ("Checkpoints: refresh", "re-scan run directories", self.action_refresh),
+            ("Checkpoints: load highlighted", "baseline for training and chat", self.action_load),
+            (
+                "Checkpoints: adopt shape",
+                "set the config's model to the checkpoint's",
+                self.action_adopt,
+            ),
+            ("Checkpoints: delete highlighted", "asks first", self.action_delete),
+        ]
+
+
+def confirm(widget: Widget, question: str, callback: Callable[[bool | None], None]) -> None:
+    """Ask yes/no with the shell's ConfirmScreen; ``callback(True)`` on yes."""
+    from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+    widget.app.push_screen(ConfirmScreen(question), callback)
