@@ -74,3 +74,83 @@ def test_thresholds():
     assert threshold_style(3.0, {"above": 4.0, "warn_above": 2.5}) == "bold yellow"
     assert threshold_style(1.0, {"above": 4.0}) == "bold green"
     assert threshold_style(None, {}) == "dim"
+
+
+# ---------------------------------------------------------------- coalescing in a real (headless) app
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+
+@pytest.mark.anyio
+async def test_thousand_events_between_refreshes_cost_one_redraw():
+    from textual.app import App
+
+    from nanochat_tui.config.schema import PanelSpec, ScreenSpec
+    from nanochat_tui.tui.screens.live import PanelGrid
+
+    store = MetricStore()
+
+    class Host(App):
+        def compose(self):
+            yield PanelGrid(store)
+
+    app = Host()
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = app.query_one(PanelGrid)
+        spec = ScreenSpec(name="t", panels=[PanelSpec(type="progress"), PanelSpec(type="loss"), PanelSpec(type="timers")])
+        await grid.show_screen(spec)
+        await pilot.pause()
+        assert grid.tick() is True  # first draw
+        before = [p.redraw_count for p in grid.panels]
+        for event in _steps(1000):
+            store.ingest([event])  # 1000 separate arrivals
+        assert grid.tick() is True
+        assert grid.tick() is False  # nothing new: no redraw
+        after = [p.redraw_count for p in grid.panels]
+        assert [a - b for a, b in zip(after, before)] == [1, 1, 1]
+        assert grid.redraws == 2
+        await pilot.pause()
+        loss = grid.panels[1]
+        assert "loss" in str(loss.query_one(".headline").render())
+
+
+@pytest.mark.anyio
+async def test_live_pane_rebuilds_from_event_log(tmp_path):
+    import json
+
+    from textual.app import App
+
+    from nanochat_tui.tui.screens.live import LivePane, parse_panel_text
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with (run_dir / "events.jsonl").open("w") as fh:
+        fh.write(json.dumps({"type": "run_start", "time": 1.0, "num_iterations": 300}) + "\n")
+        for e in _steps(300):
+            fh.write(json.dumps(e) + "\n")
+
+    class Host(App):
+        def compose(self):
+            yield LivePane()
+
+    app = Host()
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one(LivePane)
+        pane.show_run_dir(run_dir)
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if pane.store.step == 300:
+                break
+        assert pane.store.first_step == 1 and pane.store.get("loss").count == 300
+        await pilot.press("right_square_bracket")
+        assert pane.screen_index == 1
+        await pilot.press("minus")
+        assert pane.current.refresh_ms == 2000
+        spec = parse_panel_text("loss source=loss above=4 smoothing=0.9")
+        assert spec.thresholds == {"above": 4.0} and spec.options == {"smoothing": 0.9}
+        with pytest.raises(Exception, match="unknown panel type"):
+            parse_panel_text("nope")

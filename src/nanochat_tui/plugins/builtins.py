@@ -12,3 +12,13 @@ def register(registry: Registry) -> None:
     # Screens and panels are added here by the TUI and panel modules as they land:
     # registry.add_screen("config", "Config", "1", "nanochat_tui.tui.screens.config:ConfigScreen")
     # registry.add_panel("loss", "nanochat_tui.panels.builtin:LossPanel", "loss curve")
+    # cockpit: Runs and Live panes + the six built-in panel types
+    registry.add_screen("runs", "Runs", "4", "nanochat_tui.tui.screens.runs:RunsPane", order=40)
+    registry.add_screen("live", "Live", "5", "nanochat_tui.tui.screens.live:LivePane", order=50)
+    from nanochat_tui.panels.catalog import BUILTIN_PANELS, PANEL_DESCRIPTIONS
+
+    for type_, ref in BUILTIN_PANELS.items():
+        registry.add_panel(type_, ref, PANEL_DESCRIPTIONS[type_])
+    # shell: Config and Auth panes
+    registry.add_screen("config", "Config", "1", "nanochat_tui.tui.screens.config:ConfigPane", order=10)
+    registry.add_screen("auth", "Auth", "6", "nanochat_tui.tui.screens.auth:AuthPane", order=60)

@@ -1,0 +1,540 @@
+"""Live pane (key 5): the configurable live screens of the attached run.
+
+Screens and their panels come from ``config.ui.screens`` (the prefab's ``ui:`` section). Events are
+read by tailing ``run_dir/events.jsonl`` in a thread worker (so a thread run, a detached run and a
+finished run all look the same, and attaching rebuilds every panel from the full log); panels are
+redrawn on a ``refresh_ms`` timer, only when new events arrived (coalescing = backpressure).
+
+Keys: ] / [ next/previous screen · a add panel · e edit focused panel · x remove focused panel ·
++ / - faster/slower refresh · w save the layout to a prefab.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Input, Static
+from textual.worker import get_current_worker
+
+from nanochat_tui.config import ConfigError
+from nanochat_tui.config.schema import PanelSpec, ScreenSpec, UIConfig
+from nanochat_tui.panels.base import THRESHOLD_KEYS, MetricStore, Panel
+from nanochat_tui.telemetry.jsonl import JsonlTailer
+
+DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
+    ScreenSpec(
+        name="overview",
+        refresh_ms=500,
+        columns=2,
+        panels=[
+            PanelSpec(type="progress"),
+            PanelSpec(type="loss", source="loss"),
+            PanelSpec(type="validation", source="val_bpb"),
+            PanelSpec(type="timers"),
+        ],
+    ),
+    ScreenSpec(name="device", refresh_ms=1000, columns=2, panels=[PanelSpec(type="device"), PanelSpec(type="samples")]),
+)
+TAIL_INTERVAL_S = 0.05
+_SPEC_KEYS = ("source", "title", "width", "height")
+
+
+# ---------------------------------------------------------------- a one-line prompt modal
+
+
+class PromptModal(ModalScreen[str | None]):
+    """One input line; ``validate(text) -> error or None`` runs on enter and shows errors inline."""
+
+    DEFAULT_CSS = """
+    PromptModal { align: center middle; }
+    PromptModal > Vertical {
+        width: 76; max-width: 95%; height: auto; padding: 1 2;
+        border: round $accent; background: $surface;
+    }
+    PromptModal .help { color: $text-muted; margin-bottom: 1; }
+    PromptModal .error { color: $error; height: auto; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        help: str = "",
+        value: str = "",
+        placeholder: str = "",
+        validate: Callable[[str], str | None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.title_text, self.help_text, self.value = title, help, value
+        self.placeholder = placeholder
+        self.validator = validate
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(Text(self.title_text, style="bold"))
+            if self.help_text:
+                yield Static(Text(self.help_text), classes="help")
+            yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
+            yield Static("", classes="error", id="prompt-error")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        text = event.value.strip()
+        error = self.validator(text) if self.validator else None
+        if error:
+            self.query_one("#prompt-error", Static).update(Text(error))
+            return
+        self.dismiss(text)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+# ---------------------------------------------------------------- panel spec editing
+
+
+def parse_panel_text(text: str, base: PanelSpec | None = None) -> PanelSpec:
+    """'loss source=loss above=4 smoothing=0.9' -> PanelSpec (first word = type when adding).
+
+    Keys: source, title, width, height, above/below/warn_above/warn_below (thresholds; 'none'
+    removes one); anything else goes to options. Raises ConfigError with a readable message.
+    """
+    from nanochat_tui.config.loader import parse_value
+    from nanochat_tui.plugins import get_registry
+
+    try:
+        words = shlex.split(text)
+    except ValueError as err:
+        raise ConfigError(f"cannot parse '{text}': {err}") from None
+    data: dict[str, Any] = base.model_dump() if base else {}
+    if base is None:
+        if not words or "=" in words[0]:
+            raise ConfigError("start with a panel type, e.g. 'loss source=loss above=4'")
+        data["type"] = words.pop(0)
+    if data["type"] not in get_registry().panels:
+        known = ", ".join(sorted(get_registry().panels))
+        raise ConfigError(f"unknown panel type '{data['type']}'; known: {known}")
+    data.setdefault("thresholds", {})
+    data.setdefault("options", {})
+    for word in words:
+        key, eq, raw = word.partition("=")
+        if not eq:
+            raise ConfigError(f"'{word}' is not key=value (e.g. source=val_bpb, above=3.5)")
+        value = parse_value(raw)
+        if key in THRESHOLD_KEYS:
+            if value is None or raw.lower() == "none":
+                data["thresholds"].pop(key, None)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                data["thresholds"][key] = float(value)
+            else:
+                raise ConfigError(f"threshold {key} must be a number (got {raw!r})")
+        elif key in _SPEC_KEYS:
+            data[key] = value
+        else:
+            data["options"][key] = value
+    try:
+        return PanelSpec.model_validate(data)
+    except Exception as err:  # pydantic ValidationError -> one readable line
+        errors = getattr(err, "errors", lambda: [])()
+        msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(err)
+        raise ConfigError(f"invalid panel: {msg}") from None
+
+
+def panel_text(spec: PanelSpec) -> str:
+    """The editable one-line form of a spec (without its type)."""
+    parts = []
+    for key in _SPEC_KEYS:
+        value = getattr(spec, key)
+        if value is not None and not (key in ("width", "height") and value == 1):
+            parts.append(f"{key}={shlex.quote(str(value))}")
+    parts += [f"{k}={v}" for k, v in spec.thresholds.items()]
+    parts += [f"{k}={v}" for k, v in spec.options.items()]
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------- the grid of panels
+
+
+class PanelGrid(Grid):
+    """The panels of one screen + the coalescing redraw: ``tick()`` redraws only when dirty."""
+
+    DEFAULT_CSS = """
+    PanelGrid { grid-gutter: 0 1; height: 1fr; }
+    """
+
+    def __init__(self, store: MetricStore, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.drawn_version = -1
+        self.redraws = 0
+
+    @property
+    def panels(self) -> list[Panel]:
+        return list(self.query_children(Panel))
+
+    async def show_screen(self, spec: ScreenSpec) -> None:
+        """Replace the panels with those of ``spec``."""
+        from nanochat_tui.panels.builtin import panel_class
+
+        await self.remove_children()
+        self.styles.grid_size_columns = spec.columns
+        widgets: list[Widget] = []
+        for panel_spec in spec.panels:
+            try:
+                widgets.append(panel_class(panel_spec.type)(panel_spec))
+            except KeyError as err:
+                widgets.append(Static(Text(str(err).strip("'\""), style="red")))
+        await self.mount_all(widgets)
+        self.drawn_version = -1
+
+    def tick(self, *, force: bool = False) -> bool:
+        """Redraw every panel once if the store changed since the last redraw; True if it did."""
+        store = self.store
+        if not force and store.version == self.drawn_version:
+            return False
+        with store.lock:
+            version = store.version
+            for panel in self.panels:
+                panel.update_from(store)
+        self.drawn_version = version
+        self.redraws += 1
+        return True
+
+
+# ---------------------------------------------------------------- the pane
+
+
+class LivePane(Widget, can_focus=True):
+    """Live screens of ``app.state.run`` (or any run dir passed to ``show_run_dir``)."""
+
+    DEFAULT_CSS = """
+    LivePane { layout: vertical; height: 1fr; }
+    LivePane > #live-header { height: 1; background: $boost; padding: 0 1; }
+    LivePane > #live-hint { height: 1; color: $text-muted; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("right_square_bracket", "next_screen", "Next live screen", id="live.next_screen"),
+        Binding("left_square_bracket", "prev_screen", "Previous live screen", id="live.prev_screen"),
+        Binding("a", "add_panel", "Add a panel", id="live.add_panel"),
+        Binding("e", "edit_panel", "Edit focused panel (source, thresholds, options)", id="live.edit_panel"),
+        Binding("x", "remove_panel", "Remove focused panel", id="live.remove_panel"),
+        Binding("plus,equals_sign", "faster", "Refresh faster", id="live.faster"),
+        Binding("minus", "slower", "Refresh slower", id="live.slower"),
+        Binding("w", "save_layout", "Save layout to a prefab", id="live.save_layout"),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = MetricStore()
+        self.screens: list[ScreenSpec] = []
+        self.screen_index = 0
+        self.run_dir: Path | None = None
+        self.run_name = ""
+        self.paint_count = 0
+        self.last_paint = 0.0
+        self._timer: Any = None
+        self._generation = 0  # bumps on every (re)attach so a stale tail worker stops feeding
+
+    # ------------------------------------------------------------ composition
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="live-header")
+        yield PanelGrid(self.store, id="live-grid")
+        yield Static(
+            Text("[ ] screen · a add · e edit · x remove · +/- refresh · w save layout"), id="live-hint"
+        )
+
+    @property
+    def grid(self) -> PanelGrid:
+        return self.query_one(PanelGrid)
+
+    @property
+    def current(self) -> ScreenSpec:
+        return self.screens[self.screen_index]
+
+    async def on_mount(self) -> None:
+        self.screens = self._screens_from_config()
+        await self.grid.show_screen(self.current)
+        self._restart_timer()
+        run = getattr(getattr(self.app, "state", None), "run", None)
+        if run is not None:
+            self.show_run_dir(Path(run.run_dir), name=getattr(run, "name", ""))
+        self._update_header()
+
+    def _screens_from_config(self) -> list[ScreenSpec]:
+        config = getattr(getattr(self.app, "state", None), "config", None)
+        screens = list(config.ui.screens) if config is not None else []
+        return [s.model_copy(deep=True) for s in (screens or DEFAULT_SCREENS)]
+
+    # ------------------------------------------------------------ attaching + tailing
+
+    def show_run_dir(self, run_dir: Path, *, name: str = "") -> None:
+        """Rebuild every panel from ``run_dir/events.jsonl`` and keep tailing it."""
+        from nanochat_tui.orchestrator.rundir import EVENTS
+
+        self._generation += 1
+        self.run_dir = Path(run_dir)
+        self.run_name = name or self.run_dir.name
+        self.store = MetricStore()
+        self.grid.store = self.store
+        self.grid.drawn_version = -1
+        self._tail(self.run_dir / EVENTS, self._generation)
+        self._update_header()
+
+    def detach(self) -> None:
+        self._generation += 1
+        self.run_dir = None
+        self.run_name = ""
+        self.store = MetricStore()
+        self.grid.store = self.store
+        self.grid.tick(force=True)
+        self._update_header()
+
+    @work(thread=True, group="live-tail", exclusive=True, exit_on_error=False)
+    def _tail(self, path: Path, generation: int) -> None:
+        """Read new lines of events.jsonl forever (cheap when nothing is new)."""
+        worker = get_current_worker()
+        tailer = JsonlTailer(path)
+        store = self.store
+        while not worker.is_cancelled and generation == self._generation:
+            events = tailer.read_new()
+            if events:
+                store.ingest(events)
+            else:
+                time.sleep(TAIL_INTERVAL_S)
+
+    def on_run_changed(self, message: Any) -> None:
+        """tui.messages.RunChanged (re-broadcast by the app): follow the newly attached run."""
+        run = message.run
+        if run is None:
+            self.detach()
+        elif self.run_dir is None or Path(run.run_dir) != self.run_dir:
+            self.show_run_dir(Path(run.run_dir), name=getattr(run, "name", ""))
+
+    async def on_config_changed(self, message: Any) -> None:
+        """tui.messages.ConfigChanged: adopt the new config's screens (e.g. another prefab)."""
+        self.screens = self._screens_from_config()
+        self.screen_index = 0
+        await self._show_current()
+
+    # ------------------------------------------------------------ redraw timer
+
+    def _restart_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_interval(self.current.refresh_ms / 1000, self._tick, name="live-refresh")
+
+    def _tick(self, force: bool = False) -> None:
+        if self.grid.tick(force=force):
+            self._update_header()
+            self.call_after_refresh(self._painted)
+
+    def _painted(self) -> None:
+        self.paint_count += 1
+        self.last_paint = time.perf_counter()
+
+    def _update_header(self) -> None:
+        if not self.screens:
+            return
+        text = Text()
+        for i, s in enumerate(self.screens):
+            text.append(f" {s.name} ", style="reverse bold" if i == self.screen_index else "")
+        text.append("  ")
+        if self.run_dir is None:
+            text.append("no run attached — press 4 to start or attach one", style="dim")
+        else:
+            store = self.store
+            text.append(self.run_name, style="bold")
+            text.append(f" [{store.status}] step {store.step:,}")
+        text.append(f"  ⟳{self.current.refresh_ms}ms", style="dim")
+        self.query_one("#live-header", Static).update(text)
+
+    # ------------------------------------------------------------ actions
+
+    async def _show_current(self) -> None:
+        had_focus = self.has_focus_within or self.app.focused is None
+        await self.grid.show_screen(self.current)
+        if had_focus and self.app.focused is None:
+            self.focus()  # keep the pane's keys working after its panels were replaced
+        self._restart_timer()
+        self._tick(force=True)
+        self._update_header()
+
+    async def action_next_screen(self) -> None:
+        self.screen_index = (self.screen_index + 1) % len(self.screens)
+        await self._show_current()
+
+    async def action_prev_screen(self) -> None:
+        self.screen_index = (self.screen_index - 1) % len(self.screens)
+        await self._show_current()
+
+    def _set_refresh(self, ms: int) -> None:
+        self.current.refresh_ms = max(50, min(60_000, ms))
+        self._restart_timer()
+        self._tick(force=True)
+        self.notify(f"refresh every {self.current.refresh_ms} ms", timeout=2)
+
+    def action_faster(self) -> None:
+        self._set_refresh(self.current.refresh_ms // 2)
+
+    def action_slower(self) -> None:
+        self._set_refresh(self.current.refresh_ms * 2)
+
+    def _focused_index(self) -> int | None:
+        panels = self.grid.panels
+        focused = self.app.focused
+        for i, panel in enumerate(panels):
+            if focused is panel or (focused is not None and panel in focused.ancestors):
+                return i
+        return len(panels) - 1 if panels else None
+
+    def action_add_panel(self) -> None:
+        from nanochat_tui.plugins import get_registry
+
+        types = ", ".join(sorted(get_registry().panels))
+
+        def check(text: str) -> str | None:
+            try:
+                parse_panel_text(text)
+            except ConfigError as err:
+                return str(err)
+            return None
+
+        async def done(text: str | None) -> None:
+            if text:
+                self.current.panels.append(parse_panel_text(text))
+                await self._show_current()
+
+        self.app.push_screen(
+            PromptModal(
+                f"Add a panel to '{self.current.name}'",
+                help=f"type [key=value ...]  types: {types}\n"
+                "keys: source title width height above below warn_above warn_below, other keys → options",
+                placeholder="loss source=loss above=4 smoothing=0.9",
+                validate=check,
+            ),
+            done,
+        )
+
+    def action_edit_panel(self) -> None:
+        index = self._focused_index()
+        if index is None:
+            self.notify("no panel to edit; add one with a", severity="warning")
+            return
+        spec = self.current.panels[index]
+
+        def check(text: str) -> str | None:
+            try:
+                parse_panel_text(text, spec)
+            except ConfigError as err:
+                return str(err)
+            return None
+
+        async def done(text: str | None) -> None:
+            if text is not None:
+                self.current.panels[index] = parse_panel_text(text, spec)
+                await self._show_current()
+
+        self.app.push_screen(
+            PromptModal(
+                f"Edit {spec.type} panel #{index + 1}",
+                help="key=value ...  (source, title, width, height, above/below/warn_above/warn_below, options)",
+                value=panel_text(spec),
+                validate=check,
+            ),
+            done,
+        )
+
+    async def action_remove_panel(self) -> None:
+        index = self._focused_index()
+        if index is None:
+            self.notify("this screen has no panels", severity="warning")
+            return
+        removed = self.current.panels.pop(index)
+        await self._show_current()
+        self.notify(f"removed {removed.type} panel (w saves the layout)", timeout=3)
+
+    def ui_config(self) -> UIConfig:
+        return UIConfig(screens=[s.model_copy(deep=True) for s in self.screens])
+
+    def action_save_layout(self) -> None:
+        state = getattr(self.app, "state", None)
+        default = getattr(state, "prefab_name", "") or "my-layout"
+
+        def check(text: str) -> str | None:
+            if not text or not all(c.isalnum() or c in "-_." for c in text):
+                return "prefab name may use only letters, digits, '-', '_' and '.'"
+            return None
+
+        self.app.push_screen(
+            PromptModal("Save live layout to prefab", help="the current config + this ui section", value=default, validate=check),
+            self._save_named,
+        )
+
+    def _save_named(self, name: str | None) -> None:
+        from nanochat_tui import paths
+
+        if not name:
+            return
+        if (paths.user_prefabs_dir() / f"{name}.yaml").exists():
+            from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+            def answer(yes: bool | None) -> None:
+                if yes:
+                    self.save_layout(name, overwrite=True)
+
+            self.app.push_screen(ConfirmScreen(f"Prefab '{name}' exists. Overwrite it?"), answer)
+        else:
+            self.save_layout(name)
+
+    def save_layout(self, name: str, *, overwrite: bool = False) -> Path | None:
+        """Write the current config with this layout as user prefab ``name``."""
+        from nanochat_tui.config import save_prefab
+        from nanochat_tui.config.schema import Config
+
+        state = getattr(self.app, "state", None)
+        config = state.config if state is not None else Config()
+        try:
+            path = save_prefab(config.model_copy(update={"ui": self.ui_config()}), name, overwrite=overwrite)
+        except (ConfigError, FileExistsError, OSError) as err:
+            self.notify(f"not saved: {err}", severity="error")
+            return None
+        self.notify(f"saved layout to {path}", timeout=4)
+        return path
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        """Commands offered in the palette while the Live pane is active."""
+        cmds: list[tuple[str, str, Callable[[], object]]] = [
+            ("Live: next screen", "switch to the next declared live screen", self.action_next_screen),
+            ("Live: previous screen", "switch to the previous live screen", self.action_prev_screen),
+            ("Live: add panel", "add a panel to this screen", self.action_add_panel),
+            ("Live: edit focused panel", "change source / thresholds / options", self.action_edit_panel),
+            ("Live: remove focused panel", "remove the focused panel", self.action_remove_panel),
+            ("Live: refresh faster", "halve refresh_ms", self.action_faster),
+            ("Live: refresh slower", "double refresh_ms", self.action_slower),
+            ("Live: save layout to prefab", "write the ui section to a user prefab", self.action_save_layout),
+        ]
+        for ms in (100, 250, 500, 1000, 2000):
+            cmds.append((f"Live: refresh every {ms} ms", "set this screen's refresh rate", lambda ms=ms: self._set_refresh(ms)))
+        for i, s in enumerate(self.screens):
+            cmds.append((f"Live: show screen '{s.name}'", "switch live screen", lambda i=i: self._goto(i)))
+        return cmds
+
+    async def _goto(self, index: int) -> None:
+        self.screen_index = index
+        await self._show_current()
