@@ -1,0 +1,121 @@
+"""Token streaming from a ``GPT``: KV-cached ``generate`` and a full-recompute reference.
+
+Both yield one token id at a time and draw the same random numbers, so with the same seed they
+produce the same tokens (exactly so for greedy decoding, ``temperature=0``). A sampled id found in
+``stop_ids`` ends the stream and is not yielded.
+
+Prompt and cache lengths are rounded up to powers of two so a chat session compiles a handful of
+shapes, not one per prompt length; the padding is harmless because the decode mask only lets a
+query see cache slots at or before its own position, and every slot is rewritten before it is seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from nanochat_tui.jax_engine.model import GPT, KVCache
+
+
+def _bucket(n: int, minimum: int = 16) -> int:
+    return max(minimum, 1 << (max(n, 1) - 1).bit_length())
+
+
+def sample_token(
+    logits: jax.Array, key: jax.Array, temperature: float, top_k: int | None
+) -> jax.Array:
+    """Sample ids ``int32[B]`` from ``logits[B, V]``; ``temperature <= 0`` means greedy."""
+    if temperature <= 0:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32) / temperature
+    if top_k is not None and 0 < top_k < logits.shape[-1]:
+        vals, idx = jax.lax.top_k(logits, top_k)
+        choice = jax.random.categorical(key, vals, axis=-1)
+        return jnp.take_along_axis(idx, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+@partial(nnx.jit, static_argnames=("temperature", "top_k"))
+def _prefill(model, idx, cache, last, key, temperature, top_k):
+    logits, cache = model.decode(idx, cache, 0)
+    row = jax.lax.dynamic_index_in_dim(logits, last, axis=1, keepdims=False)
+    return sample_token(row, key, temperature, top_k), cache
+
+
+@partial(nnx.jit, static_argnames=("temperature", "top_k"))
+def _decode_one(model, tok, cache, pos, key, temperature, top_k):
+    logits, cache = model.decode(tok[:, None], cache, pos)
+    return sample_token(logits[:, -1], key, temperature, top_k), cache
+
+
+@partial(nnx.jit, static_argnames=("temperature", "top_k"))
+def _full_next(model, idx, key, temperature, top_k):
+    return sample_token(model(idx)[:, -1], key, temperature, top_k)
+
+
+def _check(prompt_ids: Sequence[int], max_new_tokens: int) -> None:
+    if not prompt_ids:
+        raise ValueError("prompt_ids is empty; start with at least one token (e.g. <|bos|>)")
+    if max_new_tokens < 0:
+        raise ValueError("max_new_tokens must be >= 0")
+
+
+def generate(
+    model: GPT,
+    prompt_ids: list[int],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    stop_ids: Sequence[int] = (),
+) -> Iterator[int]:
+    """Stream up to ``max_new_tokens`` ids after ``prompt_ids`` using the KV cache."""
+    _check(prompt_ids, max_new_tokens)
+    if max_new_tokens == 0:
+        return
+    n = len(prompt_ids)
+    padded = _bucket(n)
+    cache: KVCache = model.init_cache(1, _bucket(padded + max_new_tokens))
+    idx = jnp.zeros((1, padded), jnp.int32).at[0, :n].set(jnp.asarray(prompt_ids, jnp.int32))
+    key = jax.random.key(seed)
+    stops = set(stop_ids)
+    tok, cache = _prefill(model, idx, cache, n - 1, jax.random.fold_in(key, 0), temperature, top_k)
+    for i in range(max_new_tokens):
+        t = int(tok[0])
+        if t in stops:
+            return
+        yield t
+        if i + 1 == max_new_tokens:
+            return
+        tok, cache = _decode_one(
+            model, tok, cache, jnp.int32(n + i), jax.random.fold_in(key, i + 1), temperature, top_k
+        )
+
+
+def generate_uncached(
+    model: GPT,
+    prompt_ids: list[int],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    seed: int = 0,
+    stop_ids: Sequence[int] = (),
+) -> Iterator[int]:
+    """Same as ``generate`` but re-runs the full forward pass for every token (reference/tests)."""
+    _check(prompt_ids, max_new_tokens)
+    ids = list(prompt_ids)
+    key = jax.random.key(seed)
+    stops = set(stop_ids)
+    for i in range(max_new_tokens):
+        idx = jnp.asarray([ids], jnp.int32)
+        t = int(_full_next(model, idx, jax.random.fold_in(key, i), temperature, top_k)[0])
+        if t in stops:
+            return
+        yield t
+        ids.append(t)
