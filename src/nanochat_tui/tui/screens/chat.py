@@ -1,0 +1,609 @@
+"""Eval / Chat pane (key 3): talk to the loaded checkpoint, or let it continue a prompt.
+
+Generation runs in a ``@work(thread=True)`` worker; each streamed piece reaches the UI through
+``call_from_thread``. JAX is imported only inside that worker (``ChatModel.load``), never at module
+import. Every message is appended to ``run_dir/transcripts/<session>.jsonl``; past transcripts are
+browsable (ctrl+l) and eval prompt presets (ctrl+o) are editable and persist in the config dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Button, Input, Label, OptionList, Select, Static, TextArea
+from textual.widgets.option_list import Option
+from textual.worker import get_current_worker
+
+from nanochat_tui.errors import UserError
+from nanochat_tui.eval_presets import Preset, load_presets, save_presets, upsert
+from nanochat_tui.transcripts import TranscriptWriter, list_transcripts, read_transcript
+from nanochat_tui.tui.messages import CheckpointLoaded
+
+log = logging.getLogger("nanochat_tui.tui.chat")
+
+ROLE_STYLE = {
+    "user": ("you", "bold cyan"),
+    "prompt": ("prompt", "bold cyan"),
+    "assistant": ("model", "bold green"),
+    "completion": ("model", "bold green"),
+    "error": ("error", "bold red"),
+}
+NO_CHECKPOINT = (
+    "No checkpoint loaded.\n\n"
+    "Press 2 to open Checkpoints, highlight one and press Enter to load it, then come back with 3.\n"
+    "No checkpoints yet? Train one first (key 5, or `nanochat-tui run tiny`)."
+)
+
+
+def format_stats(stats: dict[str, Any]) -> str:
+    """'ttft 0.12 s · 41.0 tok/s · 12 prompt + 64 completion tokens'."""
+    parts = []
+    if stats.get("ttft_s") is not None:
+        parts.append(f"ttft {stats['ttft_s']:.2f} s")
+    if stats.get("tokens_per_s") is not None:
+        parts.append(f"{stats['tokens_per_s']:.1f} tok/s")
+    if "prompt_tokens" in stats or "completion_tokens" in stats:
+        parts.append(
+            f"{stats.get('prompt_tokens', '?')} prompt + {stats.get('completion_tokens', '?')} completion tokens"
+        )
+    return " · ".join(parts)
+
+
+class MessageView(Static):
+    """One message; the reply in flight grows through ``append``."""
+
+    DEFAULT_CSS = """
+    MessageView { height: auto; padding: 0 1; margin-bottom: 1; }
+    MessageView.-prompt, MessageView.-user { background: $boost; }
+    """
+
+    def __init__(self, role: str, content: str = "", stats: dict[str, Any] | None = None) -> None:
+        super().__init__(classes=f"-{role}")
+        self.role = role
+        self.content = content
+        self.stats = stats
+        self.pending = False
+
+    def on_mount(self) -> None:
+        self._render_text()
+
+    def append(self, piece: str) -> None:
+        self.content += piece
+        self._render_text()
+
+    def finish(self, stats: dict[str, Any] | None) -> None:
+        self.pending = False
+        self.stats = stats
+        self._render_text()
+
+    def _render_text(self) -> None:
+        label, style = ROLE_STYLE.get(self.role, (self.role, "bold"))
+        text = Text()
+        text.append(f"{label} ", style=style)
+        text.append(self.content)
+        if self.pending:
+            text.append("▌", style="blink")
+        if self.stats:
+            text.append(f"\n{format_stats(self.stats)}", style="dim italic")
+        self.update(text)
+
+
+class ChatPane(Widget):
+    """Prompt continuation and multi-turn chat on ``app.state.checkpoint``."""
+
+    DEFAULT_CSS = """
+    ChatPane { height: 1fr; }
+    ChatPane #chat-header { height: 1; padding: 0 1; background: $boost; }
+    ChatPane #chat-settings { height: 1; padding: 0 1; }
+    ChatPane #chat-settings Label { margin: 0 1 0 0; }
+    ChatPane #chat-settings Input { width: 9; height: 1; border: none; padding: 0; margin-right: 2; }
+    ChatPane #chat-settings Input.-invalid { color: $error; }
+    ChatPane #chat-log { height: 1fr; }
+    ChatPane #chat-empty { padding: 1 2; color: $text-muted; }
+    ChatPane #chat-input { dock: bottom; }
+    """
+
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("ctrl+t", "toggle_mode", "Chat/complete", id="chat.mode"),
+        Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
+        Binding("ctrl+o", "presets", "Presets", id="chat.presets"),
+        Binding("ctrl+l", "transcripts", "Transcripts", id="chat.transcripts"),
+        Binding("escape", "escape", "Stop/back", id="chat.escape"),
+    ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mode = "chat"  # or "complete"
+        self.messages: list[dict[str, Any]] = []  # the live conversation (transcript records)
+        self.viewing: Path | None = None  # a transcript shown read-only instead of the live log
+        self.generating = False
+        self._model: Any = None
+        self._model_key: str | None = None
+        self._writer: TranscriptWriter | None = None
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(id="chat-header")
+            with Horizontal(id="chat-settings"):
+                yield Label("temperature")
+                yield Input("0.8", id="temperature", compact=True)
+                yield Label("top-k")
+                yield Input("50", id="top-k", compact=True)
+                yield Label("max tokens")
+                yield Input("128", id="max-tokens", compact=True)
+            yield VerticalScroll(id="chat-log")
+            yield Input(id="chat-input")
+
+    def on_mount(self) -> None:
+        self._refresh_all()
+
+    @property
+    def checkpoint(self) -> Any:
+        return self.app.state.checkpoint  # type: ignore[attr-defined]
+
+    def _refresh_all(self) -> None:
+        self._update_header()
+        self._render_log()
+        box = self.query_one("#chat-input", Input)
+        box.disabled = self.checkpoint is None or self.viewing is not None
+        box.placeholder = (
+            "Enter sends · ctrl+t chat/complete · ctrl+o presets · ctrl+l transcripts · ctrl+n new"
+            if self.mode == "chat"
+            else "Text to continue · Enter sends · ctrl+t chat/complete · ctrl+o presets · ctrl+l transcripts"
+        )
+
+    def initial_focus(self) -> Widget | None:
+        """The shell focuses this when the pane is shown: the prompt box, once there is a model."""
+        box = self.query_one("#chat-input", Input)
+        return None if box.disabled else box
+
+    def _update_header(self) -> None:
+        header = self.query_one("#chat-header", Static)
+        ckpt = self.checkpoint
+        if self.viewing is not None:
+            header.update(
+                f"Transcript {self.viewing.stem} — read-only · esc returns to the live chat"
+            )
+            return
+        mode = "multi-turn chat" if self.mode == "chat" else "prompt continuation"
+        where = f"{ckpt.run_dir.name} step {ckpt.step}" if ckpt is not None else "no checkpoint"
+        busy = " · generating… (esc stops)" if self.generating else ""
+        header.update(f"{mode} [ctrl+t] · {where}{busy}")
+
+    def _render_log(self, records: list[dict[str, Any]] | None = None) -> None:
+        scroll = self.query_one("#chat-log", VerticalScroll)
+        scroll.remove_children()
+        if records is None and self.checkpoint is None and self.viewing is None:
+            scroll.mount(Static(NO_CHECKPOINT, id="chat-empty"))
+            return
+        for record in records if records is not None else self.messages:
+            scroll.mount(
+                MessageView(record["role"], str(record.get("content", "")), record.get("stats"))
+            )
+        scroll.scroll_end(animate=False)
+
+    # ------------------------------------------------------------ settings
+
+    def sampling(self) -> dict[str, Any]:
+        """Temperature / top-k / max tokens from the inputs; raises UserError on a bad value."""
+
+        def read(
+            widget_id: str, cast: Callable[[str], Any], lo: float, hi: float, what: str
+        ) -> Any:
+            box = self.query_one(f"#{widget_id}", Input)
+            try:
+                value = cast(box.value.strip())
+                if not lo <= value <= hi:
+                    raise ValueError
+            except ValueError:
+                box.add_class("-invalid")
+                raise UserError(
+                    f"{what} '{box.value}' is out of range", f"use a value from {lo:g} to {hi:g}"
+                ) from None
+            box.remove_class("-invalid")
+            return value
+
+        top_k = read("top-k", int, 0, 1_000_000, "top-k")
+        return {
+            "temperature": read("temperature", float, 0.0, 5.0, "temperature"),
+            "top_k": top_k or None,
+            "max_tokens": read("max-tokens", int, 1, 8192, "max tokens"),
+        }
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id in ("temperature", "top-k", "max-tokens"):
+            with contextlib.suppress(UserError):
+                self.sampling()
+
+    # ------------------------------------------------------------ sending
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id != "chat-input":
+            if event.input.id in ("temperature", "top-k", "max-tokens"):
+                self.query_one("#chat-input", Input).focus()
+            return
+        event.stop()
+        text = event.value
+        if text.strip():
+            event.input.value = ""
+            self.send(text)
+
+    def send(self, text: str, mode: str | None = None) -> None:
+        """Send a prompt (chat: a user turn; complete: text to continue) and stream the reply."""
+        if mode is not None and mode != self.mode:
+            self.mode = mode
+            self.messages = []
+            self._writer = None
+        if self.checkpoint is None:
+            self.notify("Load a checkpoint first: key 2, then Enter on a row", severity="warning")
+            return
+        if self.generating:
+            self.notify("Still generating — esc stops it", severity="warning")
+            return
+        if self.viewing is not None:
+            self.viewing = None
+        try:
+            params = self.sampling()
+        except UserError as err:
+            self.notify(str(err), severity="error")
+            return
+        role, reply_role = (
+            ("user", "assistant") if self.mode == "chat" else ("prompt", "completion")
+        )
+        if self.mode == "complete":
+            self.messages = []  # each continuation stands alone
+        self._record(role, text)
+        self._refresh_all()
+        self.query_one("#chat-input", Input).focus()
+        reply = MessageView(reply_role)
+        reply.pending = True
+        scroll = self.query_one("#chat-log", VerticalScroll)
+        scroll.mount(reply)
+        scroll.scroll_end(animate=False)
+        self.generating = True
+        self._update_header()
+        history = [
+            {"role": m["role"], "content": m["content"]}
+            for m in self.messages
+            if m["role"] in ("user", "assistant")
+        ]
+        self._generate(self.mode, text, history, params, reply)
+
+    def _record(self, role: str, content: str, stats: dict[str, Any] | None = None) -> None:
+        ckpt = self.checkpoint
+        if self._writer is None:
+            self._writer = TranscriptWriter(ckpt.run_dir, checkpoint=str(ckpt.path), step=ckpt.step)
+        try:
+            record = self._writer.append(role, content, stats, mode=self.mode)
+        except UserError as err:
+            self.notify(str(err), severity="error")
+            record = {"role": role, "content": content, "stats": stats, "mode": self.mode}
+        self.messages.append(record)
+
+    @work(thread=True, exclusive=True, group="chat-generate")
+    def _generate(
+        self,
+        mode: str,
+        text: str,
+        history: list[dict[str, str]],
+        params: dict[str, Any],
+        reply: MessageView,
+    ) -> None:
+        worker = get_current_worker()
+        try:
+            model = self._load_model()
+            kwargs = {
+                "max_tokens": params["max_tokens"],
+                "temperature": params["temperature"],
+                "top_k": params["top_k"],
+            }
+            pieces = (
+                model.chat(history, **kwargs) if mode == "chat" else model.complete(text, **kwargs)
+            )
+            for piece in pieces:
+                if worker.is_cancelled:
+                    break
+                self.app.call_from_thread(reply.append, piece)
+            stats = dict(getattr(model, "last_stats", None) or {})
+            if worker.is_cancelled:
+                stats["stopped"] = True
+            self.app.call_from_thread(self._finish, reply, stats, None)
+        except UserError as err:
+            self.app.call_from_thread(self._finish, reply, None, str(err))
+        except Exception as err:  # keep the pane alive; the debug log has the traceback
+            log.exception("generation failed")
+            self.app.call_from_thread(self._finish, reply, None, f"{type(err).__name__}: {err}")
+
+    def _load_model(self) -> Any:
+        """ChatModel for the loaded checkpoint, loaded once (this is where JAX gets imported)."""
+        ckpt = self.checkpoint
+        key = str(ckpt.path)
+        if self._model is None or self._model_key != key:
+            from nanochat_tui.jax_engine.inference import ChatModel
+
+            self._model = ChatModel.load(ckpt.path)
+            self._model_key = key
+        return self._model
+
+    def _finish(self, reply: MessageView, stats: dict[str, Any] | None, error: str | None) -> None:
+        self.generating = False
+        if error is not None:
+            reply.remove()
+            self.messages.append({"role": "error", "content": error})
+            self.query_one("#chat-log", VerticalScroll).mount(MessageView("error", error))
+        else:
+            reply.finish(stats)
+            self._record(reply.role, reply.content, stats)
+        self._update_header()
+        self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
+
+    # ------------------------------------------------------------ shared state
+
+    def on_checkpoint_loaded(self, message: CheckpointLoaded) -> None:
+        if not self.is_mounted:
+            return
+        self.messages = []
+        self._writer = None
+        self.viewing = None
+        self._refresh_all()
+
+    # ------------------------------------------------------------ actions
+
+    def action_toggle_mode(self) -> None:
+        self.mode = "complete" if self.mode == "chat" else "chat"
+        self.messages = []
+        self._writer = None
+        self.viewing = None
+        self._refresh_all()
+        self.notify(
+            f"Mode: {'multi-turn chat' if self.mode == 'chat' else 'prompt continuation'}",
+            timeout=2,
+        )
+
+    def action_new_chat(self) -> None:
+        def clear(ok: bool | None) -> None:
+            if ok:
+                self.messages = []
+                self._writer = None
+                self.viewing = None
+                self._refresh_all()
+
+        if self.generating:
+            self.notify("Stop the reply first (esc)", severity="warning")
+        elif self.messages:
+            from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+            self.app.push_screen(
+                ConfirmScreen("Clear this conversation? (its transcript stays saved)"), clear
+            )
+        else:
+            clear(True)
+
+    def action_escape(self) -> None:
+        if self.generating:
+            for worker in self.workers:
+                if worker.group == "chat-generate":
+                    worker.cancel()
+        elif self.viewing is not None:
+            self.viewing = None
+            self._refresh_all()
+        else:  # nothing to stop: leave the field like everywhere else, so keys switch panes
+            self.app.set_focus(None)
+
+    def action_transcripts(self) -> None:
+        ckpt = self.checkpoint
+        if ckpt is None:
+            self.notify(
+                "Load a checkpoint to browse its run's transcripts (key 2)", severity="warning"
+            )
+            return
+        self.app.push_screen(TranscriptPicker(ckpt.run_dir), self.show_transcript)
+
+    def show_transcript(self, path: Path | None) -> None:
+        """Show a saved transcript read-only in the log (esc returns to the live chat)."""
+        if path is None:
+            return
+        try:
+            records = read_transcript(path)
+        except UserError as err:
+            self.notify(str(err), severity="error")
+            return
+        self.viewing = path
+        self._update_header()
+        self.query_one("#chat-input", Input).disabled = True
+        self._render_log(records)
+
+    def action_presets(self) -> None:
+        try:
+            presets = load_presets()
+        except UserError as err:
+            self.notify(str(err), severity="error", timeout=8)
+            return
+        self.app.push_screen(PresetsScreen(presets), self._use_preset)
+
+    def _use_preset(self, preset: Preset | None) -> None:
+        if preset is not None:
+            self.send(preset.prompt, preset.mode)
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        return [
+            ("Chat: toggle chat / prompt continuation", "ctrl+t", self.action_toggle_mode),
+            ("Chat: new conversation", "ctrl+n", self.action_new_chat),
+            ("Chat: eval presets", "pick, edit and save prompts (ctrl+o)", self.action_presets),
+            (
+                "Chat: browse transcripts",
+                "saved sessions of this run (ctrl+l)",
+                self.action_transcripts,
+            ),
+        ]
+
+
+class TranscriptPicker(ModalScreen[Path | None]):
+    """Pick one of a run's transcripts; dismisses with its path."""
+
+    DEFAULT_CSS = """
+    TranscriptPicker { align: center middle; }
+    TranscriptPicker > Vertical { width: 90%; max-width: 110; height: 80%; border: round $primary; background: $surface; }
+    TranscriptPicker OptionList { height: 1fr; }
+    """
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("escape", "dismiss_none", "Close", id="transcripts.close")
+    ]
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self.items = list_transcripts(self.run_dir)
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(f"Transcripts of {self.run_dir.name} — enter views · esc closes")
+            if self.items:
+                yield OptionList(*[Option(t.title, id=str(i)) for i, t in enumerate(self.items)])
+            else:
+                yield Static(
+                    "No transcripts yet: chat with the checkpoint and they are saved here."
+                )
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.dismiss(self.items[int(event.option.id or 0)].path)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class PresetsScreen(ModalScreen[Preset | None]):
+    """Eval presets: pick one (enter uses it), edit name/mode/prompt, ctrl+s saves to disk."""
+
+    DEFAULT_CSS = """
+    PresetsScreen { align: center middle; }
+    PresetsScreen > Horizontal { width: 95%; max-width: 120; height: 80%; border: round $primary; background: $surface; }
+    PresetsScreen OptionList { width: 28; height: 1fr; }
+    PresetsScreen #preset-editor { width: 1fr; padding: 0 1; }
+    PresetsScreen #preset-name { width: 1fr; }
+    PresetsScreen #preset-mode { width: 20; }
+    PresetsScreen TextArea { height: 1fr; }
+    PresetsScreen #preset-buttons { height: auto; }
+    PresetsScreen #preset-buttons Button { margin-right: 1; }
+    """
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("ctrl+s", "save", "Save preset", id="presets.save", priority=True),
+        Binding("ctrl+u", "use", "Use preset", id="presets.use", priority=True),
+        Binding("escape", "close", "Close", id="presets.close"),
+    ]
+
+    def __init__(self, presets: list[Preset]) -> None:
+        super().__init__()
+        self.presets = presets
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield OptionList(*self._options(), id="preset-list")
+            with Vertical(id="preset-editor"):
+                with Horizontal(classes="row"):
+                    yield Input(id="preset-name", placeholder="name")
+                    yield Select(
+                        [("continue text", "complete"), ("chat message", "chat")],
+                        value="complete",
+                        allow_blank=False,
+                        id="preset-mode",
+                    )
+                yield TextArea(id="preset-prompt")
+                with Horizontal(id="preset-buttons"):
+                    yield Button("Use (ctrl+u)", id="use", variant="primary", compact=True)
+                    yield Button("Save (ctrl+s)", id="save", compact=True)
+                    yield Button("Delete", id="delete", variant="error", compact=True)
+                    yield Button("Close (esc)", id="close", compact=True)
+
+    def _options(self) -> list[Option]:
+        return [Option(f"{p.name}  [{p.mode}]", id=p.name) for p in self.presets]
+
+    def on_mount(self) -> None:
+        listing = self.query_one(OptionList)
+        if self.presets:
+            listing.highlighted = 0
+            self._edit(self.presets[0])
+        listing.focus()
+
+    def _edit(self, preset: Preset) -> None:
+        self.query_one("#preset-name", Input).value = preset.name
+        self.query_one("#preset-mode", Select).value = preset.mode
+        self.query_one("#preset-prompt", TextArea).text = preset.prompt
+
+    def editor_preset(self) -> Preset:
+        mode = self.query_one("#preset-mode", Select).value
+        return Preset(
+            self.query_one("#preset-name", Input).value.strip() or "untitled",
+            self.query_one("#preset-prompt", TextArea).text,
+            "chat" if mode == "chat" else "complete",
+        )
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        preset = next((p for p in self.presets if p.name == event.option.id), None)
+        if preset is not None:
+            self._edit(preset)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.action_use()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        {
+            "use": self.action_use,
+            "save": self.action_save,
+            "delete": self.action_delete,
+            "close": self.action_close,
+        }[event.button.id or "close"]()
+
+    def action_use(self) -> None:
+        preset = self.editor_preset()
+        if not preset.prompt.strip():
+            self.notify("The prompt is empty", severity="warning")
+            return
+        self.dismiss(preset)
+
+    def action_save(self) -> None:
+        preset = self.editor_preset()
+        if not preset.prompt.strip():
+            self.notify("Cannot save an empty prompt", severity="warning")
+            return
+        self.presets = upsert(self.presets, preset)
+        self._persist(f"Saved preset '{preset.name}'")
+        listing = self.query_one(OptionList)
+        listing.highlighted = next(i for i, p in enumerate(self.presets) if p.name == preset.name)
+
+    def action_delete(self) -> None:
+        name = self.query_one("#preset-name", Input).value.strip()
+        if not any(p.name == name for p in self.presets):
+            return
+        self.presets = [p for p in self.presets if p.name != name]
+        self._persist(f"Deleted preset '{name}'")
+
+    def _persist(self, message: str) -> None:
+        try:
+            save_presets(self.presets)
+        except OSError as err:
+            self.notify(f"cannot save presets: {err}", severity="error")
+            return
+        listing = self.query_one(OptionList)
+        listing.clear_options()
+        listing.add_options(self._options())
+        self.notify(message, timeout=2)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
