@@ -1,0 +1,612 @@
+"""Start, list, attach to and steer runs — in a thread of this process or as a detached process.
+
+    execute(config, run_dir)     run training here, in the current thread, with telemetry wired
+    start_run(config, mode=...)  "thread": a worker thread holding a ControlInbox (the TUI)
+                                 "detached": ``python -m nanochat_tui.orchestrator.detached RUN_DIR``
+                                 in its own session; survives the TUI exiting and SSH dropping
+    attach(run_dir)              a RunHandle for any run (live or not) from its directory
+    list_runs()                  status of every run under the runs dir
+
+Both modes look the same to a UI: read run_dir/events.jsonl with JsonlTailer and steer through
+``RunHandle.checkpoint_now() / patch() / stop()``. run.json records pid/host/mode/status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nanochat_tui import paths
+from nanochat_tui.config import ConfigError, validate_patch
+from nanochat_tui.config.loader import load_yaml, parse_value, to_yaml, validate, write_atomic
+from nanochat_tui.config.schema import Config
+from nanochat_tui.errors import UserError
+from nanochat_tui.jax_engine.control import ControlInbox
+from nanochat_tui.orchestrator import rundir
+from nanochat_tui.telemetry.events import Event, make_event
+
+STATUSES = ("running", "finished", "stopped", "failed", "unknown")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+HEARTBEAT_S = float(os.environ.get("NANOCHAT_TUI_HEARTBEAT_S", "5"))
+NOT_RUNNING = "check `nanochat-tui runs`; resume it with `nanochat-tui run --resume RUN_DIR`"
+
+
+# ---------------------------------------------------------------- run.json
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((Path(run_dir) / rundir.RUN_RECORD).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def update_record(run_dir: Path, /, **fields: Any) -> dict[str, Any]:
+    """Merge fields into run.json (atomic write)."""
+    record = read_record(run_dir)
+    record.update(fields)
+    write_atomic(
+        Path(run_dir) / rundir.RUN_RECORD, json.dumps(record, indent=2, default=str) + "\n"
+    )
+    return record
+
+
+def process_start_time(pid: int) -> float | None:
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:
+        return None
+
+
+def pid_alive(pid: int | None, started: float | None = None) -> bool:
+    """True if ``pid`` runs (not a zombie) and, when known, started at ``started`` (no pid reuse)."""
+    if not pid:
+        return False
+    try:
+        import psutil
+
+        proc = psutil.Process(int(pid))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return started is None or abs(proc.create_time() - float(started)) < 1.0
+    except Exception:
+        return False
+
+
+def this_process_record(mode: str) -> dict[str, Any]:
+    return {
+        "pid": os.getpid(),
+        "pid_started": process_start_time(os.getpid()),
+        "host": socket.gethostname(),
+        "mode": mode,
+    }
+
+
+# ---------------------------------------------------------------- summaries
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    name: str
+    status: str  # running | finished | stopped | failed | unknown
+    step: int | None
+    mode: str  # thread | detached | unknown
+    started: float | None
+    detail: str = ""  # e.g. "crashed" (process gone without run_end), "starting"
+    pid: int | None = None
+    host: str | None = None
+    last_event: float | None = None
+
+
+def _tail_events(path: Path, max_bytes: int = 256 * 1024) -> list[Event]:
+    """The complete events in the last ``max_bytes`` of events.jsonl (cheap for huge logs)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return []
+    lines = data.split(b"\n")
+    if size > max_bytes:
+        lines = lines[1:]  # first line may be cut
+    out = []
+    for line in lines:
+        if line.strip():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out
+
+
+def summarize(run_dir: Path) -> RunSummary:
+    """Status from run.json + the last run_end event + pid liveness."""
+    run_dir = Path(run_dir)
+    record = read_record(run_dir)
+    events = _tail_events(run_dir / rundir.EVENTS)
+    step = None
+    end = None
+    first_time = None
+    for ev in events:
+        if isinstance(ev.get("step"), int):
+            step = ev["step"]
+        if ev.get("type") == "run_end":
+            end = ev
+        elif ev.get("type") == "run_start":
+            end = None  # a resumed run starts again after an earlier run_end
+    if events:
+        first_time = events[0].get("time")
+    name = record.get("name") or run_dir.name
+    mode = record.get("mode", "unknown")
+    started = record.get("started") or first_time
+    pid = record.get("pid")
+    summary = RunSummary(
+        run_dir, name, "unknown", step, mode, started, pid=pid, host=record.get("host")
+    )
+    summary.last_event = events[-1].get("time") if events else None
+    if end is not None:
+        summary.status = end.get("status", "unknown")
+        if end.get("step") is not None:
+            summary.step = end["step"]
+        return summary
+    if not record:
+        return summary
+    same_host = record.get("host") in (None, socket.gethostname())
+    if not same_host:
+        summary.status, summary.detail = record.get("status", "unknown"), f"on {record.get('host')}"
+        return summary
+    if pid_alive(pid, record.get("pid_started")):
+        summary.status = "running"
+        summary.detail = "starting" if record.get("status") == "starting" else ""
+    elif record.get("status") in ("finished", "stopped", "failed"):
+        summary.status = record["status"]
+    else:
+        summary.status, summary.detail = "failed", "crashed"
+    return summary
+
+
+def list_runs(runs_dir: Path | None = None) -> list[RunSummary]:
+    """Every run under ``runs_dir`` (default: the user runs dir), newest first."""
+    parent = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
+    return [summarize(d) for d in rundir.list_run_dirs(parent)]
+
+
+# ---------------------------------------------------------------- run directories
+
+
+def default_run_name(config: Config) -> str:
+    return f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def resolve_run_dir(config: Config, name: str | None = None) -> tuple[Config, Path]:
+    """Pick the run name and directory; refuse an existing non-empty directory."""
+    name = name or config.run.name or default_run_name(config)
+    if not NAME_RE.match(name):
+        raise UserError(
+            f"run name {name!r} is not usable as a directory name",
+            "use letters, digits, '.', '_' and '-' (at most 100 characters)",
+        )
+    parent = Path(config.run.runs_dir).expanduser() if config.run.runs_dir else paths.runs_dir()
+    run_dir = parent / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(
+            f"run directory {run_dir} already exists and is not empty",
+            "pick another run name, or resume it (`nanochat-tui run --resume DIR`)",
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = config.model_copy(deep=True)
+    config.run.name = name
+    return config, run_dir
+
+
+def load_run_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / rundir.CONFIG
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no {rundir.CONFIG}", "is this a run directory?")
+    return validate(load_yaml(path), str(path))
+
+
+# ---------------------------------------------------------------- execute (any mode)
+
+
+def build_hub(config: Config, run_dir: Path, callbacks: Iterable[Callable[[Event], None]] = ()):
+    """The telemetry hub for one run: events.jsonl + W&B + OTel + plugin sources + heartbeats."""
+    from nanochat_tui.telemetry.hub import TelemetryHub, load_sources
+
+    sinks: list[Any] = []
+    if config.telemetry.wandb.enabled:
+        from nanochat_tui.telemetry.wandb_sink import WandbSink
+
+        sinks.append(WandbSink(run_dir, config, config.run.name))
+    from nanochat_tui.telemetry.otel_sink import OtelSink, otel_wanted
+
+    if otel_wanted(config):
+        sinks.append(OtelSink(config, config.run.name))
+    return TelemetryHub(
+        run_dir,
+        sinks=sinks,
+        callbacks=callbacks,
+        sources=load_sources(run_dir, config),
+        heartbeat_s=HEARTBEAT_S,
+        device_metrics=True,
+    )
+
+
+def execute(
+    config: Config,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    control: ControlInbox | None = None,
+    callbacks: Iterable[Callable[[Event], None]] = (),
+    mode: str = "thread",
+    hub_ready: Callable[[Any], None] | None = None,
+):
+    """Run training in the current thread with telemetry wired; writes run.json. Returns TrainResult."""
+    from nanochat_tui.jax_engine.train import train
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    name = config.run.name or run_dir.name
+    update_record(
+        run_dir,
+        name=name,
+        run_dir=str(run_dir.resolve()),
+        status="running",
+        started=time.time(),
+        ended=None,
+        resumed=resume,
+        **this_process_record(mode),
+    )
+    hub = build_hub(config, run_dir, callbacks)
+    if hub_ready is not None:
+        hub_ready(hub)
+    saw_end = False
+
+    def on_event(event: Event) -> None:
+        nonlocal saw_end
+        if event.get("type") == "run_end":
+            saw_end = True
+        hub.emit(event)
+
+    status = "failed"
+    try:
+        result = train(config, run_dir, on_event, control, resume)
+        status = result.status
+        return result
+    except BaseException as err:
+        if not saw_end:
+            from nanochat_tui.crash import known_secret_values, scrub
+
+            remediation = getattr(err, "remediation", "")
+            hub.emit(
+                make_event(
+                    "error",
+                    message=scrub(f"{type(err).__name__}: {err}", known_secret_values()),
+                    remediation=remediation,
+                    kind="crash",
+                    last_checkpoint=_latest_ckpt(run_dir),
+                )
+            )
+            hub.emit(make_event("run_end", step=hub.last_step, status="failed", final_val_bpb=None))
+        raise
+    finally:
+        update_record(run_dir, status=status, ended=time.time())
+        hub.close()
+
+
+def _latest_ckpt(run_dir: Path) -> str | None:
+    ckpt = rundir.latest_checkpoint(run_dir)
+    return str(ckpt.path) if ckpt else None
+
+
+# ---------------------------------------------------------------- handles
+
+
+class RunHandle:
+    """A run, live or not. Controls raise UserError when the run cannot be steered."""
+
+    mode = "unknown"
+
+    def __init__(self, run_dir: Path, config: Config | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self._config = config
+
+    @property
+    def name(self) -> str:
+        return read_record(self.run_dir).get("name") or self.run_dir.name
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_run_config(self.run_dir)
+        return self._config
+
+    @property
+    def events_path(self) -> Path:
+        return self.run_dir / rundir.EVENTS
+
+    def summary(self) -> RunSummary:
+        return summarize(self.run_dir)
+
+    def status(self) -> str:
+        """running | finished | stopped | failed | unknown."""
+        return self.summary().status
+
+    def is_alive(self) -> bool:
+        return self.status() == "running"
+
+    def _send(self, command: dict[str, Any]) -> None:
+        raise UserError("run is not running", NOT_RUNNING)
+
+    def checkpoint_now(self) -> None:
+        self._send({"cmd": "checkpoint"})
+
+    def stop(self) -> None:
+        self._send({"cmd": "stop"})
+
+    def patch(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Validate (config.validate_patch; raises ConfigError) and send; returns typed changes."""
+        typed = {k: parse_value(v) if isinstance(v, str) else v for k, v in changes.items()}
+        if not typed:
+            raise ConfigError("nothing to patch; give KEY=VALUE pairs")
+        validate_patch(self.config, typed)
+        self._send({"cmd": "patch", "changes": typed})
+        return typed
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.run_dir}>"
+
+
+class ThreadRun(RunHandle):
+    """A run on a worker thread of this process, steered through its ControlInbox."""
+
+    mode = "thread"
+
+    def __init__(
+        self, config: Config, run_dir: Path, *, resume: bool = False, callbacks=()
+    ) -> None:
+        super().__init__(run_dir, config)
+        self.inbox = ControlInbox()
+        self.hub: Any = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._main,
+            args=(resume, tuple(callbacks)),
+            name=f"run-{run_dir.name}",
+            daemon=True,
+        )
+
+    def start(self) -> ThreadRun:
+        _THREAD_RUNS[str(self.run_dir.resolve())] = self
+        self._thread.start()
+        return self
+
+    def _main(self, resume: bool, callbacks: tuple) -> None:
+        try:
+            self.result = execute(
+                self.config,
+                self.run_dir,
+                resume=resume,
+                control=self.inbox,
+                callbacks=callbacks,
+                mode="thread",
+                hub_ready=lambda hub: setattr(self, "hub", hub),
+            )
+        except BaseException as err:  # recorded in events.jsonl by execute(); keep for the UI
+            self.error = err
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def status(self) -> str:
+        if self._thread.is_alive():
+            return "running"
+        return super().status()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _send(self, command: dict[str, Any]) -> None:
+        if not self._thread.is_alive():
+            raise UserError("run is not running", NOT_RUNNING)
+        self.inbox.put(command)
+
+
+class DetachedRun(RunHandle):
+    """A run in its own process session, steered over its 0600 control socket."""
+
+    mode = "detached"
+
+    def __init__(
+        self, run_dir: Path, config: Config | None = None, process: subprocess.Popen | None = None
+    ) -> None:
+        super().__init__(run_dir, config)
+        self.process = process
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else read_record(self.run_dir).get("pid")
+
+    def is_alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        record = read_record(self.run_dir)
+        return pid_alive(record.get("pid"), record.get("pid_started"))
+
+    def status(self) -> str:
+        summary = self.summary()
+        if summary.status in ("failed", "unknown") and self.is_alive():
+            return "running"
+        return summary.status
+
+    def socket_path(self) -> Path:
+        record = read_record(self.run_dir)
+        if record.get("socket"):
+            return Path(record["socket"])
+        from nanochat_tui.orchestrator.control import socket_path_for
+
+        return socket_path_for(self.run_dir)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Block until the control socket answers (or the process died)."""
+        from nanochat_tui.orchestrator.control import request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_alive():
+                raise UserError(
+                    "the detached run exited during start-up",
+                    f"see {self.run_dir / 'detached.log'} and events.jsonl",
+                )
+            if read_record(self.run_dir).get("socket"):
+                with contextlib.suppress(UserError):
+                    if request(self.socket_path(), {"cmd": "ping"}, timeout=2).get("ok"):
+                        return
+            time.sleep(0.1)
+        raise UserError("the detached run did not open its control socket", "see detached.log")
+
+    def request(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from nanochat_tui.orchestrator.control import request
+
+        if not self.is_alive():
+            raise UserError("run is not running", NOT_RUNNING)
+        response = request(self.socket_path(), payload)
+        if not response.get("ok"):
+            error = str(response.get("error") or "refused")
+            if payload.get("cmd") == "patch":
+                raise ConfigError(error)
+            raise UserError(f"the run refused {payload.get('cmd')}: {error}")
+        return response
+
+    def _send(self, command: dict[str, Any]) -> None:
+        self.request(command)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the process to end; True if it has."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_alive():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
+
+_THREAD_RUNS: dict[str, ThreadRun] = {}
+
+
+# ---------------------------------------------------------------- start / attach
+
+
+def start_run(
+    config: Config,
+    *,
+    name: str | None = None,
+    mode: str = "thread",
+    resume_dir: Path | None = None,
+    callbacks: Iterable[Callable[[Event], None]] = (),
+    wait_ready: bool = True,
+) -> RunHandle:
+    """Start training from ``config`` (fresh, ``run.init_from`` weights, or resuming ``resume_dir``)."""
+    if mode not in ("thread", "detached"):
+        raise UserError(f"unknown run mode {mode!r}", "use 'thread' or 'detached'")
+    resume = resume_dir is not None
+    if resume:
+        run_dir = Path(resume_dir).expanduser()
+        if summarize(run_dir).status == "running":
+            raise UserError(f"{run_dir} is already running", "attach to it instead")
+        if (run_dir / rundir.CONFIG).is_file():
+            config = load_run_config(run_dir)
+        config = config.model_copy(deep=True)
+        config.run.name = config.run.name or run_dir.name
+    else:
+        config, run_dir = resolve_run_dir(config, name)
+    if mode == "thread":
+        return ThreadRun(config, run_dir, resume=resume, callbacks=callbacks).start()
+    return _spawn_detached(config, run_dir, resume=resume, wait_ready=wait_ready)
+
+
+def _spawn_detached(
+    config: Config, run_dir: Path, *, resume: bool, wait_ready: bool
+) -> DetachedRun:
+    write_atomic(run_dir / rundir.CONFIG, to_yaml(config))
+    update_record(
+        run_dir,
+        name=config.run.name,
+        run_dir=str(run_dir.resolve()),
+        mode="detached",
+        status="starting",
+        host=socket.gethostname(),
+        started=time.time(),
+    )
+    argv = [sys.executable, "-m", "nanochat_tui.orchestrator.detached", str(run_dir.resolve())]
+    if resume:
+        argv.append("--resume")
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(run_dir / "detached.log", "ab") as log_fh:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+            cwd=str(run_dir),
+        )
+    update_record(run_dir, pid=process.pid, pid_started=process_start_time(process.pid))
+    handle = DetachedRun(run_dir, config, process)
+    if wait_ready:
+        handle.wait_ready()
+    return handle
+
+
+def attach(run_dir: Path) -> RunHandle:
+    """A handle for any run directory: a live thread run of this process, a detached run, or a
+    finished/foreign run (whose controls raise UserError "run is not running")."""
+    run_dir = Path(run_dir).expanduser()
+    if not rundir.is_run_dir(run_dir) and not (run_dir / rundir.RUN_RECORD).is_file():
+        raise UserError(f"{run_dir} is not a run directory", "see `nanochat-tui runs` for runs")
+    live = _THREAD_RUNS.get(str(run_dir.resolve()))
+    if live is not None:
+        return live
+    record = read_record(run_dir)
+    if record.get("mode") == "detached":
+        return DetachedRun(run_dir)
+    return _ForeignRun(run_dir, record)
+
+
+class _ForeignRun(RunHandle):
+    """A thread run owned by another process (or a finished one): readable, not steerable."""
+
+    def __init__(self, run_dir: Path, record: dict[str, Any]) -> None:
+        super().__init__(run_dir)
+        self.mode = record.get("mode", "unknown")
+        self._pid = record.get("pid")
+
+    def _send(self, command: dict[str, Any]) -> None:
+        if self.status() == "running":
+            raise UserError(
+                f"run is owned by another process (pid {self._pid})",
+                "an in-process run can only be steered from the TUI that started it; "
+                "use `run --detach` for runs you want to steer from anywhere",
+            )
+        raise UserError("run is not running", NOT_RUNNING)
