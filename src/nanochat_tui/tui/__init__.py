@@ -1,0 +1,1 @@
+"""The Textual UI. Never imports JAX at module load (a test checks it)."""

@@ -1,0 +1,393 @@
+"""NanochatApp: the shell hosting registry panes, palette, help, status bar, debug log, crash hook.
+
+Panes come from the plugin registry (``registry.add_screen(name, title, key, "module:Class")``);
+each is a Widget mounted lazily in a ContentSwitcher the first time it is shown. Panes share
+``app.state`` (tui/state.py) and announce changes with tui/messages.py messages, which the app
+re-broadcasts to every mounted pane. Nothing here imports JAX.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, RichLog, Static
+
+from nanochat_tui import logging_setup
+from nanochat_tui.plugins import ScreenEntry, get_registry, resolve
+from nanochat_tui.tui import keymap as km
+from nanochat_tui.tui.commands import ShellCommands
+from nanochat_tui.tui.messages import (
+    AuthChanged,
+    CheckpointLoaded,
+    ConfigChanged,
+    DeviceInfo,
+    RunChanged,
+    SharedMessage,
+)
+from nanochat_tui.tui.state import restore
+from nanochat_tui.tui.widgets.statusbar import StatusBar
+from nanochat_tui.tui.widgets.tabstrip import TabStrip
+
+log = logging.getLogger("nanochat_tui.tui")
+
+
+class PaneError(Static):
+    """Shown in place of a pane whose class failed to import or construct."""
+
+    DEFAULT_CSS = "PaneError { padding: 1 2; color: $error; }"
+
+    def __init__(self, entry: ScreenEntry, err: BaseException, **kwargs: Any) -> None:
+        text = Text()
+        text.append(f"The '{entry.title}' pane could not be opened.\n\n", "bold")
+        text.append(f"{type(err).__name__}: {err}\n\n")
+        text.append(f"It is registered as {entry.ref}. ", "dim")
+        text.append("Check that the module exists and imports (see the app log), or update.", "dim")
+        super().__init__(text, **kwargs)
+
+
+class NanochatApp(App[int]):
+    """The nanochat-tui cockpit."""
+
+    TITLE = "nanochat-tui"
+    CSS_PATH = "app.tcss"
+    COMMANDS: ClassVar[set] = {ShellCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *km.bindings_for(list(km.GLOBAL_KEYS)),
+        Binding(
+            "escape", "blur", "Leave the field (then keys switch panes)", show=False, id="app.blur"
+        ),
+    ]
+
+    def __init__(
+        self,
+        *,
+        prefab: str | None = None,
+        overrides: list[str] | None = None,
+        attach: Path | None = None,
+        debug: bool = False,
+    ) -> None:
+        super().__init__()
+        self.registry = get_registry()
+        self.state, self.startup_warnings = restore(prefab, overrides)
+        self.attach_dir = attach
+        self.start_debug = debug
+        self.crash_path: Path | None = None
+        self.user_keymap, keymap_warnings = km.load_user_keymap()
+        self.startup_warnings += keymap_warnings
+        self.pane_entries = self.registry.ordered_screens()
+        for binding in Binding.make_bindings(km.bindings_for(km.pane_keys(self.pane_entries))):
+            self._bindings.key_to_bindings.setdefault(binding.key, []).append(binding)
+        self.active_pane: str | None = None
+        self._main_thread = threading.get_ident()
+
+    # ------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield TabStrip(id="tabs")
+        yield ContentSwitcher(id="panes")
+        yield RichLog(id="debug-log", classes="hidden", max_lines=500, wrap=False, markup=False)
+        yield StatusBar(id="status")
+
+    async def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        self.log_file = logging_setup.setup_logging(self.start_debug)
+        logging_setup.add_listener(self._on_log_record)
+        if self.user_keymap:
+            self.set_keymap(self.user_keymap)
+        log.info(
+            "app started (prefab=%s, panes=%s)",
+            self.state.prefab_name,
+            [e.name for e in self.pane_entries],
+        )
+        for plugin, error in self.registry.failed.items():
+            self.notify(f"plugin {plugin} failed to load: {error}", severity="error", timeout=8)
+        for warning in self.startup_warnings:
+            log.warning(warning)
+            self.notify(warning, severity="warning", timeout=8)
+        self.refresh_wandb_status()
+        names = [e.name for e in self.pane_entries]
+        start = (
+            self.state.last_pane if self.state.last_pane in names else (names[0] if names else None)
+        )
+        if self.attach_dir is not None:
+            self._attach(self.attach_dir)
+            start = "live" if "live" in names else start
+        if start:
+            await self.action_switch_pane(start)
+        self.set_interval(1.0, self._tick)
+
+    def _attach(self, run_dir: Path) -> None:
+        try:
+            from nanochat_tui.orchestrator.runner import attach
+
+            self.state.run = attach(Path(run_dir))
+        except Exception as err:
+            self.report_error(f"cannot attach to {run_dir}: {err}")
+            return
+        self.post_message(RunChanged(self.state.run))
+
+    def _tick(self) -> None:
+        self.query_one(StatusBar).refresh_status()
+
+    # ------------------------------------------------------------ panes
+
+    def pane_entry(self, name: str) -> ScreenEntry | None:
+        return self.registry.screens.get(name)
+
+    def active_pane_widget(self) -> Widget | None:
+        if self.active_pane is None:
+            return None
+        found = self.query(f"#pane-{self.active_pane}")
+        return found.first() if found else None
+
+    def mounted_panes(self) -> list[Widget]:
+        return list(self.query_one("#panes", ContentSwitcher).children)
+
+    async def action_switch_pane(self, name: str) -> None:
+        """Show a registered pane, importing and mounting it the first time."""
+        entry = self.pane_entry(name)
+        if entry is None:
+            self.notify(f"no pane named '{name}'", severity="warning")
+            return
+        switcher = self.query_one("#panes", ContentSwitcher)
+        pane_id = f"pane-{name}"
+        if not switcher.query(f"#{pane_id}"):
+            widget = self._build_pane(entry)
+            widget.id = pane_id
+            await switcher.mount(widget)
+        switcher.current = pane_id
+        self.active_pane = name
+        self.state.last_pane = name
+        self._update_chrome()
+        self.call_after_refresh(self._focus_pane, pane_id)
+        log.debug("pane %s shown", name)
+
+    def _build_pane(self, entry: ScreenEntry) -> Widget:
+        try:
+            cls = resolve(entry.ref)
+            if not (isinstance(cls, type) and issubclass(cls, Widget)):
+                raise TypeError(f"{entry.ref} is not a textual Widget subclass")
+            return cls()
+        except Exception as err:
+            log.exception("pane %s failed to open", entry.name)
+            return PaneError(entry, err)
+
+    def _focus_pane(self, pane_id: str) -> None:
+        found = self.query(f"#{pane_id}")
+        if not found:
+            return
+        pane = found.first()
+        if self.focused is not None and pane in self.focused.ancestors_with_self:
+            return
+        preferred = getattr(pane, "initial_focus", None)
+        target = preferred() if callable(preferred) else None
+        if target is None:
+            for widget in pane.query("*"):
+                if widget.focusable and type(widget).__name__ not in ("Input", "TextArea"):
+                    target = widget
+                    break
+        self.set_focus(target)
+
+    def _update_chrome(self) -> None:
+        tabs = [
+            (e.name, km.effective_key(s, self.user_keymap), e.title)
+            for e, s in zip(self.pane_entries, km.pane_keys(self.pane_entries), strict=False)
+        ]
+        self.query_one(TabStrip).show(tabs, self.active_pane or "", "? help ^p cmds")
+        status = self.query_one(StatusBar)
+        entry = self.pane_entry(self.active_pane or "")
+        status.pane_title = entry.title.upper() if entry else ""
+        status.refresh_status()
+
+    def on_resize(self) -> None:
+        if self.is_mounted and self.active_pane:
+            self._update_chrome()
+
+    # ------------------------------------------------------------ shared messages
+
+    def _broadcast(self, message: SharedMessage) -> None:
+        if message.broadcast:
+            return
+        sender = getattr(message, "_sender", None)
+        for pane in self.mounted_panes():
+            if sender is not None and (sender is pane or pane in getattr(sender, "ancestors", [])):
+                continue
+            pane.post_message(message.copy_for_broadcast())
+        self.query_one(StatusBar).refresh_status()
+
+    def on_config_changed(self, message: ConfigChanged) -> None:
+        if not message.broadcast and message.config is not None:
+            self.state.config = message.config
+        self._broadcast(message)
+
+    def on_checkpoint_loaded(self, message: CheckpointLoaded) -> None:
+        if not message.broadcast:
+            self.state.checkpoint = message.info
+        self._broadcast(message)
+
+    def on_run_changed(self, message: RunChanged) -> None:
+        if not message.broadcast:
+            self.state.run = message.run
+        self._broadcast(message)
+
+    def on_device_info(self, message: DeviceInfo) -> None:
+        if not message.broadcast:
+            self.state.device = message.summary
+        self._broadcast(message)
+
+    def on_auth_changed(self, message: AuthChanged) -> None:
+        self.refresh_wandb_status()
+        self._broadcast(message)
+
+    def refresh_wandb_status(self) -> None:
+        from nanochat_tui.secrets import secret_status
+
+        try:
+            backend = secret_status("wandb").backend
+        except Exception:
+            backend = None
+        self.query_one(StatusBar).wandb_backend = backend
+        self.query_one(StatusBar).refresh_status()
+
+    # ------------------------------------------------------------ keys, help, palette
+
+    def key_rows(self) -> list[tuple[km.KeySpec, str]]:
+        """(spec, effective key) for help: global keys, pane switches, then the active pane's."""
+        specs = list(km.GLOBAL_KEYS) + km.pane_keys(self.pane_entries)
+        pane = self.active_pane_widget()
+        if pane is not None:
+            specs += km.widget_keys(pane, self.active_pane or "pane")
+        return [(s, km.effective_key(s, self.user_keymap)) for s in specs]
+
+    def global_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        cmds: list[tuple[str, str, Callable[[], object]]] = []
+        for entry in self.pane_entries:
+            cmds.append(
+                (
+                    f"Switch to {entry.title}",
+                    f"pane key {entry.key}",
+                    lambda n=entry.name: self.run_action(f"switch_pane('{n}')"),
+                )
+            )
+        cmds += [
+            ("Help: keys", "every key binding and its id", self.action_help),
+            (
+                "Toggle debug log",
+                "flip debug level and show the log panel",
+                self.action_toggle_debug,
+            ),
+            ("Quit", "leave the app (asks if a run is alive)", lambda: self.run_action("quit")),
+        ]
+        return cmds
+
+    def action_help(self) -> None:
+        from nanochat_tui.tui.screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.key_rows(), str(km.keymap_path())))
+
+    def action_blur(self) -> None:
+        self.set_focus(None)
+
+    def action_toggle_debug(self) -> None:
+        panel = self.query_one("#debug-log", RichLog)
+        debug = not logging_setup.is_debug()
+        logging_setup.set_debug(debug)
+        panel.set_class(not debug, "hidden")
+        log.info("debug logging %s", "on" if debug else "off")
+        self.notify(f"debug log {'on' if debug else 'off'} ({self.log_file})", timeout=3)
+
+    def _on_log_record(self, record: logging.LogRecord, line: str) -> None:
+        if threading.get_ident() == self._main_thread:
+            self._write_log_line(line)
+        else:
+            with contextlib.suppress(Exception):
+                self.call_from_thread(self._write_log_line, line)
+
+    def _write_log_line(self, line: str) -> None:
+        if self.is_mounted:
+            with contextlib.suppress(Exception):
+                self.query_one("#debug-log", RichLog).write(line)
+
+    def report_error(self, message: str) -> None:
+        """Toast + log an error a user should see."""
+        log.error(message)
+        self.notify(message, severity="error", timeout=8)
+
+    def log_error(self, message: str) -> None:
+        log.error(message)
+
+    # ------------------------------------------------------------ quit, state, crash
+
+    async def action_quit(self) -> None:
+        run = self.state.run
+        alive = False
+        try:
+            alive = run is not None and getattr(run, "mode", "") == "thread" and run.is_alive()
+        except Exception:
+            alive = False
+        if not alive:
+            self.exit(0)
+            return
+        from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                try:
+                    run.stop()
+                except Exception as err:
+                    log.warning("stopping run on quit failed: %s", err)
+                self.exit(0)
+
+        self.push_screen(
+            ConfirmScreen(
+                "A training run is alive inside this app; quitting stops it. Quit anyway?"
+            ),
+            answered,
+        )
+
+    def exit(self, result: int | None = None, return_code: int = 0, message: Any = None) -> None:
+        self.save_state()
+        super().exit(result, return_code, message)
+
+    def save_state(self) -> None:
+        try:
+            path = self.state.save()
+            log.info("ui state saved to %s", path)
+        except Exception as err:
+            log.warning("could not save ui state: %s", err)
+
+    def _handle_exception(self, error: Exception) -> None:
+        try:
+            from nanochat_tui.crash import write_crash_dump
+
+            self.crash_path = write_crash_dump(error)
+            log.error("crashed with %s; crash dump %s", type(error).__name__, self.crash_path)
+        except Exception:
+            pass
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        """Replace Textual's locals-showing traceback (could expose secrets) with a short note."""
+        from nanochat_tui.crash import known_secret_values, scrub
+
+        self.bell()
+        err = self._exception
+        text = f"nanochat-tui crashed: {type(err).__name__}: {err}"
+        if self.crash_path:
+            text += f"\n  → crash dump (no secrets): {self.crash_path}"
+        self._exit_renderables.append(Text(scrub(text, known_secret_values())))
+        self._close_messages_no_wait()
+
+    def on_unmount(self) -> None:
+        logging_setup.remove_listener(self._on_log_record)

@@ -1,0 +1,1 @@
+"""Panes and modal screens of the TUI."""

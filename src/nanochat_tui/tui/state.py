@@ -1,0 +1,129 @@
+"""Shared UI state (``app.state``) and its persistence in ``config_dir()/state.json``.
+
+Saved on exit, restored on start: last pane, prefab + overrides, loaded checkpoint path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nanochat_tui import paths
+from nanochat_tui.config import Config, ConfigError, apply_overrides, diff, load_prefab
+from nanochat_tui.orchestrator.rundir import CheckpointInfo, read_meta
+
+STATE_FILE = "state.json"
+log = logging.getLogger("nanochat_tui.tui.state")
+
+
+@dataclass
+class AppState:
+    """What panes share. Change it, then post the matching message from tui/messages.py."""
+
+    prefab_name: str
+    base_config: Config
+    config: Config
+    checkpoint: CheckpointInfo | None = None
+    run: Any = None  # orchestrator.runner.RunHandle
+    device: dict[str, Any] | None = None
+    last_pane: str = "config"
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> value (user edits)
+
+    @classmethod
+    def from_prefab(cls, name: str, overrides: list[str] | None = None) -> AppState:
+        base = load_prefab(name)
+        config = apply_overrides(base, overrides) if overrides else base
+        state = cls(prefab_name=name, base_config=base, config=config)
+        state.overrides = {k: new for k, _old, new in diff(base, config)}
+        return state
+
+    def set_prefab(self, name: str) -> None:
+        """Switch prefab, dropping overrides."""
+        self.base_config = load_prefab(name)
+        self.prefab_name = name
+        self.config = self.base_config
+        self.overrides = {}
+
+    def set_override(self, dotted: str, value: Any) -> Config:
+        """Apply one edit on top of the others; raises ConfigError (state unchanged) if invalid."""
+        candidate = dict(self.overrides)
+        candidate[dotted] = value
+        config = apply_overrides(self.base_config, candidate)
+        self.config = config
+        self.overrides = {k: new for k, _old, new in diff(self.base_config, config)}
+        return config
+
+    def clear_overrides(self) -> None:
+        self.config = self.base_config
+        self.overrides = {}
+
+    # ------------------------------------------------------------ persistence
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "last_pane": self.last_pane,
+            "prefab": self.prefab_name,
+            "overrides": self.overrides,
+            "checkpoint": str(self.checkpoint.path) if self.checkpoint else None,
+        }
+
+    def save(self) -> Path:
+        from nanochat_tui.config.loader import write_atomic
+
+        path = state_path()
+        write_atomic(path, json.dumps(self.to_json(), indent=1, default=str))
+        return path
+
+
+def state_path() -> Path:
+    return paths.config_dir() / STATE_FILE
+
+
+def read_saved() -> dict[str, Any]:
+    try:
+        data = json.loads(state_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def restore(
+    prefab: str | None = None, overrides: list[str] | None = None
+) -> tuple[AppState, list[str]]:
+    """Build the start-up state: saved state.json unless ``prefab`` is given; returns warnings.
+
+    Anything stale in state.json (a deleted prefab, an override that no longer validates, a missing
+    checkpoint) is dropped with a warning instead of failing the start.
+    """
+    saved = read_saved()
+    warnings: list[str] = []
+    name = prefab or saved.get("prefab") or "tiny"
+    try:
+        state = AppState.from_prefab(name)
+    except ConfigError as err:
+        if prefab:  # the user asked for it explicitly: let the caller report it
+            raise
+        warnings.append(f"saved prefab unavailable ({err}); using 'tiny'")
+        state = AppState.from_prefab("tiny")
+    if not prefab and isinstance(saved.get("overrides"), dict) and saved.get("prefab") == name:
+        try:
+            state.config = apply_overrides(state.base_config, saved["overrides"])
+            state.overrides = {k: new for k, _o, new in diff(state.base_config, state.config)}
+        except ConfigError as err:
+            warnings.append(f"saved overrides dropped: {err}")
+    if overrides:
+        state.config = apply_overrides(state.config, overrides)
+        state.overrides = {k: new for k, _o, new in diff(state.base_config, state.config)}
+    if isinstance(saved.get("last_pane"), str):
+        state.last_pane = saved["last_pane"]
+    ckpt = saved.get("checkpoint")
+    if isinstance(ckpt, str) and ckpt:
+        meta = read_meta(Path(ckpt))
+        if meta is not None and Path(ckpt).name.isdigit():
+            state.checkpoint = CheckpointInfo(Path(ckpt), int(Path(ckpt).name), meta)
+        else:
+            warnings.append(f"saved checkpoint {ckpt} is gone")
+    return state, warnings
