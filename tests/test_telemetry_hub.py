@@ -13,11 +13,6 @@ from nanochat_tui.telemetry.hub import TelemetryHub
 from nanochat_tui.telemetry.jsonl import read_events
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("NANOCHAT_TUI_HOME", str(tmp_path / "home"))
-
-
 class SleepySink:
     name = "sleepy"
 

@@ -1,0 +1,86 @@
+"""``nanochat-tui runs`` (table of runs) and ``nanochat-tui control RUN_DIR checkpoint|stop|patch``."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    if name == "runs":
+        parser.add_argument(
+            "--dir", type=Path, default=None, help="runs directory (default: user data)"
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print JSON lines instead of a table"
+        )
+    else:
+        parser.add_argument(
+            "run_dir", type=Path, help="the run directory (see `nanochat-tui runs`)"
+        )
+        parser.add_argument("action", choices=["checkpoint", "stop", "patch", "status"])
+        parser.add_argument("changes", nargs="*", metavar="KEY=VALUE", help="for patch")
+
+
+def _age(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+
+def format_table(summaries) -> str:
+    rows = [("NAME", "STATUS", "STEP", "MODE", "STARTED", "DIR")]
+    for s in summaries:
+        status = f"{s.status} ({s.detail})" if s.detail else s.status
+        step = "-" if s.step is None else str(s.step)
+        rows.append((s.name, status, step, s.mode, _age(s.started), str(s.run_dir)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from nanochat_tui.orchestrator import runner
+
+    if args.command == "runs":
+        summaries = runner.list_runs(args.dir)
+        if args.json:
+            import json
+
+            for s in summaries:
+                print(json.dumps({**s.__dict__, "run_dir": str(s.run_dir)}))
+        elif not summaries:
+            print("no runs yet — start one with `nanochat-tui run tiny` (or from the TUI)")
+        else:
+            print(format_table(summaries))
+        return 0
+
+    from nanochat_tui.config.loader import _split_override
+    from nanochat_tui.errors import UserError
+
+    handle = runner.attach(args.run_dir)
+    if args.action == "status":
+        s = handle.summary()
+        print(
+            f"{s.name}: {s.status}{f' ({s.detail})' if s.detail else ''} at step {s.step} [{s.mode}]"
+        )
+        return 0
+    if args.action == "patch":
+        if not args.changes:
+            raise UserError(
+                "patch needs KEY=VALUE pairs",
+                "e.g. `control RUN_DIR patch optim.lr_multiplier=0.5`",
+            )
+        changes = dict(_split_override(c) for c in args.changes)
+        typed = handle.patch(changes)
+        print(f"patch sent: {typed} (watch events.jsonl for the 'patch' event)")
+    elif args.action == "checkpoint":
+        handle.checkpoint_now()
+        print("checkpoint requested (saved after the current step)")
+    else:
+        if args.changes:
+            raise UserError(f"{args.action} takes no KEY=VALUE arguments")
+        handle.stop()
+        print("stop requested (the run saves a checkpoint, then ends with status 'stopped')")
+    return 0
