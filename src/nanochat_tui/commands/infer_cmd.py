@@ -1,0 +1,147 @@
+"""``nanochat-tui chat RUN_DIR`` (streaming REPL) and ``nanochat-tui eval RUN_DIR`` (val bpb + samples)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "path", help="run directory (latest checkpoint) or a checkpoint step directory"
+    )
+    parser.add_argument(
+        "--temperature", type=float, default=0.8, help="sampling temperature (0 = greedy)"
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=50, help="sample from the k most likely tokens (0 = all)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    if name == "chat":
+        parser.add_argument(
+            "--max-tokens", type=int, default=128, help="reply length limit in tokens"
+        )
+        parser.add_argument("--prompt", help="send one message, print the reply and exit")
+        parser.add_argument(
+            "--complete", action="store_true", help="plain text continuation, no chat format"
+        )
+    else:
+        parser.add_argument(
+            "--max-tokens", type=int, default=48, help="tokens per sample continuation"
+        )
+        parser.add_argument(
+            "--tokens", type=int, default=0, help="val tokens to score (default train.eval_tokens)"
+        )
+        parser.add_argument(
+            "--prompts", nargs="*", help="prompts to continue (default: a few fixed ones)"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    return _eval(args) if args.command == "eval" else _chat(args)
+
+
+def _load(path: str):
+    from nanochat_tui.jax_engine.inference import ChatModel
+
+    print(f"loading {path} …", file=sys.stderr, flush=True)
+    model = ChatModel.load(path)
+    print(f"checkpoint step {model.step} · {model.path}", file=sys.stderr, flush=True)
+    return model
+
+
+def _chat(args: argparse.Namespace) -> int:
+    model = _load(args.path)
+    kwargs = dict(max_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k)
+
+    def reply(messages: list[dict], seed: int, text: str) -> str:
+        stream = (
+            model.complete(text, seed=seed, **kwargs)
+            if args.complete
+            else model.chat(messages, seed=seed, **kwargs)
+        )
+        pieces = []
+        for piece in stream:
+            pieces.append(piece)
+            print(piece, end="", flush=True)
+        s = model.last_stats
+        tps = f"{s['tokens_per_s']:.1f} tok/s" if s.get("tokens_per_s") else "-"
+        print(f"\n[{s.get('completion_tokens', 0)} tokens · {tps}]", file=sys.stderr, flush=True)
+        return "".join(pieces)
+
+    if args.prompt is not None:
+        reply([{"role": "user", "content": args.prompt}], args.seed, args.prompt)
+        return 0
+    print("chat: type a message; /reset clears the conversation, /exit quits", file=sys.stderr)
+    messages: list[dict] = []
+    turn = 0
+    while True:
+        try:
+            text = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        cmd = text.strip()
+        if cmd in ("/exit", "/quit"):
+            return 0
+        if cmd == "/reset":
+            messages = []
+            print("(conversation cleared)", file=sys.stderr)
+            continue
+        if not cmd:
+            continue
+        messages.append({"role": "user", "content": text})
+        print("bot> ", end="", flush=True)
+        answer = reply(messages, args.seed + turn, text)
+        messages.append({"role": "assistant", "content": answer})
+        turn += 1
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from nanochat_tui.jax_engine.data import build_splits
+    from nanochat_tui.jax_engine.evaluate import (
+        SAMPLE_PROMPTS,
+        evaluate_bpb,
+        sample_continuations,
+        unigram_baseline,
+    )
+
+    cm = _load(args.path)
+    config = cm.config
+    seq = config.model.sequence_len
+    max_tokens = args.tokens or config.train.eval_tokens
+    splits = build_splits(config, cm.tokenizer, log=lambda m: print(m, file=sys.stderr))
+    token_bytes = cm.tokenizer.token_bytes()
+    if len(token_bytes) < config.model.vocab_size:
+        import numpy as np
+
+        token_bytes = np.pad(token_bytes, (0, config.model.vocab_size - len(token_bytes)))
+    res = evaluate_bpb(
+        cm.model,
+        splits.val,
+        token_bytes,
+        seq_len=seq,
+        batch_size=config.train.device_batch_size,
+        max_tokens=max_tokens,
+    )
+    uni = unigram_baseline(
+        splits.train, splits.val, token_bytes, seq_len=seq, max_tokens=max_tokens
+    )
+    print(f"step {cm.step}")
+    print(
+        f"val bpb      {res['val_bpb']:.4f}   ({res['tokens']:,} tokens, val loss {res['val_loss']:.4f} nats)"
+    )
+    print(f"unigram bpb  {uni:.4f}   (same val tokens; lower is better)")
+    samples = sample_continuations(
+        cm.model,
+        cm.tokenizer,
+        args.prompts or SAMPLE_PROMPTS,
+        max_new_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k or None,
+        seed=args.seed,
+    )
+    print("samples:")
+    for s in samples:
+        print(f"--- {s['prompt']!r}\n{s['prompt']}{s['completion']}")
+    return 0

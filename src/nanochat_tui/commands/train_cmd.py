@@ -1,0 +1,233 @@
+"""``nanochat-tui run PREFAB``: train headless with a progress bar, resume a run, or --detach it.
+
+Ctrl+C once saves a checkpoint and stops (resumable); twice aborts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "prefab", nargs="?", default="tiny", help="prefab name or YAML path (default tiny)"
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key (dotted, repeatable), e.g. --set train.num_iterations=50",
+    )  # fmt: skip
+    parser.add_argument("--name", help="run name (default <prefab>-<YYYYmmdd-HHMMSS>)")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar; start/end lines only"
+    )
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background (survives logout); control it later",
+    )
+
+
+def load_run_config(args: argparse.Namespace):
+    """The config for this invocation: the prefab + --set, or the resumed run's own config + --set."""
+    from nanochat_tui.config import apply_overrides, load_config
+
+    if args.resume:
+        from nanochat_tui.orchestrator.runner import load_run_config as load_from_run
+
+        run_dir = Path(args.resume).expanduser()
+        if not run_dir.is_dir():
+            from nanochat_tui.errors import UserError
+
+            raise UserError(f"{run_dir} is not a directory", "pass a run directory to --resume")
+        config = load_from_run(run_dir)
+        return (apply_overrides(config, args.overrides) if args.overrides else config), run_dir
+    config = load_config(args.prefab, args.overrides)
+    return config, None
+
+
+def execute_headless(config, run_dir: Path, *, resume: bool, control, callbacks: list) -> Any:
+    """Run training in this thread with telemetry (events.jsonl + W&B/OTel) wired: one place to change."""
+    from nanochat_tui.orchestrator.runner import execute
+
+    return execute(
+        config, run_dir, resume=resume, control=control, callbacks=callbacks, mode="headless"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config, resume_dir = load_run_config(args)
+    if args.detach:
+        from nanochat_tui.orchestrator.runner import start_run
+
+        handle = start_run(config, name=args.name, mode="detached", resume_dir=resume_dir)
+        print(f"detached run {handle.name}: {handle.run_dir}")
+        print(
+            f"  watch:   nanochat-tui  (Runs pane, key 4)   or  tail -f {handle.run_dir}/events.jsonl"
+        )
+        print(f"  control: nanochat-tui control {handle.run_dir} checkpoint|stop|patch KEY=VALUE")
+        return 0
+
+    from nanochat_tui.jax_engine.control import ControlInbox
+
+    if resume_dir is not None:
+        run_dir = resume_dir
+    else:
+        from nanochat_tui.orchestrator.runner import resolve_run_dir
+
+        config, run_dir = resolve_run_dir(config, args.name)
+    print(
+        f"{'resuming' if resume_dir else 'run'} {config.run.name or run_dir.name}: {run_dir}",
+        flush=True,
+    )
+
+    control = ControlInbox()
+    previous = _install_sigint(control)
+    display = _Display(quiet=args.quiet)
+    try:
+        with display:
+            result = execute_headless(
+                config, run_dir, resume=resume_dir is not None, control=control, callbacks=[display]
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _print_summary(result, run_dir)
+    if result.status == "failed":
+        print(f"error: {result.error or 'training failed'}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _install_sigint(control) -> Any:
+    state = {"pressed": 0}
+
+    def handler(signum, frame):
+        state["pressed"] += 1
+        if state["pressed"] == 1:
+            print("\nstopping: saving a checkpoint (Ctrl+C again to abort)", file=sys.stderr)
+            control.stop()
+        else:
+            raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread (tests): leave signals alone
+        return signal.getsignal(signal.SIGINT)
+
+
+def _print_summary(result, run_dir: Path) -> None:
+    print(f"{result.status} at step {result.step}: {run_dir}")
+    if result.final_val_bpb is not None:
+        line = f"  val bpb {result.final_val_bpb:.4f}"
+        if result.unigram_bpb is not None:
+            line += f"   (unigram baseline {result.unigram_bpb:.4f})"
+        print(line)
+    if result.last_checkpoint:
+        print(f"  last checkpoint: {result.last_checkpoint}")
+    if result.status != "failed":
+        print(f"  next: nanochat-tui chat {run_dir}   ·   nanochat-tui eval {run_dir}")
+
+
+class _Display:
+    """Rich progress bar (step, loss, tok/s, ETA) plus eval/sample/checkpoint lines, from events."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress = None
+        self.task = None
+
+    def __enter__(self) -> _Display:
+        if self.quiet:
+            return self
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.console = Console(stderr=False)
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TextColumn("mfu {task.fields[mfu]}"),
+            TextColumn("eta {task.fields[eta]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        )
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def _print(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "error":
+            return  # printed once at the end from the TrainResult / UserError
+        if self.quiet:
+            return
+        if kind == "run_start":
+            n, done = event.get("num_iterations", 0), event.get("resumed_from_step") or 0
+            self._print(
+                f"{event.get('num_params', 0) / 1e6:.2f}M params · {n} steps × "
+                f"{event.get('tokens_per_step')} tokens · {event.get('device')} · "
+                f"unigram bpb {event.get('unigram_bpb', float('nan')):.3f}"
+            )
+            if self.progress is not None:
+                self.task = self.progress.add_task(
+                    "train", total=n, completed=done, loss="-", tps="-", mfu="-", eta="-"
+                )
+        elif kind == "step" and self.task is not None:
+            tps, mfu, eta = event.get("tokens_per_s"), event.get("mfu"), event.get("eta_s")
+            self.progress.update(
+                self.task,
+                completed=event["step"],
+                loss=f"{event.get('loss', float('nan')):.4f}",
+                tps=f"{tps:,.0f}" if tps else "-",
+                mfu=f"{100 * mfu:.1f}%" if mfu else "-",
+                eta=_fmt_secs(eta),
+            )
+        elif kind == "eval":
+            self._print(
+                f"step {event['step']}: val bpb {event['val_bpb']:.4f} (unigram {event.get('unigram_bpb', 0):.4f})"
+            )
+        elif kind == "sample":
+            for s in event.get("samples", [])[:2]:
+                self._print(f"  sample: {(s['prompt'] + s['completion'])[:100]!r}")
+        elif kind == "checkpoint":
+            self._print(
+                f"step {event['step']}: checkpoint ({event.get('reason')}) {event.get('path')}"
+            )
+        elif kind == "patch":
+            self._print(
+                f"step {event.get('step')}: patch {event.get('changes')} → {event.get('message')}"
+            )
+        elif kind == "log":
+            self._print(str(event.get("message")))
+        elif kind == "run_end" and self.task is not None:
+            self.progress.update(self.task, eta="0s")
+
+
+def _fmt_secs(value: float | None) -> str:
+    if value is None:
+        return "-"
+    value = int(value)
+    return f"{value // 60}m{value % 60:02d}s" if value >= 60 else f"{value}s"

@@ -1,0 +1,162 @@
+"""Load a checkpoint and stream text from it: ``ChatModel.load(path).chat(messages)``.
+
+``path`` is a run directory (its latest checkpoint) or a checkpoint step directory. The run's own
+tokenizer.json must match the checkpoint's ``tokenizer_hash``, else IncompatibleCheckpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nanochat_tui.errors import IncompatibleCheckpoint
+from nanochat_tui.orchestrator import rundir
+
+
+class ChatModel:
+    """A loaded checkpoint: ``meta``, ``tokenizer``, ``config``, ``model``; streams completions."""
+
+    def __init__(self, model, tokenizer, config, meta: dict[str, Any], path: Path) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.meta = meta
+        self.path = path
+        self.last_stats: dict[str, Any] = {}
+
+    @classmethod
+    def load(cls, path: Path | str) -> ChatModel:
+        from flax import nnx
+
+        from nanochat_tui.config.loader import ConfigError, validate
+        from nanochat_tui.jax_engine.checkpoint import read_meta, resolve_step_dir, restore_into
+        from nanochat_tui.jax_engine.model import GPT
+        from nanochat_tui.jax_engine.tokenizer import Tokenizer
+        from nanochat_tui.jax_engine.train import _compute_dtype
+
+        step_dir = resolve_step_dir(path)
+        meta = read_meta(step_dir)
+        try:
+            config = validate(meta.get("config") or {}, f"{step_dir} metadata")
+        except ConfigError as err:
+            raise IncompatibleCheckpoint(
+                str(err), "this checkpoint was written by an incompatible nanochat-tui version"
+            ) from None
+        tok_path = step_dir.parent.parent / rundir.TOKENIZER
+        if not tok_path.is_file():
+            raise IncompatibleCheckpoint(
+                f"{tok_path} is missing",
+                "a checkpoint needs its run's tokenizer.json next to checkpoints/",
+            )
+        tokenizer = Tokenizer.load(tok_path)
+        want = meta.get("tokenizer_hash")
+        if want and want != tokenizer.hash:
+            raise IncompatibleCheckpoint(
+                f"checkpoint {step_dir} expects tokenizer {want} but {tok_path} is {tokenizer.hash}",
+                "restore the run's original tokenizer.json (it was replaced or edited)",
+            )
+        model = GPT(config.model, rngs=nnx.Rngs(0), dtype=_compute_dtype(config))
+        restore_into(step_dir, model)
+        return cls(model, tokenizer, config, meta, step_dir)
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
+
+    # ------------------------------------------------------------ streaming
+
+    def _stream(
+        self,
+        ids: list[int],
+        stop_ids: tuple[int, ...],
+        *,
+        max_tokens: int,
+        temperature: float,
+        top_k: int | None,
+        seed: int,
+    ) -> Iterator[str]:
+        """Decode generated ids incrementally, holding back an incomplete UTF-8 character."""
+        from nanochat_tui.jax_engine.sample import generate
+
+        seq = self.config.model.sequence_len
+        max_tokens = max(1, min(max_tokens, seq - 1))
+        ids = ids[-(seq - max_tokens) :]  # keep the most recent context that fits
+        self.last_stats = {"prompt_tokens": len(ids), "completion_tokens": 0, "ttft_s": None}
+        start = time.perf_counter()
+        first: float | None = None
+        out: list[int] = []
+        emitted = ""
+        for tok in generate(
+            self.model,
+            ids,
+            max_new_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k if top_k and top_k > 0 else None,
+            seed=seed,
+            stop_ids=stop_ids,
+        ):
+            if first is None:
+                first = time.perf_counter() - start
+            out.append(tok)
+            text = self.tokenizer.decode(out)
+            if text.endswith("\ufffd"):
+                continue  # a multi-byte character split across tokens: wait for the rest
+            piece, emitted = text[len(emitted) :], text
+            if piece:
+                yield piece
+        text = self.tokenizer.decode(out)
+        if len(text) > len(emitted):
+            yield text[len(emitted) :]
+        total = time.perf_counter() - start
+        decode_time = total - (first or 0.0)
+        self.last_stats = {
+            "prompt_tokens": len(ids),
+            "completion_tokens": len(out),
+            "ttft_s": first,
+            "tokens_per_s": (len(out) - 1) / decode_time
+            if len(out) > 1 and decode_time > 0
+            else None,
+        }
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 128,
+        temperature: float = 0.8,
+        top_k: int | None = 50,
+        seed: int = 0,
+    ) -> Iterator[str]:
+        """Continue ``prompt`` as a document (after <|bos|>); stops at the next <|bos|>."""
+        tok = self.tokenizer
+        return self._stream(
+            [tok.bos_id, *tok.encode(prompt)],
+            (tok.bos_id,),
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+        )
+
+    def chat(
+        self,
+        messages: list[dict],
+        *,
+        max_tokens: int = 128,
+        temperature: float = 0.8,
+        top_k: int | None = 50,
+        seed: int = 0,
+    ) -> Iterator[str]:
+        """Stream the assistant's reply to ``messages``; stops at <|assistant_end|> (or a new turn)."""
+        tok = self.tokenizer
+        stops = (tok.special("assistant_end"), tok.bos_id, tok.special("user_start"))
+        return self._stream(
+            tok.render_conversation(messages, for_completion=True),
+            stops,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            seed=seed,
+        )
