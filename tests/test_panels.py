@@ -13,8 +13,14 @@ from nanochat_tui.panels.base import MetricStore, Series, threshold_style
 def _steps(n: int, start: int = 1):
     rng = random.Random(0)
     for step in range(start, start + n):
-        yield {"type": "step", "time": 1000.0 + step, "step": step, "loss": 10 / math.sqrt(step) + rng.random() * 0.1,
-               "tokens_per_s": 1000.0, "loss_components": {"ce": 1.0, "aux": 0.5}}
+        yield {
+            "type": "step",
+            "time": 1000.0 + step,
+            "step": step,
+            "loss": 10 / math.sqrt(step) + rng.random() * 0.1,
+            "tokens_per_s": 1000.0,
+            "loss_components": {"ce": 1.0, "aux": 0.5},
+        }
 
 
 def test_decimation_keeps_two_points_per_column_and_extremes():
@@ -57,9 +63,13 @@ def test_store_ingest_builds_series_components_and_counts():
     store = MetricStore()
     store.ingest([{"type": "run_start", "time": 1.0, "num_iterations": 100}])
     store.ingest(_steps(50))
-    store.ingest([{"type": "eval", "time": 2.0, "step": 50, "val_bpb": 1.5},
-                  {"type": "patch", "step": 50, "changes": {"optim.lr_multiplier": 0.5}, "ok": True},
-                  {"type": "run_end", "step": 50, "status": "stopped"}])
+    store.ingest(
+        [
+            {"type": "eval", "time": 2.0, "step": 50, "val_bpb": 1.5},
+            {"type": "patch", "step": 50, "changes": {"optim.lr_multiplier": 0.5}, "ok": True},
+            {"type": "run_end", "step": 50, "status": "stopped"},
+        ]
+    )
     assert store.step == 50 and store.first_step == 1 and store.num_iterations == 100
     assert store.get("loss").count == 50
     assert "loss_components.aux" in store.metric_names()
@@ -84,7 +94,6 @@ def anyio_backend():
     return "asyncio"
 
 
-
 @pytest.mark.anyio
 async def test_thousand_events_between_refreshes_cost_one_redraw():
     from textual.app import App
@@ -101,7 +110,10 @@ async def test_thousand_events_between_refreshes_cost_one_redraw():
     app = Host()
     async with app.run_test(size=(120, 40)) as pilot:
         grid = app.query_one(PanelGrid)
-        spec = ScreenSpec(name="t", panels=[PanelSpec(type="progress"), PanelSpec(type="loss"), PanelSpec(type="timers")])
+        spec = ScreenSpec(
+            name="t",
+            panels=[PanelSpec(type="progress"), PanelSpec(type="loss"), PanelSpec(type="timers")],
+        )
         await grid.show_screen(spec)
         await pilot.pause()
         assert grid.tick() is True  # first draw

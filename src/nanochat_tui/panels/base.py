@@ -30,7 +30,7 @@ _NOT_METRICS = frozenset({"type", "time", "step"})
 class Series:
     """One metric over steps: full-resolution tail + bucketed (min, max, mean) history."""
 
-    __slots__ = ("_buckets", "_width", "tail", "count", "last", "max_buckets")
+    __slots__ = ("_buckets", "_width", "count", "last", "max_buckets", "tail")
 
     def __init__(self, max_buckets: int = 1024, tail: int = 512) -> None:
         # bucket = [x_first, x_last, x_at_min, y_min, x_at_max, y_max, y_sum, n]
@@ -112,7 +112,11 @@ class Series:
         ys: list[float] = []
         for col in sorted(cols):
             xmin, ymin, xmax, ymax = cols[col]
-            pts = [(xmin, ymin)] if (xmin, ymin) == (xmax, ymax) else sorted([(xmin, ymin), (xmax, ymax)])
+            pts = (
+                [(xmin, ymin)]
+                if (xmin, ymin) == (xmax, ymax)
+                else sorted([(xmin, ymin), (xmax, ymax)])
+            )
             for x, y in pts:
                 xs.append(x)
                 ys.append(y)

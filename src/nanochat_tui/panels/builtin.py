@@ -158,7 +158,9 @@ class ValidationPanel(_ChartPanel):
         headline = Text(f"{source} ")
         headline.append(fmt_num(value), style=threshold_style(value, self.spec.thresholds))
         if series is not None and series.last:
-            headline.append(f" @ step {int(series.last[0])}   best {fmt_num(series.minimum())}", style="dim")
+            headline.append(
+                f" @ step {int(series.last[0])}   best {fmt_num(series.minimum())}", style="dim"
+            )
         else:
             headline.append("  (no evaluation yet)", style="dim")
         self._headline(headline)
@@ -206,9 +208,13 @@ class DevicePanel(Panel):
         device = start.get("device") or "—"
         count = start.get("device_count")
         table.add_row("device", f"{device}" + (f" ×{count}" if count else ""))
-        table.add_row("peak", f"{fmt_num(start.get('peak_flops'))}FLOP/s" if start.get("peak_flops") else "—")
+        table.add_row(
+            "peak", f"{fmt_num(start.get('peak_flops'))}FLOP/s" if start.get("peak_flops") else "—"
+        )
         mfu = store.latest(self.source or "mfu")
-        mfu_text = Text(f"{mfu:.1%}" if mfu is not None and self.source in (None, "mfu") else fmt_num(mfu))
+        mfu_text = Text(
+            f"{mfu:.1%}" if mfu is not None and self.source in (None, "mfu") else fmt_num(mfu)
+        )
         mfu_text.stylize(threshold_style(mfu, self.spec.thresholds))
         table.add_row(self.source or "mfu", mfu_text)
         mem = last.get("device_memory_bytes")
@@ -223,7 +229,11 @@ class DevicePanel(Panel):
         self.query_one("#device-body", Static).update(table)
 
 
-_TIMERS = (("data_wait", "data wait", "yellow"), ("compute_time", "compute", "green"), ("host_time", "host", "cyan"))
+_TIMERS = (
+    ("data_wait", "data wait", "yellow"),
+    ("compute_time", "compute", "green"),
+    ("host_time", "host", "cyan"),
+)
 
 
 class TimersPanel(Panel):

@@ -44,7 +44,12 @@ DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
             PanelSpec(type="timers"),
         ],
     ),
-    ScreenSpec(name="device", refresh_ms=1000, columns=2, panels=[PanelSpec(type="device"), PanelSpec(type="samples")]),
+    ScreenSpec(
+        name="device",
+        refresh_ms=1000,
+        columns=2,
+        panels=[PanelSpec(type="device"), PanelSpec(type="samples")],
+    ),
 )
 TAIL_INTERVAL_S = 0.05
 _SPEC_KEYS = ("source", "title", "width", "height")
@@ -229,9 +234,16 @@ class LivePane(Widget, can_focus=True):
     """
     BINDINGS = [
         Binding("right_square_bracket", "next_screen", "Next live screen", id="live.next_screen"),
-        Binding("left_square_bracket", "prev_screen", "Previous live screen", id="live.prev_screen"),
+        Binding(
+            "left_square_bracket", "prev_screen", "Previous live screen", id="live.prev_screen"
+        ),
         Binding("a", "add_panel", "Add a panel", id="live.add_panel"),
-        Binding("e", "edit_panel", "Edit focused panel (source, thresholds, options)", id="live.edit_panel"),
+        Binding(
+            "e",
+            "edit_panel",
+            "Edit focused panel (source, thresholds, options)",
+            id="live.edit_panel",
+        ),
         Binding("x", "remove_panel", "Remove focused panel", id="live.remove_panel"),
         Binding("plus,equals_sign", "faster", "Refresh faster", id="live.faster"),
         Binding("minus", "slower", "Refresh slower", id="live.slower"),
@@ -256,7 +268,8 @@ class LivePane(Widget, can_focus=True):
         yield Static("", id="live-header")
         yield PanelGrid(self.store, id="live-grid")
         yield Static(
-            Text("[ ] screen · a add · e edit · x remove · +/- refresh · w save layout"), id="live-hint"
+            Text("[ ] screen · a add · e edit · x remove · +/- refresh · w save layout"),
+            id="live-hint",
         )
 
     @property
@@ -337,7 +350,9 @@ class LivePane(Widget, can_focus=True):
     def _restart_timer(self) -> None:
         if self._timer is not None:
             self._timer.stop()
-        self._timer = self.set_interval(self.current.refresh_ms / 1000, self._tick, name="live-refresh")
+        self._timer = self.set_interval(
+            self.current.refresh_ms / 1000, self._tick, name="live-refresh"
+        )
 
     def _tick(self, force: bool = False) -> None:
         if self.grid.tick(force=force):
@@ -482,7 +497,12 @@ class LivePane(Widget, can_focus=True):
             return None
 
         self.app.push_screen(
-            PromptModal("Save live layout to prefab", help="the current config + this ui section", value=default, validate=check),
+            PromptModal(
+                "Save live layout to prefab",
+                help="the current config + this ui section",
+                value=default,
+                validate=check,
+            ),
             self._save_named,
         )
 
@@ -510,7 +530,9 @@ class LivePane(Widget, can_focus=True):
         state = getattr(self.app, "state", None)
         config = state.config if state is not None else Config()
         try:
-            path = save_prefab(config.model_copy(update={"ui": self.ui_config()}), name, overwrite=overwrite)
+            path = save_prefab(
+                config.model_copy(update={"ui": self.ui_config()}), name, overwrite=overwrite
+            )
         except (ConfigError, FileExistsError, OSError) as err:
             self.notify(f"not saved: {err}", severity="error")
             return None
@@ -520,19 +542,43 @@ class LivePane(Widget, can_focus=True):
     def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         """Commands offered in the palette while the Live pane is active."""
         cmds: list[tuple[str, str, Callable[[], object]]] = [
-            ("Live: next screen", "switch to the next declared live screen", self.action_next_screen),
-            ("Live: previous screen", "switch to the previous live screen", self.action_prev_screen),
+            (
+                "Live: next screen",
+                "switch to the next declared live screen",
+                self.action_next_screen,
+            ),
+            (
+                "Live: previous screen",
+                "switch to the previous live screen",
+                self.action_prev_screen,
+            ),
             ("Live: add panel", "add a panel to this screen", self.action_add_panel),
-            ("Live: edit focused panel", "change source / thresholds / options", self.action_edit_panel),
+            (
+                "Live: edit focused panel",
+                "change source / thresholds / options",
+                self.action_edit_panel,
+            ),
             ("Live: remove focused panel", "remove the focused panel", self.action_remove_panel),
             ("Live: refresh faster", "halve refresh_ms", self.action_faster),
             ("Live: refresh slower", "double refresh_ms", self.action_slower),
-            ("Live: save layout to prefab", "write the ui section to a user prefab", self.action_save_layout),
+            (
+                "Live: save layout to prefab",
+                "write the ui section to a user prefab",
+                self.action_save_layout,
+            ),
         ]
         for ms in (100, 250, 500, 1000, 2000):
-            cmds.append((f"Live: refresh every {ms} ms", "set this screen's refresh rate", lambda ms=ms: self._set_refresh(ms)))
+            cmds.append(
+                (
+                    f"Live: refresh every {ms} ms",
+                    "set this screen's refresh rate",
+                    lambda ms=ms: self._set_refresh(ms),
+                )
+            )
         for i, s in enumerate(self.screens):
-            cmds.append((f"Live: show screen '{s.name}'", "switch live screen", lambda i=i: self._goto(i)))
+            cmds.append(
+                (f"Live: show screen '{s.name}'", "switch live screen", lambda i=i: self._goto(i))
+            )
         return cmds
 
     async def _goto(self, index: int) -> None:

@@ -1,0 +1,369 @@
+"""Runs pane (key 4): list runs, start one from the active config, attach, and steer the attached run.
+
+Keys: n new run (type a name, enter) · m toggle thread/detached for new runs · enter/a attach to the
+selected run (then the Live pane shows it) · c checkpoint now · p patch (key=value, validated) ·
+s stop (asks first) · r refresh the list. The list refreshes itself every few seconds in a thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+from textual.worker import get_current_worker
+
+from nanochat_tui.config import ConfigError
+from nanochat_tui.errors import UserError
+from nanochat_tui.tui.screens.live import PromptModal
+
+REFRESH_S = 2.0
+_STATUS_STYLE = {"running": "green", "finished": "cyan", "stopped": "yellow", "failed": "bold red"}
+
+
+def parse_patch(text: str) -> dict[str, str]:
+    """'optim.lr_multiplier=0.5 optim.grad_clip=2' -> {key: raw value}; ConfigError if malformed."""
+    changes: dict[str, str] = {}
+    for word in text.replace(",", " ").split():
+        key, eq, value = word.partition("=")
+        if not eq or not key or not value:
+            raise ConfigError(f"'{word}' is not key=value (e.g. optim.lr_multiplier=0.5)")
+        changes[key.strip()] = value.strip()
+    if not changes:
+        raise ConfigError("type key=value, e.g. optim.lr_multiplier=0.5")
+    return changes
+
+
+def _ago(t: float | None) -> str:
+    if not t:
+        return "—"
+    return time.strftime("%m-%d %H:%M", time.localtime(t))
+
+
+class RunsPane(Widget, can_focus=False):
+    """Runs under the runs dir + controls for ``app.state.run``."""
+
+    DEFAULT_CSS = """
+    RunsPane { layout: vertical; height: 1fr; }
+    RunsPane > #runs-header { height: auto; padding: 0 1; background: $boost; }
+    RunsPane > DataTable { height: 1fr; }
+    RunsPane > #runs-hint { height: 1; color: $text-muted; padding: 0 1; }
+    """
+    BINDINGS = [
+        Binding("n", "new_run", "Start a new run from the active config", id="runs.new"),
+        Binding("m", "toggle_mode", "Toggle new-run mode thread/detached", id="runs.mode"),
+        Binding("enter,a", "attach", "Attach to the selected run", id="runs.attach"),
+        Binding("c", "checkpoint", "Checkpoint the attached run now", id="runs.checkpoint"),
+        Binding("p", "patch", "Patch the attached run (key=value)", id="runs.patch"),
+        Binding("s", "stop", "Stop the attached run", id="runs.stop"),
+        Binding("r", "refresh_runs", "Refresh the run list", id="runs.refresh"),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mode = "thread"
+        self.runs: list[Any] = []
+        self.starting = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="runs-header")
+        table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
+        table.add_columns("name", "status", "step", "mode", "started", "detail")
+        yield table
+        yield Static(
+            Text("n new · m mode · ⏎/a attach · c checkpoint · p patch · s stop · r refresh"),
+            id="runs-hint",
+        )
+
+    def on_mount(self) -> None:
+        self._update_header()
+        self._poll_runs()
+
+    def initial_focus(self) -> Widget:
+        return self.query_one(DataTable)
+
+    @property
+    def state(self) -> Any:
+        return getattr(self.app, "state", None)
+
+    @property
+    def run(self) -> Any:
+        return getattr(self.state, "run", None)
+
+    # ------------------------------------------------------------ listing
+
+    @work(thread=True, group="runs-poll", exclusive=True, exit_on_error=False)
+    def _poll_runs(self) -> None:
+        from nanochat_tui.orchestrator.runner import list_runs
+
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            try:
+                runs = list_runs()
+            except Exception as err:  # a broken run dir must not kill the poller
+                runs = []
+                self.app.call_from_thread(self.notify, f"cannot list runs: {err}", severity="error")
+            if worker.is_cancelled:
+                return
+            self.app.call_from_thread(self._fill, runs)
+            deadline = time.monotonic() + REFRESH_S
+            while time.monotonic() < deadline and not worker.is_cancelled:
+                time.sleep(0.05)
+
+    def action_refresh_runs(self) -> None:
+        self._poll_runs()
+
+    def _fill(self, runs: list[Any]) -> None:
+        table = self.query_one(DataTable)
+        selected = self._selected_dir()
+        self.runs = runs
+        table.clear()
+        attached = str(Path(self.run.run_dir).resolve()) if self.run is not None else None
+        for summary in runs:
+            key = str(Path(summary.run_dir).resolve())
+            name = Text(
+                ("▶ " if key == attached else "  ") + summary.name,
+                style="bold" if key == attached else "",
+            )
+            table.add_row(
+                name,
+                Text(summary.status, style=_STATUS_STYLE.get(summary.status, "dim")),
+                "—" if summary.step is None else f"{summary.step:,}",
+                summary.mode,
+                _ago(summary.started),
+                summary.detail or "",
+                key=key,
+            )
+        if selected is not None:
+            for i, summary in enumerate(runs):
+                if str(Path(summary.run_dir).resolve()) == selected:
+                    table.move_cursor(row=i)
+                    break
+        self._update_header()
+
+    def _selected_dir(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not self.runs or table.row_count == 0:
+            return None
+        row = table.cursor_row
+        if 0 <= row < len(self.runs):
+            return str(Path(self.runs[row].run_dir).resolve())
+        return None
+
+    def _update_header(self) -> None:
+        text = Text()
+        text.append("new runs: ")
+        text.append(self.mode, style="bold cyan")
+        text.append(" (m toggles)   ")
+        state = self.state
+        if state is not None and getattr(state, "checkpoint", None) is not None:
+            text.append(
+                f"init_from step {state.checkpoint.step} of {state.checkpoint.run_dir.name}   ",
+                style="yellow",
+            )
+        run = self.run
+        if run is None:
+            text.append("attached: none", style="dim")
+        else:
+            text.append("attached: ")
+            text.append(f"{run.name} ({run.mode})", style="bold")
+        if self.starting:
+            text.append("   starting…", style="yellow")
+        self.query_one("#runs-header", Static).update(text)
+
+    # ------------------------------------------------------------ start + attach
+
+    def action_toggle_mode(self) -> None:
+        self.mode = "detached" if self.mode == "thread" else "thread"
+        self._update_header()
+
+    def action_new_run(self) -> None:
+        if self.state is None:
+            self.notify("no active config", severity="error")
+            return
+        from nanochat_tui.orchestrator.runner import NAME_RE, default_run_name
+
+        config = self.state.config
+
+        def check(name: str) -> str | None:
+            if name and not NAME_RE.match(name):
+                return "use letters, digits, '.', '_' and '-' (at most 100 characters)"
+            return None
+
+        def done(name: str | None) -> None:
+            if name is not None:
+                self.start(name or default_run_name(config))
+
+        self.app.push_screen(
+            PromptModal(
+                f"New {self.mode} run from '{config.name}'",
+                help="run name (empty = a dated default); m on the Runs pane toggles thread/detached",
+                placeholder=default_run_name(config),
+                validate=check,
+            ),
+            done,
+        )
+
+    def start(self, name: str) -> None:
+        """Start a run named ``name`` from app.state.config (+ loaded checkpoint as init_from)."""
+        config = self.state.config
+        checkpoint = getattr(self.state, "checkpoint", None)
+        if checkpoint is not None:
+            config = config.model_copy(deep=True)
+            config.run.init_from = str(checkpoint.path)
+        self.starting = True
+        self._update_header()
+        self._start_worker(config, name, self.mode)
+
+    @work(thread=True, group="runs-start", exit_on_error=False)
+    def _start_worker(self, config: Any, name: str, mode: str) -> None:
+        from nanochat_tui.orchestrator.runner import start_run
+
+        try:
+            handle = start_run(config, name=name, mode=mode)
+        except (UserError, ConfigError, OSError) as err:
+            self.app.call_from_thread(self._start_failed, str(err))
+            return
+        self.app.call_from_thread(self._set_run, handle, True)
+
+    def _start_failed(self, message: str) -> None:
+        self.starting = False
+        self._update_header()
+        self.notify(message, title="run not started", severity="error", timeout=8)
+
+    def _set_run(self, handle: Any, switch: bool) -> None:
+        from nanochat_tui.tui.messages import RunChanged
+
+        self.starting = False
+        if self.state is not None:
+            self.state.run = handle
+        self.post_message(RunChanged(handle))
+        self._update_header()
+        self._poll_runs()
+        if switch:
+            self.app.call_later(self.app.run_action, "switch_pane('live')")
+
+    def action_attach(self) -> None:
+        selected = self._selected_dir()
+        if selected is None:
+            self.notify("no run selected", severity="warning")
+            return
+        self.attach(Path(selected))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table handles enter itself) attaches to that run."""
+        event.stop()
+        self.action_attach()
+
+    def attach(self, run_dir: Path) -> None:
+        from nanochat_tui.orchestrator.runner import attach
+
+        try:
+            handle = attach(run_dir)
+        except UserError as err:
+            self.notify(str(err), severity="error")
+            return
+        self._set_run(handle, True)
+
+    # ------------------------------------------------------------ controls
+
+    def _need_run(self) -> Any:
+        if self.run is None:
+            self.notify("attach to a run first (select it, enter)", severity="warning")
+        return self.run
+
+    @work(thread=True, group="runs-control", exit_on_error=False)
+    def _control(self, what: str, call: Callable[[], object]) -> None:
+        try:
+            call()
+        except (UserError, ConfigError, OSError) as err:
+            self.app.call_from_thread(
+                self.notify, str(err), title=f"{what} failed", severity="error", timeout=8
+            )
+            return
+        self.app.call_from_thread(self.notify, f"{what} sent", timeout=3)
+
+    def action_checkpoint(self) -> None:
+        run = self._need_run()
+        if run is not None:
+            self._control("checkpoint", run.checkpoint_now)
+
+    def action_patch(self) -> None:
+        run = self._need_run()
+        if run is None:
+            return
+        from nanochat_tui.config import PATCHABLE_FIELDS, validate_patch
+        from nanochat_tui.config.loader import parse_value
+
+        def check(text: str) -> str | None:
+            try:
+                changes = parse_patch(text)
+                validate_patch(run.config, {k: parse_value(v) for k, v in changes.items()})
+            except (ConfigError, UserError) as err:
+                return str(err)
+            return None
+
+        def done(text: str | None) -> None:
+            if text:
+                changes = parse_patch(text)
+                self._control(f"patch {text}", lambda: run.patch(changes))
+
+        self.app.push_screen(
+            PromptModal(
+                f"Patch run {run.name}",
+                help="key=value … (recorded as a 'patch' event). Patchable: "
+                + ", ".join(PATCHABLE_FIELDS),
+                placeholder="optim.lr_multiplier=0.5",
+                validate=check,
+            ),
+            done,
+        )
+
+    def action_stop(self) -> None:
+        run = self._need_run()
+        if run is None:
+            return
+        from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._control("stop", run.stop)
+
+        self.app.push_screen(
+            ConfirmScreen(f"Stop run {run.name}? (it saves a checkpoint first)"), answer
+        )
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        """Commands offered in the palette while the Runs pane is active."""
+        return [
+            (
+                "Runs: new run",
+                f"start a {self.mode} run from the active config",
+                self.action_new_run,
+            ),
+            (
+                "Runs: toggle thread/detached",
+                "mode used by the next new run",
+                self.action_toggle_mode,
+            ),
+            (
+                "Runs: attach to selected",
+                "show the selected run on the Live pane",
+                self.action_attach,
+            ),
+            (
+                "Runs: checkpoint now",
+                "save a checkpoint of the attached run",
+                self.action_checkpoint,
+            ),
+            ("Runs: patch attached run", "change a patchable config field live", self.action_patch),
+            ("Runs: stop attached run", "checkpoint and stop (asks first)", self.action_stop),
+            ("Runs: refresh list", "re-read the runs dir", self.action_refresh_runs),
+        ]
