@@ -123,7 +123,7 @@ async def test_thousand_events_between_refreshes_cost_one_redraw():
         assert grid.tick() is True
         assert grid.tick() is False  # nothing new: no redraw
         after = [p.redraw_count for p in grid.panels]
-        assert [a - b for a, b in zip(after, before)] == [1, 1, 1]
+        assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
         assert grid.redraws == 2
         await pilot.pause()
         loss = grid.panels[1]

@@ -15,7 +15,7 @@ import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -70,7 +70,7 @@ class PromptModal(ModalScreen[str | None]):
     PromptModal .help { color: $text-muted; margin-bottom: 1; }
     PromptModal .error { color: $error; height: auto; }
     """
-    BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
+    BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
 
     def __init__(
         self,
@@ -232,7 +232,7 @@ class LivePane(Widget, can_focus=True):
     LivePane > #live-header { height: 1; background: $boost; padding: 0 1; }
     LivePane > #live-hint { height: 1; color: $text-muted; padding: 0 1; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("right_square_bracket", "next_screen", "Next live screen", id="live.next_screen"),
         Binding(
             "left_square_bracket", "prev_screen", "Previous live screen", id="live.prev_screen"

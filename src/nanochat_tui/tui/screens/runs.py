@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
@@ -56,7 +56,7 @@ class RunsPane(Widget, can_focus=False):
     RunsPane > DataTable { height: 1fr; }
     RunsPane > #runs-hint { height: 1; color: $text-muted; padding: 0 1; }
     """
-    BINDINGS = [
+    BINDINGS: ClassVar[list[Binding]] = [
         Binding("n", "new_run", "Start a new run from the active config", id="runs.new"),
         Binding("m", "toggle_mode", "Toggle new-run mode thread/detached", id="runs.mode"),
         Binding("enter,a", "attach", "Attach to the selected run", id="runs.attach"),
