@@ -65,3 +65,47 @@ def memory_keyring() -> MemoryKeyring:
     backend = MemoryKeyring()
     keyring.set_keyring(backend)
     return backend
+
+
+def _screen_text(app) -> str:
+    """The app's current screen as plain text rows (from the SVG screenshot), for assertions."""
+    import html
+    import re
+
+    svg = app.export_screenshot()
+    rows: dict[float, list[tuple[float, str]]] = {}
+    for m in re.finditer(r'<text class="[^"]*" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        text = html.unescape(m.group(3)).replace("\xa0", " ")
+        rows.setdefault(float(m.group(2)), []).append((float(m.group(1)), text))
+    return "\n".join("".join(t for _, t in sorted(v)) for _, v in sorted(rows.items()))
+
+
+@pytest.fixture
+def screen_text():
+    """screen_text(app) -> str: the rendered screen as text rows (TUI tests)."""
+    return _screen_text
+
+
+async def _type_into(pilot, selector: str, text: str) -> None:
+    """Click a field, clear it with backspaces and type ``text`` key by key, like a user."""
+    widget = pilot.app.screen.query_one(selector)
+    await pilot.click(selector)
+    await pilot.press("end", *(["backspace"] * len(getattr(widget, "value", ""))))
+    keys = [
+        {" ": "space", ".": "full_stop", "-": "minus", "_": "underscore"}.get(c, c) for c in text
+    ]
+    if keys:
+        await pilot.press(*keys)
+    await pilot.pause()
+
+
+@pytest.fixture
+def type_into():
+    """await type_into(pilot, "#selector", "text"): focus by click, clear, type key by key."""
+    return _type_into
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio, which Textual needs."""
+    return "asyncio"

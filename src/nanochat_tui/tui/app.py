@@ -181,12 +181,12 @@ class NanochatApp(App[int]):
             log.exception("pane %s failed to open", entry.name)
             return PaneError(entry, err)
 
-    def _focus_pane(self, pane_id: str) -> None:
+    def _focus_pane(self, pane_id: str, force: bool = False) -> None:
         found = self.query(f"#{pane_id}")
         if not found:
             return
         pane = found.first()
-        if self.focused is not None and pane in self.focused.ancestors_with_self:
+        if not force and self.focused is not None and pane in self.focused.ancestors_with_self:
             return
         preferred = getattr(pane, "initial_focus", None)
         target = preferred() if callable(preferred) else None
@@ -195,6 +195,8 @@ class NanochatApp(App[int]):
                 if widget.focusable and type(widget).__name__ not in ("Input", "TextArea"):
                     target = widget
                     break
+        if target is None and pane.focusable:
+            target = pane
         self.set_focus(target)
 
     def _update_chrome(self) -> None:
@@ -297,7 +299,9 @@ class NanochatApp(App[int]):
         self.push_screen(HelpScreen(self.key_rows(), str(km.keymap_path())))
 
     def action_blur(self) -> None:
-        self.set_focus(None)
+        """Leave a text field: focus the pane's non-text widget so pane keys and 1..9 work."""
+        if self.active_pane:
+            self._focus_pane(f"pane-{self.active_pane}", force=True)
 
     def action_toggle_debug(self) -> None:
         panel = self.query_one("#debug-log", RichLog)

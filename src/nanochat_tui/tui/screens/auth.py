@@ -61,9 +61,11 @@ class AuthPane(Widget):
     def on_mount(self) -> None:
         self.refresh_status()
 
+    can_focus = True
+
     def initial_focus(self) -> Widget | None:
-        """Nothing: digits must still switch panes; tab enters the key field."""
-        return None
+        """The pane itself: digits still switch panes; tab enters the key field."""
+        return self
 
     def refresh_status(self) -> None:
         status = secrets.secret_status("wandb")

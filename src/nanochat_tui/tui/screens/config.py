@@ -267,7 +267,7 @@ class ConfigPane(Widget):
             yield Select(
                 self._prefab_options(),
                 value=self._select_value(),
-                allow_blank=True,
+                allow_blank=False,
                 compact=True,
                 id="prefab",
             )
