@@ -87,6 +87,12 @@ def test_resumed_run_after_run_end_counts_as_running(tmp_path):
     events = [*STEPS, {"type": "run_end", "step": 2, "status": "stopped"}, {"type": "run_start"}]
     run_dir = make_run(tmp_path, "again", events, mode="detached", **me)
     assert summarize(run_dir).status == "running"
+    # resumed, but the new process has not emitted run_start yet: started after the old run_end
+    ended = [*STEPS, {"type": "run_end", "step": 2, "status": "stopped"}]
+    starting = make_run(tmp_path, "starting", ended, mode="detached", started=time.time(), **me)
+    assert summarize(starting).status == "running"
+    stale = make_run(tmp_path, "stale", ended, mode="detached", started=999.0, **me)
+    assert summarize(stale).status == "stopped"
 
 
 def test_resolve_run_dir_names_and_refuses_non_empty(tmp_path):

@@ -159,6 +159,14 @@ def summarize(run_dir: Path) -> RunSummary:
         run_dir, name, "unknown", step, mode, started, pid=pid, host=record.get("host")
     )
     summary.last_event = events[-1].get("time") if events else None
+    same_host = record.get("host") in (None, socket.gethostname())
+    alive = bool(record) and same_host and pid_alive(pid, record.get("pid_started"))
+    if (
+        end is not None
+        and alive
+        and float(record.get("started") or 0) > float(end.get("time") or 0)
+    ):
+        end = None  # resumed after that run_end; the new process has not emitted run_start yet
     if end is not None:
         summary.status = end.get("status", "unknown")
         if end.get("step") is not None:
@@ -166,11 +174,10 @@ def summarize(run_dir: Path) -> RunSummary:
         return summary
     if not record:
         return summary
-    same_host = record.get("host") in (None, socket.gethostname())
     if not same_host:
         summary.status, summary.detail = record.get("status", "unknown"), f"on {record.get('host')}"
         return summary
-    if pid_alive(pid, record.get("pid_started")):
+    if alive:
         summary.status = "running"
         summary.detail = "starting" if record.get("status") == "starting" else ""
     elif record.get("status") in ("finished", "stopped", "failed"):
@@ -273,7 +280,11 @@ def execute(
         resumed=resume,
         **this_process_record(mode),
     )
-    hub = build_hub(config, run_dir, callbacks)
+    try:
+        hub = build_hub(config, run_dir, callbacks)
+    except BaseException:
+        update_record(run_dir, status="failed", ended=time.time())
+        raise
     if hub_ready is not None:
         hub_ready(hub)
     saw_end = False
@@ -532,9 +543,9 @@ def start_run(
         run_dir = Path(resume_dir).expanduser()
         if summarize(run_dir).status == "running":
             raise UserError(f"{run_dir} is already running", "attach to it instead")
-        if (run_dir / rundir.CONFIG).is_file():
-            config = load_run_config(run_dir)
-        config = config.model_copy(deep=True)
+        if not run_dir.is_dir():
+            raise UserError(f"{run_dir} is not a directory", "pass a run directory to resume")
+        config = config.model_copy(deep=True)  # the caller's config (usually the run's own + edits)
         config.run.name = config.run.name or run_dir.name
     else:
         config, run_dir = resolve_run_dir(config, name)
