@@ -71,7 +71,7 @@ class MessageView(Static):
     def __init__(self, role: str, content: str = "", stats: dict[str, Any] | None = None) -> None:
         super().__init__(classes=f"-{role}")
         self.role = role
-        self.content = content
+        self.body = content
         self.stats = stats
         self.pending = False
 
@@ -79,7 +79,7 @@ class MessageView(Static):
         self._render_text()
 
     def append(self, piece: str) -> None:
-        self.content += piece
+        self.body += piece
         self._render_text()
 
     def finish(self, stats: dict[str, Any] | None) -> None:
@@ -91,7 +91,7 @@ class MessageView(Static):
         label, style = ROLE_STYLE.get(self.role, (self.role, "bold"))
         text = Text()
         text.append(f"{label} ", style=style)
-        text.append(self.content)
+        text.append(self.body)
         if self.pending:
             text.append("▌", style="blink")
         if self.stats:
@@ -346,7 +346,7 @@ class ChatPane(Widget):
             self.query_one("#chat-log", VerticalScroll).mount(MessageView("error", error))
         else:
             reply.finish(stats)
-            self._record(reply.role, reply.content, stats)
+            self._record(reply.role, reply.body, stats)
         self._update_header()
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 

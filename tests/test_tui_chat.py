@@ -1,0 +1,211 @@
+"""Chat pane with a tiny trained checkpoint: load with keys, chat, stats, transcripts, presets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, OptionList, Static, TextArea
+
+from nanochat_tui import paths
+from nanochat_tui.eval_presets import load_presets
+from nanochat_tui.transcripts import list_transcripts, read_transcript
+from nanochat_tui.tui.app import NanochatApp
+from nanochat_tui.tui.screens.chat import ChatPane, MessageView, PresetsScreen, TranscriptPicker
+
+TINY = [
+    "model.depth=1",
+    "model.aspect_ratio=64",
+    "model.head_dim=32",
+    "model.sequence_len=64",
+    "model.vocab_size=512",
+    "data.max_chars=200000",
+    "data.tokenizer_chars=50000",
+    "train.device_batch_size=4",
+    "train.total_batch_size=256",
+    "train.num_iterations=20",
+    "train.eval_every=0",
+    "train.eval_tokens=2048",
+    "train.sample_every=0",
+    "train.save_every=0",
+    "run.name=trained",
+]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """Train one tiny checkpoint per test session (its own NANOCHAT_TUI_HOME for the caches)."""
+    from nanochat_tui.config import load_config
+    from nanochat_tui.jax_engine.train import train
+
+    home = tmp_path_factory.mktemp("train-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NANOCHAT_TUI_HOME", str(home))
+        config = load_config("tiny", TINY)
+        run_dir = home / "runs" / "trained"
+        result = train(config, run_dir, lambda event: None)
+    assert result.status == "finished", result
+    return run_dir
+
+
+@pytest.fixture
+def run_dir(trained_run: Path) -> Path:
+    """A copy of the trained run under this test's runs dir, where the Checkpoints pane finds it."""
+    dest = paths.runs_dir() / "trained"
+    shutil.copytree(trained_run, dest)
+    return dest
+
+
+async def load_with_keys(pilot, app) -> None:
+    await pilot.press("2")
+    await pilot.pause()
+    await pilot.press("enter")
+    await pilot.pause()
+    assert app.state.checkpoint is not None
+    await pilot.press("3")
+    await pilot.pause()
+
+
+async def wait_reply(pilot, pane: ChatPane, timeout: float = 60.0) -> None:
+    import asyncio
+
+    for _ in range(int(timeout / 0.1)):
+        await pilot.pause()
+        if not pane.generating:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("no reply in time")
+
+
+@pytest.mark.anyio
+async def test_no_checkpoint_says_how_to_load():
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        text = str(app.query_one("#chat-empty", Static).render())
+        assert "Press 2" in text
+        assert app.query_one("#chat-input", Input).disabled
+
+
+@pytest.mark.anyio
+async def test_chat_reply_stats_and_transcript(run_dir):
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await load_with_keys(pilot, app)
+        pane = app.query_one(ChatPane)
+        assert app.focused is app.query_one("#chat-input", Input)
+        # sampling settings are editable; a bad value is refused with a message
+        app.query_one("#max-tokens", Input).value = "12"
+        await pilot.press(*"Hello there", "enter")
+        await wait_reply(pilot, pane)
+        views = list(pane.query(MessageView))
+        assert [v.role for v in views] == ["user", "assistant"]
+        stats = views[-1].stats
+        assert stats and stats["completion_tokens"] >= 1 and stats["ttft_s"] is not None
+        assert "tok/s" in str(views[-1].render()) or "ttft" in str(views[-1].render())
+        # a second turn carries history
+        await pilot.press(*"and?", "enter")
+        await wait_reply(pilot, pane)
+        assert [v.role for v in pane.query(MessageView)] == [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+        ]
+        # transcript on disk: one line per message
+        [info] = list_transcripts(run_dir)
+        records = read_transcript(info.path)
+        assert [r["role"] for r in records] == ["user", "assistant", "user", "assistant"]
+        assert records[0]["content"] == "Hello there" and "stats" in records[1]
+        # prompt-continuation mode
+        await pilot.press("ctrl+t")
+        assert pane.mode == "complete"
+        await pilot.press(*"The os module", "enter")
+        await wait_reply(pilot, pane)
+        assert [v.role for v in pane.query(MessageView)] == ["prompt", "completion"]
+        # browse: the first transcript opens read-only
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        picker = app.screen
+        assert isinstance(picker, TranscriptPicker) and len(picker.items) == 2
+        # newest first: the completion session; pick the older chat one
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        assert pane.viewing == info.path
+        assert [v.role for v in pane.query(MessageView)] == [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+        ]
+        assert app.query_one("#chat-input", Input).disabled
+        await pilot.press("escape")
+        await pilot.pause()
+        assert pane.viewing is None
+        # new chat asks first when non-empty
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert pane.messages == [] and not list(pane.query(MessageView))
+
+
+@pytest.mark.anyio
+async def test_bad_setting_is_refused(run_dir):
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await load_with_keys(pilot, app)
+        pane = app.query_one(ChatPane)
+        app.query_one("#temperature", Input).value = "hot"
+        await pilot.pause()
+        await pilot.press(*"hi", "enter")
+        await pilot.pause()
+        assert not pane.generating and pane.messages == []
+        assert app.query_one("#temperature", Input).has_class("-invalid")
+
+
+@pytest.mark.anyio
+async def test_preset_edited_persists_across_restart(run_dir):
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await load_with_keys(pilot, app)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, PresetsScreen)
+        assert screen.query_one(OptionList).option_count == len(load_presets())
+        area = screen.query_one("#preset-prompt", TextArea)
+        area.focus()
+        area.text = ""
+        await pilot.press(*"Edited prompt: the json module")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press("escape")  # close presets
+        await pilot.pause()
+        await pilot.press("escape", "q")  # leave the prompt box, quit (saves UI state)
+        await pilot.pause()
+    assert load_presets()[0].prompt == "Edited prompt: the json module"
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, PresetsScreen)
+        assert screen.query_one("#preset-prompt", TextArea).text == "Edited prompt: the json module"
+        # using it sends it (complete mode) to the checkpoint restored from state.json
+        await pilot.press("ctrl+u")
+        await pilot.pause()
+        pane = app.query_one(ChatPane)
+        await wait_reply(pilot, pane)
+        assert pane.mode == "complete"
+        assert [v.role for v in pane.query(MessageView)] == ["prompt", "completion"]
