@@ -54,9 +54,10 @@ class _ChartPanel(Panel):
         plt = widget.plt
         plt.clear_data()
         plt.clear_figure()
+        legend = len(lines) > 1 and widget.size.height >= 12  # a legend hides a small chart
         for xs, ys, label in lines:
             if xs:
-                plt.plot(xs, ys, label=label if len(lines) > 1 else None, marker="braille")
+                plt.plot(xs, ys, label=label if legend else None, marker="braille")
         plt.xlabel("step")
         if ylabel:
             plt.ylabel(ylabel)
@@ -159,7 +160,7 @@ class ValidationPanel(_ChartPanel):
         headline.append(fmt_num(value), style=threshold_style(value, self.spec.thresholds))
         if series is not None and series.last:
             headline.append(
-                f" @ step {int(series.last[0])}   best {fmt_num(series.minimum())}", style="dim"
+                f" @{int(series.last[0])}  best {fmt_num(series.minimum())}", style="dim"
             )
         else:
             headline.append("  (no evaluation yet)", style="dim")

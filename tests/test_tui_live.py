@@ -1,0 +1,134 @@
+"""Live pane editing with Pilot: switch screens, add/edit/remove panels, change the refresh rate,
+save the layout to a prefab (confirm before overwrite), and follow RunChanged."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from nanochat_tui.config import load_prefab
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def _type(pilot, text: str) -> None:
+    for ch in text:
+        await pilot.press("space" if ch == " " else ch)
+
+
+@pytest.mark.anyio
+async def test_edit_live_screens_and_save_layout(tmp_path):
+    from nanochat_tui.orchestrator.runner import attach
+    from nanochat_tui.tui.app import NanochatApp
+    from nanochat_tui.tui.messages import RunChanged
+    from nanochat_tui.tui.screens.live import LivePane
+
+    run_dir = tmp_path / "fixture-run"
+    run_dir.mkdir()
+    shutil.copy(DATA / "live_events.jsonl", run_dir / "events.jsonl")
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        live = app.query_one(LivePane)
+        assert [s.name for s in live.screens] == ["overview", "device"]  # from prefabs/tiny.yaml
+        assert [p.spec.type for p in live.grid.panels] == [
+            "progress",
+            "loss",
+            "validation",
+            "timers",
+        ]
+
+        app.post_message(RunChanged(attach(run_dir)))
+        deadline = time.monotonic() + 10
+        while live.store.step != 240 and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert live.store.first_step == 1 and live.store.status == "stopped"
+
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert live.current.name == "device"
+        assert [p.spec.type for p in live.grid.panels] == ["device", "samples"]
+        await pilot.press("left_square_bracket")
+        await pilot.pause()
+
+        await pilot.press("a")
+        await pilot.pause()
+        await _type(pilot, "bogus")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "unknown panel type" in str(app.screen.query_one("#prompt-error").render())
+        for _ in "bogus":
+            await pilot.press("backspace")
+        await _type(pilot, "loss source=val_loss above=3")
+        await pilot.press("enter")
+        await pilot.pause()
+        panels = live.grid.panels
+        assert len(panels) == 5 and panels[-1].spec.source == "val_loss"
+        assert panels[-1].spec.thresholds == {"above": 3.0}
+
+        panels[-1].focus()
+        await pilot.pause()
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("end")
+        await _type(pilot, " smoothing=0.9")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert live.current.panels[-1].options == {"smoothing": 0.9}
+
+        live.grid.panels[0].focus()
+        await pilot.press("x")
+        await pilot.pause()
+        assert [p.type for p in live.current.panels][0] == "loss"
+
+        await pilot.press("plus")
+        await pilot.pause()
+        assert live.current.refresh_ms == 125
+
+        await pilot.press("w")
+        await pilot.pause()
+        app.screen.query_one("#prompt-input").value = ""
+        await _type(pilot, "mylayout")
+        await pilot.press("enter")
+        await pilot.pause()
+        saved = load_prefab("mylayout")
+        assert saved.ui.screens[0].refresh_ms == 125
+        assert [p.type for p in saved.ui.screens[0].panels] == [
+            "loss",
+            "validation",
+            "timers",
+            "loss",
+        ]
+        assert saved.model.depth == app.state.config.model.depth
+
+        live.grid.panels[0].focus()
+        await pilot.press("x")  # change again, then overwrite (asks first)
+        await pilot.press("w")
+        await pilot.pause()
+        app.screen.query_one("#prompt-input").value = "mylayout"
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("n")  # refuse: file unchanged
+        await pilot.pause()
+        assert len(load_prefab("mylayout").ui.screens[0].panels) == 4
+        await pilot.press("w")
+        await pilot.pause()
+        app.screen.query_one("#prompt-input").value = "mylayout"
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause()
+        assert len(load_prefab("mylayout").ui.screens[0].panels) == 3
+
+        titles = [t for t, _h, _cb in live.palette_commands()]
+        assert "Live: add panel" in titles and "Live: refresh every 250 ms" in titles
