@@ -131,6 +131,7 @@ class ChatPane(Widget):
         self._model: Any = None
         self._model_key: str | None = None
         self._writer: TranscriptWriter | None = None
+        self._seed = 0  # a fresh sampling seed per reply
 
     # ------------------------------------------------------------ layout
 
@@ -160,9 +161,9 @@ class ChatPane(Widget):
         box = self.query_one("#chat-input", Input)
         box.disabled = self.checkpoint is None or self.viewing is not None
         box.placeholder = (
-            "Enter sends · ctrl+t chat/complete · ctrl+o presets · ctrl+l transcripts · ctrl+n new"
+            "Enter sends · ^t chat/complete · ^o presets · ^l transcripts · ^n new"
             if self.mode == "chat"
-            else "Text to continue · Enter sends · ctrl+t chat/complete · ctrl+o presets · ctrl+l transcripts"
+            else "Text to continue · Enter · ^t chat/complete · ^o presets · ^l transcripts"
         )
 
     def initial_focus(self) -> Widget | None:
@@ -181,13 +182,13 @@ class ChatPane(Widget):
         mode = "multi-turn chat" if self.mode == "chat" else "prompt continuation"
         where = f"{ckpt.run_dir.name} step {ckpt.step}" if ckpt is not None else "no checkpoint"
         busy = " · generating… (esc stops)" if self.generating else ""
-        header.update(f"{mode} [ctrl+t] · {where}{busy}")
+        header.update(Text(f"{mode} [ctrl+t] · {where}{busy}"))
 
     def _render_log(self, records: list[dict[str, Any]] | None = None) -> None:
         scroll = self.query_one("#chat-log", VerticalScroll)
         scroll.remove_children()
         if records is None and self.checkpoint is None and self.viewing is None:
-            scroll.mount(Static(NO_CHECKPOINT, id="chat-empty"))
+            scroll.mount(Static(NO_CHECKPOINT, id="chat-empty", markup=False))
             return
         for record in records if records is not None else self.messages:
             scroll.mount(
@@ -280,6 +281,8 @@ class ChatPane(Widget):
             for m in self.messages
             if m["role"] in ("user", "assistant")
         ]
+        self._seed += 1
+        params["seed"] = self._seed
         self._generate(self.mode, text, history, params, reply)
 
     def _record(self, role: str, content: str, stats: dict[str, Any] | None = None) -> None:
@@ -309,6 +312,7 @@ class ChatPane(Widget):
                 "max_tokens": params["max_tokens"],
                 "temperature": params["temperature"],
                 "top_k": params["top_k"],
+                "seed": params.get("seed", 0),
             }
             pieces = (
                 model.chat(history, **kwargs) if mode == "chat" else model.complete(text, **kwargs)

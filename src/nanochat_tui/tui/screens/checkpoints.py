@@ -127,7 +127,7 @@ def discover(
             CheckpointRow(
                 key=str(nc.path),
                 source="nanochat",
-                stage=f"nanochat {nc.stage}",
+                stage=f"nanochat:{nc.stage}",
                 run=nc.tag,
                 step=nc.step,
                 val_bpb=nc.val_bpb,
@@ -217,8 +217,6 @@ class CheckpointsPane(Widget):
                     f"✗ {len(row.problems)} issue{'s' if len(row.problems) > 1 else ''}",
                     style="red",
                 )
-            if row.source == "nanochat":
-                compat.append(" · read-only", style="dim")
             run = Text(("● " if row.key == loaded_key else "") + row.run)
             table.add_row(
                 row.stage,
@@ -248,7 +246,7 @@ class CheckpointsPane(Widget):
         )
         if loaded is not None:
             text += f" · loaded: {loaded.run_dir.name} step {loaded.step}"
-        self.query_one("#ckpt-summary", Static).update(text)
+        self.query_one("#ckpt-summary", Static).update(Text(text))
 
     @property
     def highlighted(self) -> CheckpointRow | None:
@@ -270,7 +268,7 @@ class CheckpointsPane(Widget):
             widget.update(msg)
             return
         text = Text()
-        text.append(f"{row.run} · step {row.step} · {row.key}\n", style="bold")
+        text.append(f"{row.run} · step {row.step} · {self._short_path(row)}\n", style="bold")
         if row.source == "nanochat":
             text.append(f"{NANOCHAT_READ_ONLY}.\n", style="yellow")
         if row.compatible:
@@ -284,6 +282,23 @@ class CheckpointsPane(Widget):
         if row.problems:
             text.append("a: adopt this checkpoint's shape into the config", style="dim")
         widget.update(text)
+
+    def _short_path(self, row: CheckpointRow) -> str:
+        """The path relative to the runs dir or nanochat base (shorter, and stable in snapshots)."""
+        from nanochat_tui.config.compat import nanochat_base_dir
+
+        path = Path(row.key)
+        roots = (
+            [(paths.runs_dir(), "runs/")]
+            if row.source == "run"
+            else [(self.nanochat_base or nanochat_base_dir(), "$NANOCHAT_BASE_DIR/")]
+        )
+        for root, label in roots:
+            try:
+                return label + str(path.relative_to(root))
+            except ValueError:
+                pass
+        return str(path)
 
     # ------------------------------------------------------------ events
 
