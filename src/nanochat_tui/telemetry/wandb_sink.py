@@ -82,7 +82,18 @@ class WandbSink:
             api_key=key if self.mode == "online" else None,
             x_disable_stats=True,
         )
-        self._run = wandb.init(
+        try:
+            self._run = self._start(wandb, cfg, settings)
+        except Exception:
+            if self.mode != "online":
+                raise
+            # Online failed (bad key, firewall): keep the data in an offline run instead.
+            self.mode = "offline"
+            settings = wandb.Settings(console="off", silent=True, x_disable_stats=True)
+            self._run = self._start(wandb, cfg, settings)
+
+    def _start(self, wandb: Any, cfg: Any, settings: Any) -> Any:
+        return wandb.init(
             project=cfg.project,
             entity=cfg.entity,
             name=self.run_name,
