@@ -89,7 +89,7 @@ async def test_edit_live_screens_and_save_layout(tmp_path):
         live.grid.panels[0].focus()
         await pilot.press("x")
         await pilot.pause()
-        assert [p.type for p in live.current.panels][0] == "loss"
+        assert live.current.panels[0].type == "loss"
 
         await pilot.press("plus")
         await pilot.pause()

@@ -335,6 +335,7 @@ class Panel(Widget):
         super().__init__(**kwargs)
         self.spec = spec
         self.redraw_count = 0
+        self._store: MetricStore | None = None
         self.border_title = self.title
         self.styles.column_span = spec.width
         self.styles.row_span = spec.height
@@ -355,8 +356,15 @@ class Panel(Widget):
     def update_from(self, store: MetricStore) -> None:
         """Redraw from the store (the caller holds ``store.lock`` and does the coalescing)."""
         self.redraw_count += 1
+        self._store = store
         self.border_title = self.title
         self.draw(store)
+
+    def on_resize(self) -> None:
+        """Layout-dependent drawing (bar widths, legends) follows the panel's new size."""
+        if self._store is not None:
+            with self._store.lock:
+                self.draw(self._store)
 
     def draw(self, store: MetricStore) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
