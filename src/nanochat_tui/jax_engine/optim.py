@@ -80,7 +80,7 @@ def clip_by_global_norm_dynamic(default_max_norm: float) -> optax.GradientTransf
     def update_fn(updates, state, params=None, *, grad_clip=None, **extra):
         del params, extra
         max_norm = jnp.asarray(default_max_norm if grad_clip is None else grad_clip, jnp.float32)
-        g_norm = optax.global_norm(updates)
+        g_norm = optax.tree.norm(updates)
         scale = jnp.where((max_norm > 0) & (g_norm > max_norm), max_norm / (g_norm + 1e-6), 1.0)
         return jax.tree.map(lambda u: (u * scale).astype(u.dtype), updates), state
 

@@ -1,0 +1,141 @@
+"""Optimizer split (Muon vs AdamW), lr schedule, lr_scale and the jitted train step."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from nanochat_tui.config.schema import Config, OptimConfig
+from nanochat_tui.jax_engine.model import GPT
+from nanochat_tui.jax_engine.optim import (
+    EMBEDDING,
+    MATRIX,
+    UNEMBEDDING,
+    _path_names,
+    adamw_lr_scale,
+    build_optimizer,
+    clip_by_global_norm_dynamic,
+    lr_schedule,
+    param_labels,
+)
+from nanochat_tui.jax_engine.step import make_train_step
+
+
+def tiny_config(**optim) -> Config:
+    return Config.model_validate(
+        {
+            "model": dict(depth=2, aspect_ratio=64, head_dim=32, sequence_len=32, vocab_size=300),
+            "train": dict(device_batch_size=4, total_batch_size=128),
+            "optim": optim,
+        }
+    )
+
+
+def setup(config: Config):
+    model = GPT(config.model, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
+    return model, optimizer, make_train_step(model, optimizer)
+
+
+def batch(seed: int = 0, b: int = 4, t: int = 32):
+    x = jax.random.randint(jax.random.key(seed), (b, t + 1), 0, 300, jnp.int32)
+    return x[:, :-1], x[:, 1:]
+
+
+def params_copy(model: GPT):
+    return jax.tree.map(lambda a: np.array(a), nnx.state(model, nnx.Param))
+
+
+def test_param_partition():
+    config = tiny_config()
+    model = GPT(config.model, rngs=nnx.Rngs(0))
+    labels = param_labels(nnx.state(model, nnx.Param))
+    flat = {
+        ".".join(n for n in _path_names(path) if n != "value"): label
+        for path, label in jax.tree_util.tree_leaves_with_path(labels)
+    }
+    assert flat.pop("wte.embedding") == EMBEDDING
+    assert flat.pop("lm_head.kernel") == UNEMBEDDING
+    assert len(flat) == 2 * 6  # c_q c_k c_v c_proj c_fc mlp.c_proj per block
+    assert set(flat.values()) == {MATRIX}
+    assert all(k.startswith("blocks.") for k in flat)
+
+
+def test_adamw_lr_scaling():
+    assert adamw_lr_scale(768) == pytest.approx(1.0)
+    assert adamw_lr_scale(192) == pytest.approx(2.0)
+
+
+def test_lr_schedule_shape():
+    o = OptimConfig(warmup_ratio=0.1, warmdown_ratio=0.2, final_lr_frac=0.1)
+    n = 100
+    lrs = [lr_schedule(s, n, o) for s in range(n + 1)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in itertools.pairwise(lrs[:10]))  # warmup rises
+    assert all(x == 1.0 for x in lrs[10:81])  # constant
+    assert all(a > b for a, b in itertools.pairwise(lrs[80:101]))  # warmdown falls
+    assert lrs[100] == pytest.approx(0.1)  # ends at final_lr_frac
+    assert lrs[90] == pytest.approx(0.5 * 1 + 0.5 * 0.1)
+    plain = OptimConfig(warmup_ratio=0.0, warmdown_ratio=0.0)
+    assert {lr_schedule(s, 10, plain) for s in range(11)} == {1.0}
+
+
+def test_loss_decreases_on_repeated_batch():
+    model, optimizer, step = setup(tiny_config())
+    x, y = batch()
+    losses = [float(step(model, optimizer, x, y, 1.0)) for _ in range(30)]
+    assert losses[0] == pytest.approx(np.log(300), rel=1e-3)
+    assert losses[-1] < 0.5 * losses[0]
+    assert np.isfinite(losses).all()
+
+
+def test_lr_scale_zero_leaves_params_unchanged():
+    model, optimizer, step = setup(tiny_config())
+    x, y = batch()
+    before = params_copy(model)
+    step(model, optimizer, x, y, 0.0)
+    after = params_copy(model)
+    jax.tree.map(np.testing.assert_array_equal, before, after)
+    step(model, optimizer, x, y, 1.0)
+    changed = jax.tree.leaves(
+        jax.tree.map(lambda a, b: not np.array_equal(a, b), after, params_copy(model))
+    )
+    assert any(changed)
+
+
+def test_grad_accumulation_matches_one_big_batch():
+    config = tiny_config()
+    x, y = batch(b=4)
+    m1, o1, step = setup(config)
+    l1 = step(m1, o1, x, y, 1.0)
+    m2, o2, _ = setup(config)
+    l2 = step(m2, o2, x.reshape(2, 2, -1), y.reshape(2, 2, -1), 1.0)
+    assert float(l1) == pytest.approx(float(l2), rel=1e-5)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5),
+        params_copy(m1),
+        params_copy(m2),
+    )
+
+
+def test_dynamic_grad_clip():
+    tx = clip_by_global_norm_dynamic(1.0)
+    grads = {"a": jnp.full((4,), 5.0)}  # global norm 10
+    state = tx.init(grads)
+    norm = lambda g: float(jnp.linalg.norm(g["a"]))  # noqa: E731
+    assert norm(tx.update(grads, state)[0]) == pytest.approx(1.0, rel=1e-4)  # config default
+    assert norm(tx.update(grads, state, grad_clip=2.0)[0]) == pytest.approx(2.0, rel=1e-4)
+    assert norm(tx.update(grads, state, grad_clip=0.0)[0]) == pytest.approx(10.0)  # disabled
+    assert norm(tx.update(grads, state, grad_clip=50.0)[0]) == pytest.approx(10.0)  # under limit
+
+
+def test_step_accepts_grad_clip_and_lr_multiplier():
+    model, optimizer, step = setup(tiny_config(grad_clip=0.0))
+    x, y = batch()
+    losses = [float(step(model, optimizer, x, y, 0.5, 0.1)) for _ in range(5)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
