@@ -69,7 +69,10 @@ async def test_filter_reasons_and_load(fabricated):
 
 @pytest.mark.anyio
 async def test_adopt_shape_and_refresh(fabricated):
-    app = NanochatApp(prefab="tiny")
+    # start on this pane so the Config pane is not mounted: its prefab Select currently reacts to a
+    # broadcast ConfigChanged with a bogus "switch prefab?" question (reported to the shell owner)
+    (paths.config_dir() / "state.json").write_text('{"last_pane": "checkpoints", "prefab": "tiny"}')
+    app = NanochatApp()
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("2")
         await pilot.pause()
