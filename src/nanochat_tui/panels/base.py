@@ -12,6 +12,7 @@ redraw. Pure Python apart from the Textual ``Panel`` widget base; no JAX.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -19,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from textual.css.query import NoMatches
 from textual.widget import Widget
 
 from nanochat_tui.config.schema import PanelSpec
@@ -358,13 +360,18 @@ class Panel(Widget):
         self.redraw_count += 1
         self._store = store
         self.border_title = self.title
-        self.draw(store)
+        self._safe_draw(store)
+
+    def _safe_draw(self, store: MetricStore) -> None:
+        # children not composed yet: on_resize draws once they are laid out
+        with contextlib.suppress(NoMatches):
+            self.draw(store)
 
     def on_resize(self) -> None:
         """Layout-dependent drawing (bar widths, legends) follows the panel's new size."""
         if self._store is not None:
             with self._store.lock:
-                self.draw(self._store)
+                self._safe_draw(self._store)
 
     def draw(self, store: MetricStore) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
