@@ -191,12 +191,18 @@ class _Display:
                 f"{event.get('tokens_per_step')} tokens · {event.get('device')} · "
                 f"unigram bpb {event.get('unigram_bpb', float('nan')):.3f}"
             )
+            self.total, self.every = n, max(1, n // 20)
             if self.progress is not None:
                 self.task = self.progress.add_task(
                     "train", total=n, completed=done, loss="-", tps="-", mfu="-", eta="-"
                 )
         elif kind == "step" and self.task is not None:
             tps, mfu, eta = event.get("tokens_per_s"), event.get("mfu"), event.get("eta_s")
+            if not self.console.is_terminal and event["step"] % self.every == 0:
+                self._print(  # logs (nohup, CI) get a plain line instead of a live bar
+                    f"step {event['step']}/{self.total} loss {event.get('loss', float('nan')):.4f} "
+                    f"{tps or 0:,.0f} tok/s eta {_fmt_secs(eta)}"
+                )
             self.progress.update(
                 self.task,
                 completed=event["step"],
