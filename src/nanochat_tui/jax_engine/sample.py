@@ -53,8 +53,9 @@ def _decode_one(model, tok, cache, pos, key, temperature, top_k):
 
 
 @partial(nnx.jit, static_argnames=("temperature", "top_k"))
-def _full_next(model, idx, key, temperature, top_k):
-    return sample_token(model(idx)[:, -1], key, temperature, top_k)
+def _full_next(model, idx, last, key, temperature, top_k):
+    row = jax.lax.dynamic_index_in_dim(model(idx), last, axis=1, keepdims=False)
+    return sample_token(row, key, temperature, top_k)
 
 
 def _check(prompt_ids: Sequence[int], max_new_tokens: int) -> None:
@@ -113,8 +114,9 @@ def generate_uncached(
     key = jax.random.key(seed)
     stops = set(stop_ids)
     for i in range(max_new_tokens):
-        idx = jnp.asarray([ids], jnp.int32)
-        t = int(_full_next(model, idx, jax.random.fold_in(key, i), temperature, top_k)[0])
+        idx = jnp.zeros((1, _bucket(len(ids))), jnp.int32).at[0, : len(ids)].set(jnp.asarray(ids))
+        last = jnp.int32(len(ids) - 1)  # causal: the zero padding after it cannot change its logits
+        t = int(_full_next(model, idx, last, jax.random.fold_in(key, i), temperature, top_k)[0])
         if t in stops:
             return
         yield t
