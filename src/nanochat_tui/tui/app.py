@@ -58,7 +58,8 @@ class NanochatApp(App[int]):
     """The nanochat-tui cockpit."""
 
     TITLE = "nanochat-tui"
-    CSS_PATH = "app.tcss"
+    # read here rather than CSS_PATH, which Textual resolves against each subclass's source file
+    CSS = (Path(__file__).with_name("app.tcss")).read_text(encoding="utf-8")
     COMMANDS: ClassVar[set] = {ShellCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         *km.bindings_for(list(km.GLOBAL_KEYS)),
@@ -92,10 +93,17 @@ class NanochatApp(App[int]):
     # ------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
-        yield TabStrip(id="tabs")
-        yield ContentSwitcher(id="panes")
-        yield RichLog(id="debug-log", classes="hidden", max_lines=500, wrap=False, markup=False)
-        yield StatusBar(id="status")
+        # kept as attributes: app.query_one() searches the *active* screen, which may be a modal
+        self.tab_strip = TabStrip(id="tabs")
+        self.switcher = ContentSwitcher(id="panes")
+        self.debug_log = RichLog(
+            id="debug-log", classes="hidden", max_lines=500, wrap=False, markup=False
+        )
+        self.status_bar = StatusBar(id="status")
+        yield self.tab_strip
+        yield self.switcher
+        yield self.debug_log
+        yield self.status_bar
 
     async def on_mount(self) -> None:
         self.theme = "textual-dark"
@@ -136,7 +144,7 @@ class NanochatApp(App[int]):
         self.post_message(RunChanged(self.state.run))
 
     def _tick(self) -> None:
-        self.query_one(StatusBar).refresh_status()
+        self.status_bar.refresh_status()
 
     # ------------------------------------------------------------ panes
 
@@ -146,11 +154,11 @@ class NanochatApp(App[int]):
     def active_pane_widget(self) -> Widget | None:
         if self.active_pane is None:
             return None
-        found = self.query(f"#pane-{self.active_pane}")
+        found = self.switcher.query(f"#pane-{self.active_pane}")
         return found.first() if found else None
 
     def mounted_panes(self) -> list[Widget]:
-        return list(self.query_one("#panes", ContentSwitcher).children)
+        return list(self.switcher.children)
 
     async def action_switch_pane(self, name: str) -> None:
         """Show a registered pane, importing and mounting it the first time."""
@@ -158,7 +166,7 @@ class NanochatApp(App[int]):
         if entry is None:
             self.notify(f"no pane named '{name}'", severity="warning")
             return
-        switcher = self.query_one("#panes", ContentSwitcher)
+        switcher = self.switcher
         pane_id = f"pane-{name}"
         if not switcher.query(f"#{pane_id}"):
             widget = self._build_pane(entry)
@@ -182,7 +190,9 @@ class NanochatApp(App[int]):
             return PaneError(entry, err)
 
     def _focus_pane(self, pane_id: str, force: bool = False) -> None:
-        found = self.query(f"#{pane_id}")
+        if self.screen is not self.screen_stack[0]:
+            return  # a modal is up; leave its focus alone
+        found = self.switcher.query(f"#{pane_id}")
         if not found:
             return
         pane = found.first()
@@ -204,8 +214,8 @@ class NanochatApp(App[int]):
             (e.name, km.effective_key(s, self.user_keymap), e.title)
             for e, s in zip(self.pane_entries, km.pane_keys(self.pane_entries), strict=False)
         ]
-        self.query_one(TabStrip).show(tabs, self.active_pane or "", "? help ^p cmds")
-        status = self.query_one(StatusBar)
+        self.tab_strip.show(tabs, self.active_pane or "", "? help ^p cmds")
+        status = self.status_bar
         entry = self.pane_entry(self.active_pane or "")
         status.pane_title = entry.title.upper() if entry else ""
         status.refresh_status()
@@ -224,7 +234,7 @@ class NanochatApp(App[int]):
             if sender is not None and (sender is pane or pane in getattr(sender, "ancestors", [])):
                 continue
             pane.post_message(message.copy_for_broadcast())
-        self.query_one(StatusBar).refresh_status()
+        self.status_bar.refresh_status()
 
     def on_config_changed(self, message: ConfigChanged) -> None:
         if not message.broadcast and message.config is not None:
@@ -257,8 +267,8 @@ class NanochatApp(App[int]):
             backend = secret_status("wandb").backend
         except Exception:
             backend = None
-        self.query_one(StatusBar).wandb_backend = backend
-        self.query_one(StatusBar).refresh_status()
+        self.status_bar.wandb_backend = backend
+        self.status_bar.refresh_status()
 
     # ------------------------------------------------------------ keys, help, palette
 
@@ -296,7 +306,7 @@ class NanochatApp(App[int]):
 
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(self.key_rows(), str(km.keymap_path())))
+        self.push_screen(HelpScreen(self.key_rows(), km.keymap_display_path()))
 
     def action_blur(self) -> None:
         """Leave a text field: focus the pane's non-text widget so pane keys and 1..9 work."""
@@ -304,7 +314,7 @@ class NanochatApp(App[int]):
             self._focus_pane(f"pane-{self.active_pane}", force=True)
 
     def action_toggle_debug(self) -> None:
-        panel = self.query_one("#debug-log", RichLog)
+        panel = self.debug_log
         debug = not logging_setup.is_debug()
         logging_setup.set_debug(debug)
         panel.set_class(not debug, "hidden")
@@ -321,7 +331,7 @@ class NanochatApp(App[int]):
     def _write_log_line(self, line: str) -> None:
         if self.is_mounted:
             with contextlib.suppress(Exception):
-                self.query_one("#debug-log", RichLog).write(line)
+                self.debug_log.write(line)
 
     def report_error(self, message: str) -> None:
         """Toast + log an error a user should see."""

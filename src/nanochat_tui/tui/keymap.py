@@ -76,6 +76,15 @@ def keymap_path() -> Path:
     return paths.config_dir() / KEYMAP_FILE
 
 
+def keymap_display_path() -> str:
+    """keymap.yaml's path as shown to users ($NANOCHAT_TUI_HOME kept symbolic, ~ for home)."""
+    if paths.home_override() is not None:
+        return "$NANOCHAT_TUI_HOME/config/" + KEYMAP_FILE
+    path = str(keymap_path())
+    home = str(Path.home())
+    return "~" + path[len(home) :] if path.startswith(home) else path
+
+
 def load_user_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
     """The user's ``{binding id: key}`` overrides and any warnings (bad file, unknown ids)."""
     path = path or keymap_path()

@@ -252,6 +252,7 @@ class ConfigPane(Widget):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.categories: list[CategoryEntry] = []
+        self.current_category = -1
 
     # ------------------------------------------------------------ compose
 
@@ -275,15 +276,7 @@ class ConfigPane(Widget):
         with Horizontal(id="cfg-body"):
             yield OptionList(*[c.title for c in self.categories], id="categories")
             with VerticalScroll(id="fields"):
-                for i, entry in enumerate(self.categories):
-                    yield Static(
-                        entry.title,
-                        classes="cat-header" + (" first" if i == 0 else ""),
-                        id=f"cat-{i}",
-                    )
-                    for dotted, description, value in category_fields(entry, self.state.config):
-                        short = dotted[len(entry.section) + 1 :]
-                        yield FieldRow(dotted, short, description, value)
+                yield from self._category_widgets(0)
         with Horizontal(id="cfg-bottom"):
             with VerticalScroll(id="diff-box") as box:
                 box.border_title = "Overrides vs prefab"
@@ -297,6 +290,28 @@ class ConfigPane(Widget):
     def on_mount(self) -> None:
         self.refresh_views()
 
+    def _category_widgets(self, index: int) -> list[Widget]:
+        """Header + one FieldRow per field of category ``index`` (only one category is mounted:
+        ~10 rows instead of ~60 keeps the first frame fast)."""
+        if not self.categories:
+            return [Static("no config categories registered", classes="cat-header first")]
+        entry = self.categories[index]
+        widgets: list[Widget] = [
+            Static(f"{entry.title}  ({entry.section})", classes="cat-header first")
+        ]
+        for dotted, description, value in category_fields(entry, self.state.config):
+            widgets.append(FieldRow(dotted, dotted[len(entry.section) + 1 :], description, value))
+        self.current_category = index
+        return widgets
+
+    async def show_category(self, index: int) -> None:
+        if index == self.current_category or not (0 <= index < len(self.categories)):
+            return
+        fields = self.query_one("#fields", VerticalScroll)
+        await fields.remove_children()
+        await fields.mount_all(self._category_widgets(index))
+        fields.scroll_home(animate=False)
+
     def initial_focus(self) -> Widget:
         return self.query_one("#categories", OptionList)
 
@@ -305,6 +320,13 @@ class ConfigPane(Widget):
         if self.state.prefab_name not in dict(options):
             options.append((self.state.prefab_name, self.state.prefab_name))
         return options
+
+    def sync_prefab_select(self) -> None:
+        """Show state.prefab_name in the picker without it reporting a (user) change."""
+        select = self.query_one("#prefab", Select)
+        with select.prevent(Select.Changed):
+            select.set_options(self._prefab_options())
+            select.value = self.state.prefab_name
 
     def _select_value(self) -> str:
         return self.state.prefab_name
@@ -337,8 +359,9 @@ class ConfigPane(Widget):
         )
 
     def reload_fields(self) -> None:
-        """Put the current config's values back into every Input and clear errors."""
-        for entry in self.categories:
+        """Put the current config's values back into the shown Inputs and clear errors."""
+        if 0 <= self.current_category < len(self.categories):
+            entry = self.categories[self.current_category]
             for dotted, _desc, value in category_fields(entry, self.state.config):
                 found = self.query(f"#{field_id(dotted)}")
                 if found:
@@ -414,7 +437,7 @@ class ConfigPane(Widget):
             if yes:
                 self._switch_prefab(name)
             else:
-                self.query_one("#prefab", Select).value = self.state.prefab_name
+                self.sync_prefab_select()
 
         count = len(self.state.overrides)
         self.app.push_screen(
@@ -426,7 +449,7 @@ class ConfigPane(Widget):
             self.state.set_prefab(name)
         except ConfigError as err:
             self.app.notify(str(err), severity="error", timeout=8)
-            self.query_one("#prefab", Select).value = self.state.prefab_name
+            self.sync_prefab_select()
             return
         log.info("prefab %s selected", name)
         self.reload_fields()
@@ -484,9 +507,7 @@ class ConfigPane(Widget):
             self.app.notify(f"could not save prefab: {err}", severity="error", timeout=8)
             return
         self.state.set_prefab(name)
-        select = self.query_one("#prefab", Select)
-        select.set_options(self._prefab_options())
-        select.value = name
+        self.sync_prefab_select()
         self.reload_fields()
         self.refresh_views()
         log.info("saved prefab %s to %s", name, path)
@@ -494,22 +515,18 @@ class ConfigPane(Widget):
         self.post_message(ConfigChanged(self.state.config))
 
     @on(OptionList.OptionHighlighted, "#categories")
-    def category_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+    async def category_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
-        self.jump_to_category(event.option_index)
+        await self.show_category(event.option_index)
 
     def jump_to_category(self, index: int) -> None:
-        found = self.query(f"#cat-{index}")
-        if found:
-            self.query_one("#fields", VerticalScroll).scroll_to_widget(
-                found.first(), top=True, animate=False
-            )
+        """Show a category's fields (palette and keys); the list highlight follows."""
+        self.query_one("#categories", OptionList).highlighted = index
 
     def on_config_changed(self, message: ConfigChanged) -> None:
         """Another pane changed the config (e.g. adopting a checkpoint's config)."""
         if message.broadcast:
-            self.query_one("#prefab", Select).set_options(self._prefab_options())
-            self.query_one("#prefab", Select).value = self.state.prefab_name
+            self.sync_prefab_select()
             self.reload_fields()
             self.refresh_views()
 

@@ -10,16 +10,16 @@ from textual.widgets import Static
 
 
 def run_status(run: Any) -> str:
-    """'idle', or '<name> <status>' from a RunHandle (never raises)."""
+    """'no run', or 'run <name> <status>' from a RunHandle (never raises)."""
     if run is None:
-        return "idle"
+        return "no run"
     try:
         status = run.status()
         status = status.get("status", status) if isinstance(status, dict) else status
         status = getattr(status, "status", status)
     except Exception as err:  # a vanished run dir, a dead socket
         status = f"? ({type(err).__name__})"
-    return f"{getattr(run, 'name', 'run')} {status}"
+    return f"run {getattr(run, 'name', '?')} {status}"
 
 
 def device_text(device: dict[str, Any] | None) -> str:
@@ -42,7 +42,7 @@ class StatusBar(Static):
     """Reads app.state; the app calls ``refresh_status()`` on changes and once a second."""
 
     DEFAULT_CSS = """
-    StatusBar { dock: bottom; height: 1; background: $panel; color: $text; padding: 0 1; }
+    StatusBar { dock: bottom; height: 1; background: $panel; color: $text; padding: 0 0 0 1; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -62,7 +62,6 @@ class StatusBar(Static):
         text = Text.assemble(
             (f"{self.pane_title}", "bold"),
             sep,
-            ("run ", "dim"),
             run_status(state.run),
             sep,
             prefab,

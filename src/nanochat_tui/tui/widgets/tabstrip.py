@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widget import Widget
 
 from nanochat_tui.tui.keymap import display_key
 
 
-class TabStrip(Static):
+class TabStrip(Widget):
     """``1 Config  2 Checkpoints …`` plus a right-aligned hint; the app calls ``show()``."""
 
     DEFAULT_CSS = """
     TabStrip { dock: top; height: 1; background: $panel; padding: 0 1; }
     """
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.tabs: list[tuple[str, str, str]] = []
+        self.active = ""
+        self.hint = ""
+
     def show(self, tabs: list[tuple[str, str, str]], active: str, hint: str) -> None:
         """tabs = (name, key, title)."""
+        self.tabs, self.active, self.hint = tabs, active, hint
+        self.refresh()
+
+    def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        for name, key, title in tabs:
-            style = "bold reverse" if name == active else ""
-            text.append(f" {display_key(key)} ", "bold cyan" if name != active else style)
-            text.append(f"{title} ", style)
+        for name, key, title in self.tabs:
+            active = name == self.active
+            text.append(f" {display_key(key)} ", "bold reverse" if active else "bold cyan")
+            text.append(f"{title} ", "bold reverse" if active else "")
             text.append(" ")
-        pad = max(1, self.size.width - 2 - text.cell_len - len(hint)) if self.size.width else 2
-        text.append(" " * pad)
-        text.append(hint, "dim")
-        self.update(text)
+        width = self.content_region.width
+        pad = width - text.cell_len - len(self.hint)
+        if pad >= 1:
+            text.append(" " * pad)
+            text.append(self.hint, "dim")
+        return text

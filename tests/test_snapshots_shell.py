@@ -1,0 +1,37 @@
+"""Snapshots of the config pane, auth pane and help screen at 80×24 and 160×48."""
+
+from __future__ import annotations
+
+import pytest
+
+from nanochat_tui.tui.app import NanochatApp
+
+SIZES = [(80, 24), (160, 48)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_config_pane(snap_compare, size) -> None:
+    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, press=["1"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_config_pane_with_error_and_override(snap_compare, size) -> None:
+    async def edit(pilot) -> None:
+        await pilot.pause()
+        await pilot.click("#f-model--depth")
+        await pilot.press("end", "backspace", "4", "escape")
+        await pilot.click("#f-model--head_dim")
+        await pilot.press("end", "backspace", "backspace", "5")
+        await pilot.pause()
+
+    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, run_before=edit)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_auth_pane(snap_compare, size) -> None:
+    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, press=["6"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help_screen(snap_compare, size) -> None:
+    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, press=["question_mark"])

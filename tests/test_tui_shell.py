@@ -1,0 +1,244 @@
+"""The app shell, driven by keys: pane switching, help, palette, user keymap, state restore,
+shared-message broadcast, broken panes, quit confirmation, debug log, crash dump."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+from textual.widget import Widget
+from textual.widgets import Static
+
+from nanochat_tui import logging_setup, paths, secrets
+from nanochat_tui.plugins import get_registry, reset_registry
+from nanochat_tui.tui.app import NanochatApp
+from nanochat_tui.tui.messages import ConfigChanged
+
+pytestmark = pytest.mark.anyio
+SIZE = (100, 30)
+SECRET = "Zz9" * 15  # 45 chars; not shaped like a wandb key, so only the secret cache can scrub it
+
+
+class EchoPane(Widget):
+    """A pane that records the shared messages it receives and posts one on 'x'."""
+
+    BINDINGS: ClassVar = [("x", "announce", "Announce")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[str] = []
+
+    def compose(self):
+        yield Static("echo pane")
+
+    def action_announce(self) -> None:
+        self.post_message(ConfigChanged(self.app.state.config))
+
+    def on_config_changed(self, message: ConfigChanged) -> None:
+        self.received.append("config")
+
+
+class BoomPane(Widget):
+    def on_mount(self) -> None:
+        raise RuntimeError(f"pane exploded holding {secrets.get_secret('wandb')}")
+
+
+class FakeRun:
+    name = "r1"
+    mode = "thread"
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def is_alive(self) -> bool:
+        return not self.stopped
+
+    def status(self) -> str:
+        return "running"
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def extra_panes():
+    reset_registry()
+    registry = get_registry()
+    registry.add_screen("echo", "Echo", "7", "test_tui_shell:EchoPane", order=70)
+    registry.add_screen("broken", "Broken", "8", "no_such_module_xyz:Pane", order=80)
+    registry.add_screen("boom", "Boom", "9", "test_tui_shell:BoomPane", order=90)
+    yield registry
+    reset_registry()
+
+
+async def test_keys_switch_panes_and_tabs_show_titles(screen_text) -> None:
+    app = NanochatApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.active_pane == "config"
+        text = screen_text(app)
+        for label in ("1 Config", "6 Auth", "? help"):
+            assert label in text
+        await pilot.press("6")
+        await pilot.pause()
+        assert app.active_pane == "auth"
+        assert "Weights & Biases API key" in screen_text(app)
+        await pilot.press("1")
+        assert app.active_pane == "config"
+
+
+async def test_help_lists_keymap(screen_text) -> None:
+    app = NanochatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        text = screen_text(app)
+        for needle in (
+            "app.quit",
+            "pane.config",
+            "pane.auth",
+            "config.save_as",
+            "Save as prefab",
+            "^d",
+        ):
+            assert needle in text, needle
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "app.quit" not in screen_text(app)
+
+
+async def test_palette_lists_current_pane_actions(screen_text) -> None:
+    app = NanochatApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "Save config as prefab" in text and "Reset overrides" in text
+        assert "Delete W&B key" not in text
+        await pilot.press("escape", "6", "ctrl+p")
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "Delete W&B key" in text and "Save config as prefab" not in text
+        await pilot.press(*"help")
+        await pilot.pause(0.3)
+        assert "Help: keys" in screen_text(app)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "app.quit" in screen_text(app)  # the help screen opened from the palette
+
+
+async def test_user_keymap_remaps_keys() -> None:
+    (paths.config_dir() / "keymap.yaml").write_text("pane.auth: a\napp.help: f1\n")
+    app = NanochatApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("6")
+        await pilot.pause()
+        assert app.active_pane == "config"  # 6 no longer switches
+        await pilot.press("a")
+        await pilot.pause()
+        assert app.active_pane == "auth"
+        await pilot.press("f1")
+        await pilot.pause()
+        from nanochat_tui.tui.screens.help import HelpScreen
+
+        assert isinstance(app.screen, HelpScreen)
+
+
+async def test_bad_keymap_file_warns_not_crashes() -> None:
+    (paths.config_dir() / "keymap.yaml").write_text("pane.auth: [\n")
+    app = NanochatApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert any("keymap ignored" in w for w in app.startup_warnings)
+
+
+async def test_state_restored_on_restart(type_into) -> None:
+    app = NanochatApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await type_into(pilot, "#f-model--depth", "3")
+        await pilot.press("escape", "6", "q")
+    app2 = NanochatApp()
+    async with app2.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app2.active_pane == "auth"
+        assert app2.state.prefab_name == "tiny"
+        assert app2.state.overrides == {"model.depth": 3}
+        assert app2.state.config.model.depth == 3
+
+
+async def test_shared_messages_rebroadcast_and_broken_pane(extra_panes, screen_text) -> None:
+    app = NanochatApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("7")
+        await pilot.pause()
+        echo = app.query_one(EchoPane)
+        await pilot.press("1")  # config pane edits -> echo pane hears about it
+        await pilot.pause()
+        app.query_one("#pane-config").post_message(ConfigChanged(app.state.config))
+        await pilot.pause()
+        assert echo.received == ["config"]
+        await pilot.press("8")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "could not be opened" in text and "no_such_module_xyz" in text
+        assert app.active_pane == "broken"
+
+
+async def test_quit_with_alive_thread_run_asks(screen_text) -> None:
+    app = NanochatApp()
+    run = FakeRun()
+    app.state.run = run
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "r1 running" in screen_text(app)
+        await pilot.press("q")
+        await pilot.pause()
+        await pilot.pause()
+        from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "quitting stops it" in app.screen.question
+        await pilot.press("n")
+        await pilot.pause()
+        assert not run.stopped and app.is_running
+        await pilot.press("q", "y")
+        await pilot.pause()
+    assert run.stopped
+
+
+async def test_debug_toggle_shows_log_and_writes_file() -> None:
+    app = NanochatApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        panel = app.query_one("#debug-log")
+        assert not panel.display
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+        assert panel.display and logging_setup.is_debug()
+        await pilot.press("6")
+        await pilot.pause()
+        assert len(panel.lines) > 0
+        await pilot.press("ctrl+d")
+        await pilot.pause()
+        assert not panel.display
+    text = logging_setup.log_path().read_text()
+    assert '"level": "debug"' in text and "pane auth shown" in text
+
+
+async def test_crash_writes_dump_without_secret(extra_panes) -> None:
+    secrets.set_secret("wandb", SECRET)
+    app = NanochatApp()
+    with pytest.raises(RuntimeError):
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("9")
+            await pilot.pause()
+    assert app.crash_path is not None and app.crash_path.is_file()
+    body = app.crash_path.read_text()
+    assert "pane exploded" in body and SECRET not in body and "***" in body
+    assert SECRET not in logging_setup.log_path().read_text()
