@@ -166,3 +166,82 @@ async def test_live_pane_rebuilds_from_event_log(tmp_path):
         assert spec.thresholds == {"above": 4.0} and spec.options == {"smoothing": 0.9}
         with pytest.raises(Exception, match="unknown panel type"):
             parse_panel_text("nope")
+
+
+@pytest.mark.anyio
+async def test_screen_switch_keeps_panels_mounted_and_skips_hidden_redraws(tmp_path):
+    """`]`/`[` toggle which grid is displayed: no panel is remounted, hidden grids aren't drawn,
+    and an unchanged chart is not rebuilt (the plotext build is cached)."""
+    import json
+
+    from textual.app import App
+
+    from nanochat_tui.panels.base import Panel
+    from nanochat_tui.panels.chart import ChartView, chart_builder
+    from nanochat_tui.tui.screens.live import LivePane
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with (run_dir / "events.jsonl").open("w") as fh:
+        fh.write(json.dumps({"type": "run_start", "time": 1.0, "num_iterations": 300}) + "\n")
+        for e in _steps(300):
+            fh.write(json.dumps(e) + "\n")
+
+    mounts: list[Panel] = []
+    original = Panel.on_mount if hasattr(Panel, "on_mount") else None
+
+    def counting_mount(self) -> None:
+        mounts.append(self)
+        if original is not None:
+            original(self)
+
+    class Host(App):
+        def compose(self):
+            yield LivePane()
+
+    Panel.on_mount = counting_mount  # type: ignore[method-assign]
+    try:
+        app = Host()
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = app.query_one(LivePane)
+            pane.show_run_dir(run_dir)
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if pane.store.step == 300:
+                    break
+            pane._tick(force=True)
+            await pilot.pause()
+            grids = pane.grids
+            assert len(grids) == 2
+            every_panel = [p for g in grids for p in g.panels]
+            assert len(mounts) == len(every_panel) == 6  # all screens mounted once, up front
+            hidden = grids[1]
+            assert hidden.display is False and hidden.redraws == 0  # hidden: never drawn
+            first = {id(p) for p in every_panel}
+
+            for key in ["right_square_bracket", "left_square_bracket"] * 3:
+                await pilot.press(key)
+                await pilot.pause()
+            assert pane.screen_index == 0
+            assert {id(p) for g in pane.grids for p in g.panels} == first  # same widgets
+            assert len(mounts) == 6  # nothing remounted
+            assert hidden.redraws == 1  # drawn once when first shown, not on every switch
+
+            for _ in range(200):  # charts are built in the builder thread
+                if chart_builder().idle():
+                    break
+                await pilot.pause(0.02)
+            await pilot.pause()
+            charts = pane.grid.query(ChartView)
+            requests = [c.requests for c in charts]
+            shown = [c.shown for c in charts]
+            assert all(s >= 1 for s in shown)
+            pane._tick(force=True)  # same data, same size: cache hit, no new build
+            await pilot.pause()
+            assert [c.requests for c in charts] == requests
+            assert "┤" in str(charts[0].render())  # a real plotext chart (y axis ticks)
+    finally:
+        if original is None:
+            del Panel.on_mount
+        else:
+            Panel.on_mount = original  # type: ignore[method-assign]

@@ -88,7 +88,22 @@ async def _until_loaded(pilot) -> None:
     while pane.store.run_end == {} and time.monotonic() < deadline:
         await pilot.pause(0.05)
     pane._tick(force=True)
-    await pilot.pause()
+    await _charts_built(pilot)
+
+
+async def _charts_built(pilot) -> None:
+    """Charts are built off the event loop: wait until the builder is idle and its results shown."""
+    from nanochat_tui.panels.chart import chart_builder
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        await pilot.pause()
+        if chart_builder().idle():
+            await pilot.pause()
+            await pilot.pause()
+            if chart_builder().idle():
+                return
+        await pilot.pause(0.02)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

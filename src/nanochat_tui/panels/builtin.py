@@ -20,7 +20,6 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Sparkline, Static
-from textual_plotext import PlotextPlot
 
 from nanochat_tui.panels.base import (
     MetricStore,
@@ -29,6 +28,7 @@ from nanochat_tui.panels.base import (
     fmt_num,
     threshold_style,
 )
+from nanochat_tui.panels.chart import ChartView
 
 
 def _bar(fraction: float, width: int) -> str:
@@ -38,33 +38,22 @@ def _bar(fraction: float, width: int) -> str:
 
 
 class _ChartPanel(Panel):
-    """Headline line + a plotext chart."""
+    """Headline line + a chart built off the event loop (panels/chart.py)."""
 
     DEFAULT_CSS = """
     _ChartPanel > .headline { height: 1; }
-    _ChartPanel > PlotextPlot { height: 1fr; }
+    _ChartPanel > ChartView { height: 1fr; }
     """
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="headline")
-        yield PlotextPlot()
+        yield ChartView()
 
     def _plot(self, lines: list[tuple[list[float], list[float], str]], *, ylabel: str = "") -> None:
-        widget = self.query_one(PlotextPlot)
-        plt = widget.plt
-        plt.clear_data()
-        plt.clear_figure()
-        legend = len(lines) > 1 and widget.size.height >= 12  # a legend hides a small chart
-        for xs, ys, label in lines:
-            if xs:
-                plt.plot(xs, ys, label=label if legend else None, marker="braille")
-        plt.xlabel("step")
-        if ylabel:
-            plt.ylabel(ylabel)
-        widget.refresh()
+        self.query_one(ChartView).show(lines, ylabel=ylabel)
 
     def _headline(self, text: Text) -> None:
-        self.query_one(".headline", Static).update(text)
+        self.query_one(".headline", Static).update(text, layout=False)
 
 
 class ProgressPanel(Panel):

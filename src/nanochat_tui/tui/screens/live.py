@@ -24,7 +24,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Input, Static
+from textual.widgets import ContentSwitcher, Input, Static
 from textual.worker import get_current_worker
 
 from nanochat_tui.config import ConfigError
@@ -176,35 +176,48 @@ def panel_text(spec: PanelSpec) -> str:
 
 
 class PanelGrid(Grid):
-    """The panels of one screen + the coalescing redraw: ``tick()`` redraws only when dirty."""
+    """The panels of one screen + the coalescing redraw: ``tick()`` redraws only when dirty.
+
+    Every declared screen gets its own grid, mounted once; switching screens only toggles which
+    grid is displayed (ContentSwitcher), so ``]``/``[`` never remount a panel. Hidden grids are
+    not redrawn.
+    """
 
     DEFAULT_CSS = """
     PanelGrid { grid-gutter: 0 1; height: 1fr; }
     """
 
-    def __init__(self, store: MetricStore, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, store: MetricStore, spec: ScreenSpec | None = None, **kwargs: Any) -> None:
+        spec = spec or ScreenSpec(name="empty", panels=[])
+        super().__init__(*self._make_panels(spec), **kwargs)
         self.store = store
+        self.spec = spec
         self.drawn_version = -1
         self.redraws = 0
+        self.styles.grid_size_columns = spec.columns
 
-    @property
-    def panels(self) -> list[Panel]:
-        return list(self.query_children(Panel))
-
-    async def show_screen(self, spec: ScreenSpec) -> None:
-        """Replace the panels with those of ``spec``."""
+    @staticmethod
+    def _make_panels(spec: ScreenSpec) -> list[Widget]:
         from nanochat_tui.panels.builtin import panel_class
 
-        await self.remove_children()
-        self.styles.grid_size_columns = spec.columns
         widgets: list[Widget] = []
         for panel_spec in spec.panels:
             try:
                 widgets.append(panel_class(panel_spec.type)(panel_spec))
             except KeyError as err:
                 widgets.append(Static(Text(str(err).strip("'\""), style="red")))
-        await self.mount_all(widgets)
+        return widgets
+
+    @property
+    def panels(self) -> list[Panel]:
+        return list(self.query_children(Panel))
+
+    async def show_screen(self, spec: ScreenSpec) -> None:
+        """Replace the panels with those of ``spec`` (after an edit: add/edit/remove)."""
+        self.spec = spec
+        await self.remove_children()
+        self.styles.grid_size_columns = spec.columns
+        await self.mount_all(self._make_panels(spec))
         self.drawn_version = -1
 
     def tick(self, *, force: bool = False) -> bool:
@@ -229,6 +242,7 @@ class LivePane(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     LivePane { layout: vertical; height: 1fr; }
+    LivePane > #live-screens { height: 1fr; }
     LivePane > #live-header { height: 1; background: $boost; padding: 0 1; }
     LivePane > #live-hint { height: 1; color: $text-muted; padding: 0 1; }
     """
@@ -259,6 +273,8 @@ class LivePane(Widget, can_focus=True):
         self.run_name = ""
         self.paint_count = 0
         self.last_paint = 0.0
+        self.action_paint_count = 0  # completed repaints after key actions (benchmark hook)
+        self.last_action_paint = 0.0
         self._timer: Any = None
         self._generation = 0  # bumps on every (re)attach so a stale tail worker stops feeding
 
@@ -266,23 +282,36 @@ class LivePane(Widget, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="live-header")
-        yield PanelGrid(self.store, id="live-grid")
+        self.screens = self._screens_from_config()
+        yield self._switcher()
         yield Static(
             Text("[ ] screen · a add · e edit · x remove · +/- refresh · w save layout"),
             id="live-hint",
         )
 
+    def _switcher(self) -> ContentSwitcher:
+        grids = [
+            PanelGrid(self.store, spec, id=f"live-screen-{i}")
+            for i, spec in enumerate(self.screens)
+        ]
+        initial = f"live-screen-{self.screen_index}"
+        return ContentSwitcher(*grids, initial=initial, id="live-screens")
+
+    @property
+    def grids(self) -> list[PanelGrid]:
+        """One grid per declared screen (all mounted; only the current one is displayed)."""
+        return list(self.query_one("#live-screens", ContentSwitcher).query_children(PanelGrid))
+
     @property
     def grid(self) -> PanelGrid:
-        return self.query_one(PanelGrid)
+        """The current screen's grid."""
+        return self.query_one(f"#live-screen-{self.screen_index}", PanelGrid)
 
     @property
     def current(self) -> ScreenSpec:
         return self.screens[self.screen_index]
 
     async def on_mount(self) -> None:
-        self.screens = self._screens_from_config()
-        await self.grid.show_screen(self.current)
         self._restart_timer()
         run = getattr(getattr(self.app, "state", None), "run", None)
         if run is not None:
@@ -303,18 +332,21 @@ class LivePane(Widget, can_focus=True):
         self._generation += 1
         self.run_dir = Path(run_dir)
         self.run_name = name or self.run_dir.name
-        self.store = MetricStore()
-        self.grid.store = self.store
-        self.grid.drawn_version = -1
+        self._set_store(MetricStore())
         self._tail(self.run_dir / EVENTS, self._generation)
         self._update_header()
+
+    def _set_store(self, store: MetricStore) -> None:
+        self.store = store
+        for grid in self.grids:
+            grid.store = store
+            grid.drawn_version = -1
 
     def detach(self) -> None:
         self._generation += 1
         self.run_dir = None
         self.run_name = ""
-        self.store = MetricStore()
-        self.grid.store = self.store
+        self._set_store(MetricStore())
         self.grid.tick(force=True)
         self._update_header()
 
@@ -343,7 +375,10 @@ class LivePane(Widget, can_focus=True):
         """tui.messages.ConfigChanged: adopt the new config's screens (e.g. another prefab)."""
         self.screens = self._screens_from_config()
         self.screen_index = 0
-        await self._show_current()
+        switcher = self.query_one("#live-screens", ContentSwitcher)
+        await switcher.remove()  # a new layout: the only time every grid is rebuilt
+        await self.mount(self._switcher(), after="#live-header")
+        self._after_switch()
 
     # ------------------------------------------------------------ redraw timer
 
@@ -362,6 +397,11 @@ class LivePane(Widget, can_focus=True):
     def _painted(self) -> None:
         self.paint_count += 1
         self.last_paint = time.perf_counter()
+
+    def _action_painted(self) -> None:
+        """The screen refresh after a key action (switch screen, refresh rate) has completed."""
+        self.action_paint_count += 1
+        self.last_action_paint = time.perf_counter()
 
     def _update_header(self) -> None:
         if not self.screens:
@@ -382,26 +422,41 @@ class LivePane(Widget, can_focus=True):
     # ------------------------------------------------------------ actions
 
     async def _show_current(self) -> None:
+        """Rebuild the current screen's panels after an edit (add / edit / remove)."""
         had_focus = self.has_focus_within or self.app.focused is None
         await self.grid.show_screen(self.current)
         if had_focus and self.app.focused is None:
             self.focus()  # keep the pane's keys working after its panels were replaced
+        self._after_switch()
+
+    def _switch_to(self, index: int) -> None:
+        """Show screen ``index``: a display toggle, no remount; redraws only that screen."""
+        had_focus = self.has_focus_within
+        self.screen_index = index % len(self.screens)
+        self.query_one(
+            "#live-screens", ContentSwitcher
+        ).current = f"live-screen-{self.screen_index}"
+        if had_focus and not self.has_focus_within:
+            self.focus()  # the focused panel was hidden: keep the pane's keys working
+        self._after_switch()
+
+    def _after_switch(self) -> None:
         self._restart_timer()
-        self._tick(force=True)
+        self.grid.tick()  # only if this screen is behind the store
         self._update_header()
+        self.call_after_refresh(self._action_painted)
 
-    async def action_next_screen(self) -> None:
-        self.screen_index = (self.screen_index + 1) % len(self.screens)
-        await self._show_current()
+    def action_next_screen(self) -> None:
+        self._switch_to(self.screen_index + 1)
 
-    async def action_prev_screen(self) -> None:
-        self.screen_index = (self.screen_index - 1) % len(self.screens)
-        await self._show_current()
+    def action_prev_screen(self) -> None:
+        self._switch_to(self.screen_index - 1)
 
     def _set_refresh(self, ms: int) -> None:
         self.current.refresh_ms = max(50, min(60_000, ms))
         self._restart_timer()
         self._tick(force=True)
+        self.call_after_refresh(self._action_painted)
         self.notify(f"refresh every {self.current.refresh_ms} ms", timeout=2)
 
     def action_faster(self) -> None:
@@ -581,6 +636,5 @@ class LivePane(Widget, can_focus=True):
             )
         return cmds
 
-    async def _goto(self, index: int) -> None:
-        self.screen_index = index
-        await self._show_current()
+    def _goto(self, index: int) -> None:
+        self._switch_to(index)
