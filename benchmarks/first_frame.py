@@ -4,7 +4,7 @@ Each run spawns ``python -c`` that imports the app, runs it headless (same compo
 terminal output) on the ``tiny`` prefab with a fresh NANOCHAT_TUI_HOME, and records wall time
 after the first refresh of the first screen; it also reports whether JAX was imported.
 
-    uv run python benchmarks/first_frame.py [--runs 7]
+    uv run python benchmarks/first_frame.py [--runs 7] [--baseline]
 """
 
 from __future__ import annotations
@@ -40,12 +40,37 @@ print(json.dumps({"import_start": t_import, "imported": t_imported, "first_frame
 """
 
 
-def one_run() -> dict[str, float | bool]:
+BASELINE = r"""
+import json, sys, time
+t_import = time.time()
+from textual.app import App
+from textual.widgets import Static
+t_imported = time.time()
+
+class Probe(App):
+    def compose(self):
+        yield Static("hello")
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._first_frame)
+
+    def _first_frame(self) -> None:
+        self.first_frame = time.time()
+        self.exit(0)
+
+app = Probe()
+app.run(headless=True, size=(80, 24))
+print(json.dumps({"import_start": t_import, "imported": t_imported, "first_frame": app.first_frame,
+                  "jax_loaded": "jax" in sys.modules}))
+"""
+
+
+def one_run(child: str = CHILD) -> dict[str, float | bool]:
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "NANOCHAT_TUI_HOME": home, "WANDB_MODE": "offline"}
         start = time.time()
         proc = subprocess.run(
-            [sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=120
         )
     if proc.returncode != 0:
         raise SystemExit(f"child failed:\n{proc.stderr[-3000:]}")
@@ -61,7 +86,17 @@ def one_run() -> dict[str, float | bool]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also time a bare one-widget Textual app (the floor)",
+    )
     args = parser.parse_args()
+    if args.baseline:
+        base = [float(one_run(BASELINE)["first_frame_s"]) for _ in range(args.runs)]
+        print(
+            f"bare Textual app first frame: p50 {statistics.median(base):.3f}s  max {max(base):.3f}s"
+        )
     runs = [one_run() for _ in range(args.runs)]
     print(f"{'run':>4} {'first frame':>12} {'app import':>11} {'python start':>13}  jax")
     for i, r in enumerate(runs, 1):

@@ -9,15 +9,29 @@ from nanochat_tui.tui.app import NanochatApp
 SIZES = [(80, 24), (160, 48)]
 
 
+def keys(*pressed: str):
+    """A run_before that settles the app (off-thread status reads included), then presses keys."""
+
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if pressed:
+            await pilot.press(*pressed)
+        await pilot.pause()
+
+    return run_before
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_config_pane(snap_compare, size) -> None:
-    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, press=["1"])
+    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, run_before=keys("1"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_config_pane_with_error_and_override(snap_compare, size) -> None:
     async def edit(pilot) -> None:
-        await pilot.pause()
+        await keys()(pilot)
         await pilot.click("#f-model--depth")
         await pilot.press("end", "backspace", "4", "escape")
         await pilot.click("#f-model--head_dim")
@@ -29,9 +43,11 @@ def test_config_pane_with_error_and_override(snap_compare, size) -> None:
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_auth_pane(snap_compare, size) -> None:
-    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, press=["6"])
+    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, run_before=keys("6"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_help_screen(snap_compare, size) -> None:
-    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, press=["question_mark"])
+    assert snap_compare(
+        NanochatApp(prefab="tiny"), terminal_size=size, run_before=keys("question_mark")
+    )

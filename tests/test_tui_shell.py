@@ -242,3 +242,27 @@ async def test_crash_writes_dump_without_secret(extra_panes) -> None:
     body = app.crash_path.read_text()
     assert "pane exploded" in body and SECRET not in body and "***" in body
     assert SECRET not in logging_setup.log_path().read_text()
+
+
+async def test_checkpoint_and_device_reach_status_bar_and_persist(screen_text) -> None:
+    import json
+
+    from nanochat_tui.orchestrator.rundir import CheckpointInfo, meta_path
+    from nanochat_tui.tui.messages import CheckpointLoaded, DeviceInfo
+
+    step_dir = paths.runs_dir() / "run1" / "checkpoints" / "100"
+    meta_path(step_dir).parent.mkdir(parents=True)
+    meta_path(step_dir).write_text(json.dumps({"step": 100, "run_name": "run1"}))
+    app = NanochatApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "device: not initialised" in screen_text(app)
+        pane = app.query_one("#pane-config")
+        pane.post_message(CheckpointLoaded(CheckpointInfo(step_dir, 100, {"step": 100})))
+        pane.post_message(DeviceInfo({"platform": "cpu", "device_kind": "cpu", "count": 1}))
+        await pilot.pause()
+        text = screen_text(app)
+        assert "ckpt run1@100" in text and "device: cpu" in text
+        await pilot.press("q")
+    app2 = NanochatApp()
+    assert app2.state.checkpoint is not None and app2.state.checkpoint.step == 100

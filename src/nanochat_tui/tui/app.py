@@ -261,12 +261,19 @@ class NanochatApp(App[int]):
         self._broadcast(message)
 
     def refresh_wandb_status(self) -> None:
+        """Re-read where the W&B key is, off the UI thread (keyring backends are slow to import)."""
+        self.run_worker(self._read_wandb_status, thread=True, group="wandb-status", exclusive=True)
+
+    def _read_wandb_status(self) -> None:
         from nanochat_tui.secrets import secret_status
 
         try:
             backend = secret_status("wandb").backend
         except Exception:
             backend = None
+        self.call_from_thread(self._show_wandb_status, backend)
+
+    def _show_wandb_status(self, backend: str | None) -> None:
         self.status_bar.wandb_backend = backend
         self.status_bar.refresh_status()
 

@@ -31,7 +31,7 @@ def device_text(device: dict[str, Any] | None) -> str:
 
 
 def wandb_text(backend: str | None, mode: str) -> str:
-    where = {"keyring": "keyring", "file": "file", "env": "env", None: "none"}[backend]
+    where = {"keyring": "keyring", "file": "file", "env": "env", None: "none", "?": "…"}[backend]
     env_mode = os.environ.get("WANDB_MODE", "").lower()
     if env_mode in ("offline", "disabled", "dryrun"):
         mode = "offline"
@@ -48,7 +48,7 @@ class StatusBar(Static):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("", **kwargs)
         self.pane_title = ""
-        self.wandb_backend: str | None = None
+        self.wandb_backend: str | None = "?"  # "?" until the app has read it (off-thread)
 
     def refresh_status(self) -> None:
         state = getattr(self.app, "state", None)
@@ -56,9 +56,10 @@ class StatusBar(Static):
             return
         sep = (" │ ", "dim")
         prefab = state.prefab_name + (f" +{len(state.overrides)}" if state.overrides else "")
-        ckpt = (
-            f"{state.checkpoint.run_dir.name}@{state.checkpoint.step}" if state.checkpoint else "—"
-        )
+        ckpt: list = []
+        if state.checkpoint is not None:  # shown only when loaded: 80 columns are precious
+            name = f"{state.checkpoint.run_dir.name}@{state.checkpoint.step}"
+            ckpt = [("ckpt ", "dim"), name, sep]
         text = Text.assemble(
             (f"{self.pane_title}", "bold"),
             sep,
@@ -66,9 +67,7 @@ class StatusBar(Static):
             sep,
             prefab,
             sep,
-            ("ckpt ", "dim"),
-            ckpt,
-            sep,
+            *ckpt,
             ("device: ", "dim"),
             device_text(state.device),
             sep,
