@@ -69,6 +69,12 @@ def _linear(d_in: int, d_out: int, *, zero: bool, dtype, rngs: nnx.Rngs) -> nnx.
     )
 
 
+def dense(layer: nnx.Linear, x: jax.Array) -> jax.Array:
+    """Apply ``layer`` on a 2-D view of ``x``: XLA:CPU's weight-gradient matmul is ~3× faster
+    contracting one flattened batch axis than (B, T)."""
+    return layer(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
 def _use_cudnn(dtype) -> bool:
     return jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
 
@@ -98,9 +104,9 @@ class CausalSelfAttention(nnx.Module):
     def qkv(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Project, rotate and QK-normalise: q ``[B,T,H,D]``, k/v ``[B,T,KV,D]``."""
         b, t, _ = x.shape
-        q = self.c_q(x).reshape(b, t, self.n_head, self.head_dim)
-        k = self.c_k(x).reshape(b, t, self.n_kv_head, self.head_dim)
-        v = self.c_v(x).reshape(b, t, self.n_kv_head, self.head_dim)
+        q = dense(self.c_q, x).reshape(b, t, self.n_head, self.head_dim)
+        k = dense(self.c_k, x).reshape(b, t, self.n_kv_head, self.head_dim)
+        v = dense(self.c_v, x).reshape(b, t, self.n_kv_head, self.head_dim)
         cos, sin = rotary(positions, self.head_dim, self.rope_base)
         q, k = norm(apply_rotary(q, cos, sin)), norm(apply_rotary(k, cos, sin))
         return q, k, v
@@ -109,7 +115,7 @@ class CausalSelfAttention(nnx.Module):
         b, t, _ = x.shape
         q, k, v = self.qkv(x, jnp.arange(t))
         y = attention(q, k, v, None)
-        return self.c_proj(y.reshape(b, t, -1))
+        return dense(self.c_proj, y.reshape(b, t, -1))
 
     def decode(
         self, x: jax.Array, k_cache: jax.Array, v_cache: jax.Array, pos: jax.Array
@@ -122,7 +128,7 @@ class CausalSelfAttention(nnx.Module):
         v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, pos, 0, 0))
         mask = jnp.arange(k_cache.shape[1])[None, :] <= q_pos[:, None]  # [t, max_len]
         y = attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), mask[None, None])
-        return self.c_proj(y.reshape(b, t, -1)), k_cache, v_cache
+        return dense(self.c_proj, y.reshape(b, t, -1)), k_cache, v_cache
 
 
 class MLP(nnx.Module):
@@ -132,7 +138,7 @@ class MLP(nnx.Module):
         self.c_proj = _linear(4 * d, d, zero=True, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.c_proj(jnp.square(jax.nn.relu(self.c_fc(x))))
+        return dense(self.c_proj, jnp.square(jax.nn.relu(dense(self.c_fc, x))))
 
 
 class Block(nnx.Module):
@@ -164,7 +170,7 @@ class GPT(nnx.Module):
         self.lm_head = _linear(d, cfg.vocab_size, zero=True, dtype=dtype, rngs=rngs)
 
     def _logits(self, x: jax.Array) -> jax.Array:
-        logits = self.lm_head(norm(x)).astype(jnp.float32)
+        logits = dense(self.lm_head, norm(x)).astype(jnp.float32)
         c = self.config.softcap
         return c * jnp.tanh(logits / c) if c > 0 else logits
 
