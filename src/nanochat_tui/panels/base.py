@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.css.query import NoMatches
 from textual.widget import Widget
 
@@ -359,8 +360,26 @@ class Panel(Widget):
         """Redraw from the store (the caller holds ``store.lock`` and does the coalescing)."""
         self.redraw_count += 1
         self._store = store
-        self.border_title = self.title
+        if self.border_title != self.title:
+            self.border_title = self.title
         self._safe_draw(store)
+
+    def set_body(self, selector: str, content: Any) -> None:
+        """Update the ``Static`` at ``selector`` only if its content changed, and with a layout
+        pass only if its line count changed (an unchanged panel costs no repaint, a changed one
+        repaints just itself)."""
+        from textual.widgets import Static
+
+        body = self.query_one(selector, Static)
+        previous = getattr(body, "_last_content", None)
+        if isinstance(content, Text) and isinstance(previous, Text):
+            if previous == content:
+                return
+            layout = previous.plain.count("\n") != content.plain.count("\n")
+        else:
+            layout = True
+        body._last_content = content  # type: ignore[attr-defined]
+        body.update(content, layout=layout)
 
     def _safe_draw(self, store: MetricStore) -> None:
         # children not composed yet: on_resize draws once they are laid out

@@ -53,7 +53,7 @@ class _ChartPanel(Panel):
         self.query_one(ChartView).show(lines, ylabel=ylabel)
 
     def _headline(self, text: Text) -> None:
-        self.query_one(".headline", Static).update(text, layout=False)
+        self.set_body(".headline", text)
 
 
 class ProgressPanel(Panel):
@@ -91,7 +91,7 @@ class ProgressPanel(Panel):
         if store.checkpoints:
             ck = store.checkpoints[-1]
             text.append(f"\nlast checkpoint: step {ck.get('step')} ({ck.get('reason', '')})")
-        self.query_one("#progress-body", Static).update(text)
+        self.set_body("#progress-body", text)
 
 
 def _status_style(status: str) -> str:
@@ -178,7 +178,7 @@ class SamplesPanel(Panel):
                 text.append(str(sample.get("prompt", "")), style="cyan")
                 text.append(str(sample.get("completion", "")).replace("\n", "⏎ ")[:400])
                 text.append("\n")
-        self.query_one("#samples-body", Static).update(text)
+        self.set_body("#samples-body", text)
 
 
 class DevicePanel(Panel):
@@ -216,7 +216,7 @@ class DevicePanel(Panel):
             table.add_row("host cpu", f"{psutil.cpu_percent(interval=None):.0f}% (this machine)")
             vm = psutil.virtual_memory()
             table.add_row("host ram", f"{fmt_num(vm.used)}B / {fmt_num(vm.total)}B")
-        self.query_one("#device-body", Static).update(table)
+        self.set_body("#device-body", table)
 
 
 _TIMERS = (
@@ -258,7 +258,7 @@ class TimersPanel(Panel):
                 text.append(f"\n{label:>9} ")
                 text.append(_bar(frac, width), style=colour)
                 text.append(f" {value * 1000:7.1f} ms {frac:4.0%}")
-        self.query_one("#timers-body", Static).update(text)
+        self.set_body("#timers-body", text)
         series = store.get(self.source or "step_time")
         spark = self.query_one(Sparkline)
         spark.data = series.points(self.columns)[1] if series else []

@@ -13,15 +13,18 @@ GIL in 5 ms slices.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import threading
 from collections.abc import Sequence
 from typing import Any
 
+from rich.console import Console
 from rich.text import Text
 from textual.app import RenderResult
 from textual.color import Color
 from textual.message import Message
+from textual.strip import Strip
 from textual.widget import Widget
 
 Line = tuple[Sequence[float], Sequence[float], str]
@@ -72,9 +75,10 @@ class ChartBuilder:
                 text = build_chart(plot, *job)
             except Exception as err:  # a bad series must not kill the builder
                 text = Text(f"chart error: {err}", style="red")
+            strips = to_strips(text, job[2])
             self.built += 1
             with contextlib.suppress(Exception):  # app closing / loop gone
-                view.post_message(ChartView.Built(token, text))
+                view.post_message(ChartView.Built(token, text, strips))
             with self._cond:
                 self._busy = bool(self._jobs)
 
@@ -106,6 +110,26 @@ def build_chart(
     return Text.from_ansi(plot.build())
 
 
+_CONSOLE = Console(
+    file=io.StringIO(),
+    width=1000,
+    color_system="truecolor",
+    legacy_windows=False,
+    force_terminal=True,
+)
+
+
+def to_strips(text: Text, width: int) -> list[Strip]:
+    """Text lines → Textual strips of exactly ``width`` cells (done in the builder thread, so the
+    event loop only blits them)."""
+    strips = []
+    for line in text.split("\n", allow_blank=True):
+        line.no_wrap = True
+        segments = [seg for seg in line.render(_CONSOLE) if seg.text != "\n"]
+        strips.append(Strip(segments).adjust_cell_length(width))
+    return strips
+
+
 def _register_theme(app: Any) -> str:
     """Register (once) the plotext theme matching the app's Textual theme; returns its name."""
     from plotext._dict import themes
@@ -131,16 +155,18 @@ class ChartView(Widget):
     class Built(Message):
         """A chart build finished (posted from the builder thread)."""
 
-        def __init__(self, token: int, text: Text) -> None:
+        def __init__(self, token: int, text: Text, strips: list[Strip]) -> None:
             super().__init__()
             self.token = token
             self.text = text
+            self.strips = strips
 
     _tokens = itertools.count(1)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._text = Text()
+        self._strips: list[Strip] = []
         self._lines: tuple[Line, ...] | None = None
         self._ylabel = ""
         self._key: tuple[Any, ...] | None = None
@@ -182,8 +208,18 @@ class ChartView(Widget):
         message.stop()
         if message.token == self._token:
             self._text = message.text
+            self._strips = message.strips
             self.shown += 1
             self.refresh()
 
     def render(self) -> RenderResult:
+        """The last chart as Text (the screen paints from ``render_line`` instead)."""
         return self._text
+
+    def render_line(self, y: int) -> Strip:
+        """Line API: hand the compositor the strips prebuilt in the builder thread."""
+        width = self.size.width
+        if y < len(self._strips):
+            strip = self._strips[y]
+            return strip if strip.cell_length == width else strip.adjust_cell_length(width)
+        return Strip.blank(width)

@@ -417,7 +417,10 @@ class LivePane(Widget, can_focus=True):
             text.append(self.run_name, style="bold")
             text.append(f" [{store.status}] step {store.step:,}")
         text.append(f"  ⟳{self.current.refresh_ms}ms", style="dim")
-        self.query_one("#live-header", Static).update(text)
+        header = self.query_one("#live-header", Static)
+        if text != getattr(header, "_last_content", None):
+            header._last_content = text  # type: ignore[attr-defined]
+            header.update(text, layout=False)  # one fixed line: no layout pass
 
     # ------------------------------------------------------------ actions
 
