@@ -16,6 +16,7 @@ import contextlib
 import io
 import itertools
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,12 +32,19 @@ Line = tuple[Sequence[float], Sequence[float], str]
 
 
 class ChartBuilder:
-    """A daemon thread that turns chart jobs into ``Text``; one pending job per view."""
+    """A daemon thread that turns chart jobs into ``Text``; one pending job per view.
 
-    def __init__(self) -> None:
+    ``duty`` caps the share of one CPU core the builder may use: after a build that took ``d``
+    seconds it starts the next no sooner than ``d / duty`` later, so a fast stream can't make
+    chart drawing eat into a training run on the same host (charts then update less often).
+    """
+
+    def __init__(self, duty: float = 0.1) -> None:
+        self.duty = duty
         self._cond = threading.Condition()
         self._jobs: dict[int, tuple[ChartView, int, tuple[Any, ...]]] = {}
         self._busy = False
+        self._hold_until = 0.0
         self.built = 0
         self._thread: threading.Thread | None = None
 
@@ -48,6 +56,17 @@ class ChartBuilder:
                     target=self._loop, name="chart-builder", daemon=True
                 )
                 self._thread.start()
+            self._cond.notify()
+
+    def hold(self, seconds: float = 0.1) -> None:
+        """Start no new build for up to ``seconds`` (the UI is painting a key's response and
+        shouldn't share the GIL with plotext); ``release()`` ends the hold early."""
+        with self._cond:
+            self._hold_until = time.monotonic() + seconds
+
+    def release(self) -> None:
+        with self._cond:
+            self._hold_until = 0.0
             self._cond.notify()
 
     def cancel(self, view: ChartView) -> None:
@@ -63,19 +82,24 @@ class ChartBuilder:
         from textual_plotext.plot import Plot
 
         plot = Plot()
+        not_before = 0.0
         while True:
             with self._cond:
-                while not self._jobs:
-                    self._busy = False
-                    self._cond.wait()
+                while not self._jobs or time.monotonic() < max(self._hold_until, not_before):
+                    self._busy = bool(self._jobs)
+                    wait = max(self._hold_until, not_before) - time.monotonic()
+                    self._cond.wait(wait if self._jobs and wait > 0 else None)
                 key = next(iter(self._jobs))
                 view, token, job = self._jobs.pop(key)
                 self._busy = True
+            started, cpu = time.monotonic(), time.thread_time()
             try:
                 text = build_chart(plot, *job)
             except Exception as err:  # a bad series must not kill the builder
                 text = Text(f"chart error: {err}", style="red")
             strips = to_strips(text, job[2])
+            took = time.thread_time() - cpu  # CPU seconds, not wall: load elsewhere doesn't count
+            not_before = started + took / self.duty if self.duty < 1 else 0.0
             self.built += 1
             with contextlib.suppress(Exception):  # app closing / loop gone
                 view.post_message(ChartView.Built(token, text, strips))
