@@ -197,9 +197,9 @@ async def attached(
         lat: dict[str, list[float]] = {kind: [] for kind in KEYS}
         if run.is_alive() and presses:
             lat = await measure(app, pilot, presses, seed)
-        seen_rate = (live.store.events_seen - n0) / (time.perf_counter() - t0)
         while run.is_alive():
             await pilot.pause(0.2)
+        seen_rate = (live.store.events_seen - n0) / (time.perf_counter() - t0)
     return step_rate(run.run_dir, skip=20), lat, seen_rate
 
 
