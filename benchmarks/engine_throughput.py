@@ -2,8 +2,9 @@
 
 Times ``jax_engine.step.make_train_step`` (forward + backward + Muon/AdamW update, the same code
 path as training) for a few model sizes on whatever device JAX sees, next to the TFLOP/s of a plain
-matmul on that device (the roofline). If PyTorch is importable, an equivalent nanochat-style
-PyTorch model (forward + backward + AdamW) is timed on the same shapes for comparison.
+matmul on that device (the roofline). When a Python with PyTorch is found (this one, python3 on
+PATH, or --torch-python), benchmarks/torch_reference.py — the nanochat architecture with Muon +
+AdamW in eager PyTorch — is timed on the same shapes for a side-by-side comparison.
 
     uv run python benchmarks/engine_throughput.py                     # tiny,d4 on CPU; tiny,d12,d20 on GPU/TPU
     uv run python benchmarks/engine_throughput.py --configs d4 --steps 20 --json out.json
@@ -106,110 +107,62 @@ def bench_jax(name: str, steps: int, batch: int | None) -> dict[str, Any]:
     }
 
 
-def bench_torch(name: str, steps: int, batch: int | None) -> dict[str, Any] | None:
-    """nanochat-style PyTorch model (fwd+bwd+AdamW) on the same shapes; None without torch."""
-    try:
-        import torch
-        import torch.nn.functional as F
-        from torch import nn
-    except ImportError:
-        return None
+def torch_python(explicit: str | None) -> str | None:
+    """An interpreter that can import torch: --torch-python, this one, or any python3 on PATH."""
+    import os
+    import subprocess
+
+    on_path = [os.path.join(d, "python3") for d in os.environ.get("PATH", "").split(os.pathsep)]
+    for cand in [explicit, sys.executable, *[p for p in on_path if os.access(p, os.X_OK)]]:
+        if (
+            cand
+            and subprocess.run([cand, "-c", "import torch"], capture_output=True).returncode == 0
+        ):
+            return cand
+    return None
+
+
+def bench_torch(name: str, steps: int, batch: int | None, python: str) -> dict[str, Any] | None:
+    """The nanochat-architecture PyTorch yardstick (benchmarks/torch_reference.py: fwd+bwd, Muon +
+    AdamW, eager as nanochat runs on CPU) on the same shapes, in a subprocess of ``python``."""
+    import subprocess
+    from pathlib import Path
+
     from nanochat_tui.config.estimates import flops_per_token, num_params
 
-    config = make_config(name, batch)
-    m, b = config.model, config.train.device_batch_size
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    amp_dtype = torch.bfloat16 if dev == "cuda" else torch.float32
-    d, hd, nh, nkv = m.model_dim, m.head_dim, m.n_head, m.kv_heads
-
-    def rms(x):
-        return F.rms_norm(x, (x.size(-1),))
-
-    def rope(x, cos, sin):
-        h = x.shape[-1] // 2
-        x1, x2 = x[..., :h], x[..., h:]
-        return torch.cat([x1 * cos + x2 * sin, x2 * cos - x1 * sin], -1)
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.q = nn.Linear(d, nh * hd, bias=False)
-            self.k = nn.Linear(d, nkv * hd, bias=False)
-            self.v = nn.Linear(d, nkv * hd, bias=False)
-            self.o = nn.Linear(nh * hd, d, bias=False)
-            self.fc = nn.Linear(d, 4 * d, bias=False)
-            self.proj = nn.Linear(4 * d, d, bias=False)
-
-        def forward(self, x, cos, sin):
-            bb, t, _ = x.shape
-            h = rms(x)
-            q = self.q(h).view(bb, t, nh, hd)
-            k = self.k(h).view(bb, t, nkv, hd)
-            v = self.v(h).view(bb, t, nkv, hd)
-            q, k = rms(rope(q, cos, sin)), rms(rope(k, cos, sin))
-            q, k, v = (z.transpose(1, 2) for z in (q, k, v))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=nh != nkv)
-            x = x + self.o(y.transpose(1, 2).reshape(bb, t, -1))
-            return x + self.proj(F.relu(self.fc(rms(x))).square())
-
-    class TorchGPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.wte = nn.Embedding(m.vocab_size, d)
-            self.blocks = nn.ModuleList(Block() for _ in range(m.depth))
-            self.head = nn.Linear(d, m.vocab_size, bias=False)
-
-        def forward(self, idx, targets):
-            t = idx.shape[1]
-            inv = 1.0 / (m.rope_base ** (torch.arange(0, hd, 2, device=idx.device).float() / hd))
-            f = torch.outer(torch.arange(t, device=idx.device).float(), inv)
-            cos, sin = f.cos()[None, :, None, :], f.sin()[None, :, None, :]
-            x = rms(self.wte(idx))
-            for blk in self.blocks:
-                x = blk(x, cos, sin)
-            logits = self.head(rms(x)).float()
-            logits = m.softcap * torch.tanh(logits / m.softcap)
-            return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
-
-    torch.manual_seed(0)
-    model = TorchGPT().to(dev)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.8, 0.95), eps=1e-10)
-    data = torch.randint(0, m.vocab_size, (b, m.sequence_len + 1), device=dev)
-    x, y = data[:, :-1], data[:, 1:]
-
-    def one() -> Any:
-        with torch.autocast(dev, dtype=amp_dtype, enabled=dev == "cuda"):
-            loss = model(x, y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
-
-    for _ in range(2):
-        one()
-    if dev == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = one()
-    final_loss = float(loss)
-    elapsed = time.perf_counter() - t0
-    tokens_per_s = b * m.sequence_len * steps / elapsed
+    m = make_config(name, batch).model
+    b = batch or CONFIGS[name][1]
+    script = Path(__file__).with_name("torch_reference.py")
+    cmd = [python, str(script), "--depth", str(m.depth), "--aspect-ratio", str(m.aspect_ratio)]
+    cmd += [
+        "--head-dim",
+        str(m.head_dim),
+        "--seq",
+        str(m.sequence_len),
+        "--vocab",
+        str(m.vocab_size),
+    ]
+    cmd += ["--batch", str(b), "--steps", str(steps), "--warmup", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"torch reference failed for {name}: {proc.stderr.strip()[-300:]}", file=sys.stderr)
+        return None
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
     return {
         "impl": "torch",
         "config": name,
         "params": num_params(m),
         "batch": b,
         "seq": m.sequence_len,
-        "dtype": str(amp_dtype).removeprefix("torch."),
-        "step_ms": 1000 * elapsed / steps,
-        "tokens_per_s": tokens_per_s,
-        "tflops": tokens_per_s * flops_per_token(m) / 1e12,
+        "dtype": "float32",
+        "step_ms": 1000 * out["step_s"],
+        "tokens_per_s": out["tokens_per_s"],
+        "tflops": out["tokens_per_s"] * flops_per_token(m) / 1e12,
         "mfu": None,
-        "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if dev == "cuda" else None,
-        "mem_kind": "device" if dev == "cuda" else "",
+        "peak_mem_gib": None,
+        "mem_kind": "",
         "compile_s": None,
-        "loss": final_loss,
+        "loss": out["loss"],
     }
 
 
@@ -239,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=None, help="override device batch size")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--torch-python", default=None, help="a Python with torch for the comparison")
     args = p.parse_args(argv)
 
     import jax
@@ -257,11 +211,14 @@ def main(argv: list[str] | None = None) -> int:
     mm = matmul_row()
     print(f"roofline: {mm['n']}×{mm['n']} {mm['dtype']} matmul {mm['tflops']:.2f} TFLOP/s")
 
+    tpy = None if args.no_torch else torch_python(args.torch_python)
+    if not args.no_torch and tpy is None:
+        print("torch comparison skipped: no Python with torch found (--torch-python PATH)")
     rows = []
     for name in names:
         rows.append(bench_jax(name, args.steps, args.batch))
-        if not args.no_torch:
-            t = bench_torch(name, args.steps, args.batch)
+        if tpy:
+            t = bench_torch(name, args.steps, args.batch, tpy)
             if t:
                 rows.append(t)
     head = f"{'impl':6} {'config':6} {'params':>9} {'B×T':>10} {'dtype':9} {'ms/step':>9} "
