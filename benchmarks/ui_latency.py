@@ -70,6 +70,41 @@ def summary(name: str, lat: list[float]) -> str:
     )
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds per thread of this process (Linux /proc), keyed by thread name.
+
+    Python threads are named by ``threading``; native ones (XLA's pools) by their ``comm``.
+    """
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/self/task/{tid}/comm") as fh:
+                comm = fh.read().strip()
+        except OSError:
+            continue
+        name = names.get(int(tid), comm)
+        name = "run-thread" if name.startswith("run-") else name
+        name = "xla:" + comm if int(tid) not in names else name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+
+
+def fmt_cpu(delta: dict[str, float], wall: float, top: int = 8) -> str:
+    """'name 12% · name 3% ...' as percent of one core over ``wall`` seconds."""
+    items = sorted(delta.items(), key=lambda kv: -kv[1])[:top]
+    total = sum(delta.values())
+    body = " · ".join(f"{k} {100 * v / wall:.0f}%" for k, v in items)
+    return f"total {100 * total / wall:.0f}% of a core: {body}"
+
+
 def emulate_terminal(app: Any) -> None:
     """Render every compositor update to the ANSI text a real terminal would get (and drop it)."""
     original = app._display
@@ -160,21 +195,61 @@ def step_rate(run_dir: Path, skip: int) -> float:
     return statistics.median(e["tokens_per_s"] for e in steps)
 
 
-def headless(steps: int, name: str) -> float:
+def step_parts(run_dir: Path, skip: int = 20) -> str:
+    """Median step / compute / host / data-wait times (ms): where a slowdown lands."""
+    from nanochat_tui.telemetry.jsonl import read_events
+
+    steps = [e for e in read_events(run_dir / "events.jsonl") if e.get("type") == "step"][skip:]
+    keys = ("step_time", "compute_time", "host_time", "data_wait")
+    return " ".join(f"{k.split('_')[0]} {1000 * statistics.median(e[k] for e in steps):.2f}"
+                    for k in keys) + " ms"  # fmt: skip
+
+
+def spread(values: list[float]) -> str:
+    return (
+        f"median {statistics.median(values):8.0f}  min {min(values):8.0f}  max {max(values):8.0f}"
+    )
+
+
+def _steps_seen(run_dir: Path) -> int:
+    from nanochat_tui.orchestrator.runner import events_digest
+
+    return events_digest(run_dir / "events.jsonl").step or 0
+
+
+def headless(steps: int, name: str, mode: str = "thread") -> tuple[float, str]:
+    """Tokens/s of a run with no UI; for a thread run also this process's per-thread CPU."""
     from nanochat_tui.config import load_config
     from nanochat_tui.orchestrator.runner import start_run
 
-    handle = start_run(load_config("tiny", [*TINY, f"train.num_iterations={steps}"]), name=name)
-    handle.join()
-    return step_rate(handle.run_dir, skip=20)
+    config = load_config("tiny", [*TINY, f"train.num_iterations={steps}"])
+    handle = start_run(config, name=name, mode=mode)
+    while _steps_seen(handle.run_dir) < 20 and handle.is_alive():
+        time.sleep(0.05)
+    c0, t0 = thread_cpu(), time.perf_counter()
+    if mode == "thread":
+        handle.join()
+    else:
+        handle.wait()
+    cpu = fmt_cpu(cpu_delta(c0, thread_cpu()), time.perf_counter() - t0)
+    return step_rate(handle.run_dir, skip=20), f"{step_parts(handle.run_dir)}  | {cpu}"
+
+
+async def _wait_live(app: Any, pilot: Any, step: int = 20) -> Any:
+    from nanochat_tui.tui.screens.live import LivePane
+
+    live = None
+    while live is None or live.store.step < step:
+        await pilot.pause(0.1)
+        live = app.query(LivePane).first() if app.query(LivePane) else None
+    return live
 
 
 async def attached(
     steps: int, presses: int, name: str, seed: int
-) -> tuple[float, dict[str, list[float]], float]:
+) -> tuple[float, dict[str, list[float]], float, str]:
     """A run started from the TUI's Runs pane, watched on the Live pane while keys are pressed."""
     from nanochat_tui.tui.app import NanochatApp
-    from nanochat_tui.tui.screens.live import LivePane
 
     app = NanochatApp(prefab="tiny", overrides=[*TINY, f"train.num_iterations={steps}"])
     async with app.run_test(size=(160, 48)) as pilot:
@@ -189,18 +264,48 @@ async def attached(
         while app.state.run is None:
             await pilot.pause(0.1)
         run = app.state.run
-        live = None
-        while live is None or live.store.step < 20:
-            await pilot.pause(0.1)
-            live = app.query(LivePane).first() if app.query(LivePane) else None
-        n0, t0 = live.store.events_seen, time.perf_counter()
+        live = await _wait_live(app, pilot)
+        n0, t0, c0 = live.store.events_seen, time.perf_counter(), thread_cpu()
         lat: dict[str, list[float]] = {kind: [] for kind in KEYS}
         if run.is_alive() and presses:
             lat = await measure(app, pilot, presses, seed)
         while run.is_alive():
             await pilot.pause(0.2)
-        seen_rate = (live.store.events_seen - n0) / (time.perf_counter() - t0)
-    return step_rate(run.run_dir, skip=20), lat, seen_rate
+        wall = time.perf_counter() - t0
+        seen_rate = (live.store.events_seen - n0) / wall
+        cpu = fmt_cpu(cpu_delta(c0, thread_cpu()), wall)
+    return step_rate(run.run_dir, skip=20), lat, seen_rate, f"{step_parts(run.run_dir)}  | {cpu}"
+
+
+async def watch_detached(steps: int, name: str) -> tuple[float, str]:
+    """A detached run (own process) watched by the TUI in this process: the operator's setup.
+    Returns the run's tokens/s and the TUI process's CPU while it watched."""
+    from nanochat_tui.config import load_config
+    from nanochat_tui.orchestrator.runner import start_run
+    from nanochat_tui.tui.app import NanochatApp
+
+    config = load_config("tiny", [*TINY, f"train.num_iterations={steps}"])
+    handle = start_run(config, name=name, mode="detached")
+    app = NanochatApp(prefab="tiny", attach=handle.run_dir)
+    async with app.run_test(size=(160, 48)) as pilot:
+        emulate_terminal(app)
+        await _wait_live(app, pilot)
+        c0, t0 = thread_cpu(), time.perf_counter()
+        while handle.is_alive():
+            await pilot.pause(0.2)
+        cpu = fmt_cpu(cpu_delta(c0, thread_cpu()), time.perf_counter() - t0)
+    return step_rate(handle.run_dir, skip=20), f"{step_parts(handle.run_dir)}  | TUI {cpu}"
+
+
+def compare(label: str, head: list[float], att: list[float]) -> None:
+    h, a = statistics.median(head), statistics.median(att)
+    pairs = [100 * (1 - y / x) for x, y in zip(head, att, strict=True)]
+    print(f"   {label} headless {spread(head)}")
+    print(f"   {label} attached {spread(att)}")
+    print(
+        f"   {label} slowdown of medians {100 * (1 - a / h):+.1f} %   per pair: median"
+        f" {statistics.median(pairs):+.1f} %  range {min(pairs):+.1f} .. {max(pairs):+.1f} %"
+    )
 
 
 def main() -> None:
@@ -211,43 +316,63 @@ def main() -> None:
     ap.add_argument("--presses", type=int, default=40, help="presses per key kind and scenario")
     ap.add_argument("--steps", type=int, default=300, help="training steps per run")
     ap.add_argument("--repeats", type=int, default=3, help="headless/attached run pairs")
+    ap.add_argument("--detached-repeats", type=int, default=3, help="detached alone/watched pairs")
     ap.add_argument("--skip-training", action="store_true", help="only the synthetic scenario")
+    ap.add_argument("--skip-latency", action="store_true", help="skip the latency scenarios")
     args = ap.parse_args()
 
-    print(f"\n== 1. synthetic stream at {args.rate:.0f} events/s   [{load()}]")
-    lat, seen = asyncio.run(latency_synthetic(args.rate, args.presses))
-    print(f"   ingested {seen:.0f} events/s")
-    for kind, values in lat.items():
-        print(summary(kind, values))
-    print(f"   [{load()}]")
+    if not args.skip_latency:
+        print(f"\n== 1. synthetic stream at {args.rate:.0f} events/s   [{load()}]")
+        lat, seen = asyncio.run(latency_synthetic(args.rate, args.presses))
+        print(f"   ingested {seen:.0f} events/s")
+        for kind, values in lat.items():
+            print(summary(kind, values))
+        print(f"   [{load()}]")
     if args.skip_training:
         return
 
     headless(60, "warmup")  # tokenizer + data caches, JIT warm in this process
-    print(f"\n== 2. latency during a real tiny training run ({args.steps * 2} steps)   [{load()}]")
-    _tok, t_lat, seen = asyncio.run(attached(args.steps * 2, args.presses, "latency", 0))
-    print(f"   ingested {seen:.0f} events/s (as fast as this machine trains)")
-    for kind, values in t_lat.items():
-        if values:
-            print(summary(kind, values))
-    print(f"   [{load()}]")
+    if not args.skip_latency:
+        print(
+            f"\n== 2. latency during a real tiny training run ({args.steps * 2} steps)   [{load()}]"
+        )
+        _tok, t_lat, seen, _cpu = asyncio.run(attached(args.steps * 2, args.presses, "latency", 0))
+        print(f"   ingested {seen:.0f} events/s (as fast as this machine trains)")
+        for kind, values in t_lat.items():
+            if values:
+                print(summary(kind, values))
+        print(f"   [{load()}]")
 
     head: list[float] = []
     att: list[float] = []
     print(
-        f"\n== 3. tokens/s, {args.steps} steps, headless vs TUI attached (watching, no keys),"
-        f" {args.repeats}× interleaved"
+        f"\n== 3. tokens/s, {args.steps} steps, thread run: headless vs TUI attached in the same"
+        f" process (watching, no keys), {args.repeats}× interleaved"
     )
     for rep in range(args.repeats):
-        head.append(headless(args.steps, f"headless{rep}"))
-        tok, _lat, seen = asyncio.run(attached(args.steps, 0, f"attached{rep}", rep))
+        tok, info = headless(args.steps, f"headless{rep}")
+        head.append(tok)
+        print(f"   headless {tok:8.0f} tok/s   {info}")
+        tok, _lat, seen, info = asyncio.run(attached(args.steps, 0, f"attached{rep}", rep))
         att.append(tok)
+        print(f"   attached {tok:8.0f} tok/s   {info}   events {seen:.0f}/s   [{load()}]")
+    compare("thread  ", head, att)
+
+    if args.detached_repeats:
+        dhead: list[float] = []
+        datt: list[float] = []
         print(
-            f"   pair {rep + 1}: headless {head[-1]:8.0f} tok/s   attached {att[-1]:8.0f} tok/s"
-            f"   (events {seen:.0f}/s)   [{load()}]"
+            f"\n== 4. tokens/s, {args.steps} steps, detached run: alone vs watched by a TUI"
+            f" process, {args.detached_repeats}× interleaved"
         )
-    h, a = statistics.median(head), statistics.median(att)
-    print(f"   median: headless {h:.0f}   attached {a:.0f}   slowdown {100 * (1 - a / h):+.1f} %")
+        for rep in range(args.detached_repeats):
+            tok, _info = headless(args.steps, f"dheadless{rep}", mode="detached")
+            dhead.append(tok)
+            print(f"   alone    {tok:8.0f} tok/s   [{load()}]")
+            tok, info = asyncio.run(watch_detached(args.steps, f"dwatched{rep}"))
+            datt.append(tok)
+            print(f"   watched  {tok:8.0f} tok/s   {info}   [{load()}]")
+        compare("detached", dhead, datt)
     print(f"\n   targets: p99 ≤ 50 ms, slowdown ≤ 2 %   [{load()}]")
 
 

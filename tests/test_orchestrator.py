@@ -20,6 +20,7 @@ from nanochat_tui.orchestrator import control
 from nanochat_tui.orchestrator.detached import make_handler
 from nanochat_tui.orchestrator.runner import (
     attach,
+    events_digest,
     list_runs,
     process_start_time,
     resolve_run_dir,
@@ -93,6 +94,50 @@ def test_resumed_run_after_run_end_counts_as_running(tmp_path):
     assert summarize(starting).status == "running"
     stale = make_run(tmp_path, "stale", ended, mode="detached", started=999.0, **me)
     assert summarize(stale).status == "stopped"
+
+
+def test_events_digest_is_incremental_and_matches_a_full_read(tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps({"time": 1000.0 + i, "type": "step", "step": i}) for i in range(1, 50)]
+    path.write_text("\n".join(lines) + "\n")
+    first = events_digest(path)
+    assert (first.step, first.end, first.first_time, first.last_time) == (49, None, 1001.0, 1049.0)
+    reads: list[int] = []
+    real_open = open
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if str(file) == str(path):
+            reads.append(1)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    assert events_digest(path).step == 49 and not reads  # unchanged file: a stat, no read
+    with real_open(path, "a") as fh:  # appended: a run_end, a heartbeat, then a torn line
+        fh.write(json.dumps({"time": 2000.0, "type": "run_end", "step": 50, "status": "stopped"}))
+        fh.write("\n" + json.dumps({"time": 2001.0, "type": "heartbeat"}) + "\n")
+        fh.write('{"time": 2002.0, "type": "step", "st')
+    got = events_digest(path)
+    assert len(reads) == 1
+    assert (got.step, got.end["status"], got.last_time) == (50, "stopped", 2001.0)
+    with real_open(path, "a") as fh:  # the torn line completes; a resumed run starts again
+        fh.write('ep": 51}\n' + json.dumps({"time": 2003.0, "type": "run_start"}) + "\n")
+    got = events_digest(path)
+    assert (got.step, got.end, got.first_time) == (51, None, 1001.0)
+    path.write_text(lines[0] + "\n")  # replaced by a shorter file: read again from the start
+    got = events_digest(path)
+    assert (got.step, got.last_time) == (1, 1001.0)
+
+
+def test_events_digest_of_a_huge_log_reads_only_its_tail(tmp_path):
+    path = tmp_path / "events.jsonl"
+    with path.open("w") as fh:
+        fh.write(json.dumps({"time": 1.0, "type": "run_start"}) + "\n")
+        for i in range(1, 20001):
+            fh.write(
+                json.dumps({"time": 1.0 + i, "type": "step", "step": i, "pad": "x" * 40}) + "\n"
+            )
+    got = events_digest(path, max_bytes=4096)
+    assert got.step == 20000 and got.first_time is not None and got.first_time > 19000
 
 
 def test_resolve_run_dir_names_and_refuses_non_empty(tmp_path):

@@ -39,6 +39,10 @@ from nanochat_tui.telemetry.events import Event, make_event
 STATUSES = ("running", "finished", "stopped", "failed", "unknown")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 HEARTBEAT_S = float(os.environ.get("NANOCHAT_TUI_HEARTBEAT_S", "5"))
+# GIL switch interval while a thread run shares this process with a UI (seconds; Python's
+# default is 0.005). A training step's host code needs the GIL in short bursts between XLA
+# calls; with the default it can wait up to 5 ms behind a UI repaint each time.
+RUN_SWITCH_INTERVAL_S = float(os.environ.get("NANOCHAT_TUI_SWITCH_INTERVAL_S", "0.0005"))
 NOT_RUNNING = "check `nanochat-tui runs`; resume it with `nanochat-tui run --resume RUN_DIR`"
 
 
@@ -134,31 +138,120 @@ def _tail_events(path: Path, max_bytes: int = 256 * 1024) -> list[Event]:
     return out
 
 
+@dataclass
+class _Digest:
+    """What a run summary needs from events.jsonl, folded incrementally (see ``events_digest``)."""
+
+    offset: int = 0  # bytes consumed (always at a line boundary)
+    mtime_ns: int = 0
+    inode: int = 0
+    step: int | None = None
+    end: Event | None = None
+    first_time: float | None = None
+    last_time: float | None = None
+
+
+_DIGESTS: dict[str, _Digest] = {}
+_DIGEST_LOCK = threading.Lock()
+_BOUNDARY = (b"run_end", b"run_start")
+
+
+def _fold_lines(digest: _Digest, data: bytes) -> None:
+    """Fold complete lines: only run_start/run_end lines and the newest line with a step are
+    JSON-parsed (a byte search finds them), so a 200-events/s log costs almost nothing."""
+    lines = data.split(b"\n")
+    for line in lines:
+        if any(word in line for word in _BOUNDARY):
+            with contextlib.suppress(ValueError):
+                ev = json.loads(line)
+                if ev.get("type") == "run_end":
+                    digest.end = ev
+                elif ev.get("type") == "run_start":
+                    digest.end = None  # a resumed run starts again after an earlier run_end
+    if digest.first_time is None:
+        for line in lines:
+            if line.strip():
+                with contextlib.suppress(ValueError):
+                    digest.first_time = json.loads(line).get("time")
+                break
+    found_time = False
+    for line in reversed(lines):
+        if not line.strip():
+            continue
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if not found_time:
+            digest.last_time, found_time = ev.get("time"), True
+        if isinstance(ev.get("step"), int):
+            digest.step = ev["step"]
+            break
+        if b'"step"' not in data:
+            break
+
+
+def events_digest(path: Path, max_bytes: int = 256 * 1024) -> _Digest:
+    """Step / last run_end / first and last event time of an events.jsonl, cached per file.
+
+    A ``stat`` tells whether anything changed; only the bytes appended since the last call are
+    read (a first look at a huge log reads its last ``max_bytes``). A shrunk or replaced file is
+    re-read. Thread-safe; returns a copy.
+    """
+    key = str(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return _Digest()
+    with _DIGEST_LOCK:
+        digest = _DIGESTS.get(key)
+        if (
+            digest is not None
+            and st.st_size == digest.offset
+            and st.st_mtime_ns == digest.mtime_ns
+            and st.st_ino == digest.inode
+        ):
+            return _Digest(**digest.__dict__)
+        if digest is None or st.st_size < digest.offset or st.st_ino != digest.inode:
+            digest = _Digest()
+        start = digest.offset
+        try:
+            with open(path, "rb") as fh:
+                if start == 0 and st.st_size > max_bytes:
+                    start = st.st_size - max_bytes
+                    fh.seek(start)
+                    data = fh.read(st.st_size - start)
+                    cut = data.find(b"\n") + 1  # the first line may be cut
+                    start, data = start + cut, data[cut:]
+                else:
+                    fh.seek(start)
+                    data = fh.read(st.st_size - start)
+        except OSError:
+            return _Digest()
+        complete = data.rfind(b"\n") + 1  # a partial last line waits for its newline
+        if complete:
+            _fold_lines(digest, data[:complete])
+        digest.offset = start + complete
+        digest.mtime_ns, digest.inode = st.st_mtime_ns, st.st_ino
+        _DIGESTS[key] = digest
+        return _Digest(**digest.__dict__)
+
+
 def summarize(run_dir: Path) -> RunSummary:
-    """Status from run.json + the last run_end event + pid liveness."""
+    """Status from run.json + the last run_end event + pid liveness (cheap: see events_digest)."""
     run_dir = Path(run_dir)
     record = read_record(run_dir)
-    events = _tail_events(run_dir / rundir.EVENTS)
-    step = None
-    end = None
-    first_time = None
-    for ev in events:
-        if isinstance(ev.get("step"), int):
-            step = ev["step"]
-        if ev.get("type") == "run_end":
-            end = ev
-        elif ev.get("type") == "run_start":
-            end = None  # a resumed run starts again after an earlier run_end
-    if events:
-        first_time = events[0].get("time")
+    digest = events_digest(run_dir / rundir.EVENTS)
+    step = digest.step
+    end = digest.end
     name = record.get("name") or run_dir.name
     mode = record.get("mode", "unknown")
-    started = record.get("started") or first_time
+    started = record.get("started") or digest.first_time
     pid = record.get("pid")
     summary = RunSummary(
         run_dir, name, "unknown", step, mode, started, pid=pid, host=record.get("host")
     )
-    summary.last_event = events[-1].get("time") if events else None
+    summary.last_event = digest.last_time
     same_host = record.get("host") in (None, socket.gethostname())
     alive = bool(record) and same_host and pid_alive(pid, record.get("pid_started"))
     if (
@@ -340,7 +433,13 @@ class RunHandle:
 
     @property
     def name(self) -> str:
-        return read_record(self.run_dir).get("name") or self.run_dir.name
+        """The run's name (run.json, read once: the status bar asks every second)."""
+        name = getattr(self, "_name", None)
+        if name is None:
+            name = read_record(self.run_dir).get("name")
+            if name:
+                self._name = name
+        return name or self.run_dir.name
 
     @property
     def config(self) -> Config:
@@ -410,6 +509,10 @@ class ThreadRun(RunHandle):
         return self
 
     def _main(self, resume: bool, callbacks: tuple) -> None:
+        with _short_gil_slices():
+            self._execute(resume, callbacks)
+
+    def _execute(self, resume: bool, callbacks: tuple) -> None:
         try:
             self.result = execute(
                 self.config,
@@ -521,6 +624,26 @@ class DetachedRun(RunHandle):
 
 
 _THREAD_RUNS: dict[str, ThreadRun] = {}
+_SLICES = {"active": 0, "saved": 0.005}
+_SLICES_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _short_gil_slices():
+    """While any thread run is alive, use ``RUN_SWITCH_INTERVAL_S`` (restored after the last)."""
+    with _SLICES_LOCK:
+        if _SLICES["active"] == 0:
+            _SLICES["saved"] = sys.getswitchinterval()
+            if RUN_SWITCH_INTERVAL_S > 0:
+                sys.setswitchinterval(min(RUN_SWITCH_INTERVAL_S, _SLICES["saved"]))
+        _SLICES["active"] += 1
+    try:
+        yield
+    finally:
+        with _SLICES_LOCK:
+            _SLICES["active"] -= 1
+            if _SLICES["active"] == 0:
+                sys.setswitchinterval(_SLICES["saved"])
 
 
 # ---------------------------------------------------------------- start / attach

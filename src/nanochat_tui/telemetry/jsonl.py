@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,10 @@ class JsonlTailer:
         self._partial = b""
 
     def read_new(self) -> list[Event]:
+        """Events appended since the last call; a ``stat`` only when nothing is new."""
         try:
+            if os.stat(self.path).st_size <= self._offset:
+                return []
             with self.path.open("rb") as fh:
                 fh.seek(self._offset)
                 chunk = fh.read()

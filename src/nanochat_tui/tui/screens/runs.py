@@ -104,7 +104,12 @@ class RunsPane(Widget, can_focus=False):
         from nanochat_tui.orchestrator.runner import list_runs
 
         worker = get_current_worker()
+        first = True
         while not worker.is_cancelled:
+            if not first and not self._visible():
+                time.sleep(0.1)  # hidden pane: no listing (it would take CPU from a run)
+                continue
+            first = False
             try:
                 runs = list_runs()
             except Exception as err:  # a broken run dir must not kill the poller
@@ -117,28 +122,48 @@ class RunsPane(Widget, can_focus=False):
             while time.monotonic() < deadline and not worker.is_cancelled:
                 time.sleep(0.05)
 
+    def _visible(self) -> bool:
+        """True while this pane is the displayed one (hidden panes sit in the app's switcher)."""
+        try:
+            return bool(self.display and self.is_attached and self.app.screen is self.screen)
+        except Exception:  # not mounted / app closing
+            return False
+
     def action_refresh_runs(self) -> None:
         self._poll_runs()
 
     def _fill(self, runs: list[Any]) -> None:
         table = self.query_one(DataTable)
         selected = self._selected_dir()
-        self.runs = runs
-        table.clear()
         attached = str(Path(self.run.run_dir).resolve()) if self.run is not None else None
+        rows = []
         for summary in runs:
             key = str(Path(summary.run_dir).resolve())
-            name = Text(
-                ("▶ " if key == attached else "  ") + summary.name,
-                style="bold" if key == attached else "",
+            rows.append(
+                (
+                    key,
+                    ("▶ " if key == attached else "  ") + summary.name,
+                    summary.status,
+                    "—" if summary.step is None else f"{summary.step:,}",
+                    summary.mode,
+                    _ago(summary.started),
+                    summary.detail or "",
+                )
             )
+        self.runs = runs
+        if rows == getattr(self, "_rows", None) and table.row_count == len(rows):
+            self._update_header()
+            return  # nothing changed: no table rebuild, no repaint
+        self._rows = rows
+        table.clear()
+        for key, name, status, step, mode, started, detail in rows:
             table.add_row(
-                name,
-                Text(summary.status, style=_STATUS_STYLE.get(summary.status, "dim")),
-                "—" if summary.step is None else f"{summary.step:,}",
-                summary.mode,
-                _ago(summary.started),
-                summary.detail or "",
+                Text(name, style="bold" if key == attached else ""),
+                Text(status, style=_STATUS_STYLE.get(status, "dim")),
+                step,
+                mode,
+                started,
+                detail,
                 key=key,
             )
         if selected is not None:

@@ -76,4 +76,6 @@ class StatusBar(Static):
             no_wrap=True,
             overflow="ellipsis",
         )
-        self.update(text)
+        if text != getattr(self, "_last_text", None):  # once a second: repaint only on change
+            self._last_text = text
+            self.update(text, layout=False)  # one docked line: no layout pass
