@@ -57,3 +57,38 @@ def test_hygiene_check_can_fail(tmp_path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from textual.app import App\nimport jax\n")
     assert "textual.app" in _imports(bad) and "jax" in _imports(bad)
+
+
+# Modules kept off the first frame: the config layer (pydantic schema building), yaml, the keyring
+# backends and psutil are imported after the app has drawn its chrome (see docs/tui.md).
+FIRST_FRAME_LAZY = ("pydantic", "yaml", "keyring", "psutil", "nanochat_tui.config.loader")
+
+
+def test_app_module_keeps_heavy_modules_lazy() -> None:
+    code = (
+        "import sys\n"
+        "import nanochat_tui.tui.app\n"
+        "from nanochat_tui.plugins import get_registry\n"
+        "from nanochat_tui.tui.app import NanochatApp\n"
+        "get_registry()\n"
+        "NanochatApp(prefab='tiny')  # constructing the app must not build the config either\n"
+        f"lazy = {FIRST_FRAME_LAZY!r}\n"
+        "print(','.join(m for m in lazy if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = proc.stdout.strip()
+    assert loaded == "", f"imported before the first frame (make them lazy again): {loaded}"
+
+
+def test_config_package_names_still_resolve() -> None:
+    """The lazy ``nanochat_tui.config`` still exports its public names (and fails on others)."""
+    import pytest
+
+    import nanochat_tui.config as config
+
+    for name in config.__all__:
+        assert getattr(config, name) is not None
+    assert config.load_prefab("tiny").name == "tiny"
+    with pytest.raises(AttributeError):
+        _ = config.no_such_name

@@ -266,3 +266,35 @@ async def test_checkpoint_and_device_reach_status_bar_and_persist(screen_text) -
         await pilot.press("q")
     app2 = NanochatApp()
     assert app2.state.checkpoint is not None and app2.state.checkpoint.step == 100
+
+
+async def test_start_draws_chrome_first_then_builds_state_and_pane(screen_text) -> None:
+    app = NanochatApp(prefab="tiny")
+    assert not app.state_loaded  # constructing the app builds nothing (first frame stays cheap)
+    frames: list[tuple[bool, bool]] = []
+    display = app._display
+
+    def record(screen, renderable) -> None:
+        display(screen, renderable)
+        if renderable is not None:
+            frames.append((app.state_loaded, bool(app.query("#pane-config"))))
+
+    app._display = record
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.pause()
+        assert app.started and app.active_pane == "config"
+        assert not app.query("#loading")
+        assert "Prefab" in screen_text(app) and "CONFIG" in screen_text(app)
+    assert frames[0] == (False, False), "first frame should be the chrome, before the config layer"
+    assert (True, True) in frames
+
+
+async def test_bad_explicit_prefab_leaves_with_its_error() -> None:
+    from nanochat_tui.config import ConfigError
+
+    app = NanochatApp(prefab="no-such-prefab-xyz")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+    assert isinstance(app.startup_error, ConfigError)
+    assert app.return_code == 2

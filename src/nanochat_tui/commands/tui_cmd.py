@@ -37,4 +37,6 @@ def run(args: argparse.Namespace) -> int:
         debug=getattr(args, "debug", False),
     )
     result = app.run()
+    if app.startup_error is not None:  # e.g. --prefab that does not exist or does not validate
+        raise app.startup_error
     return int(app.return_code or 0) if result is None else int(result)

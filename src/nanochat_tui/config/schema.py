@@ -19,12 +19,20 @@ class Section(BaseModel):
 class ModelConfig(Section):
     """nanochat GPT: depth sets width (model_dim = depth * aspect_ratio)."""
 
-    depth: int = Field(2, ge=1, le=128, description="Transformer layers; width = depth × aspect_ratio")
-    aspect_ratio: int = Field(64, ge=8, le=512, description="model_dim per layer of depth (nanochat: 64)")
+    depth: int = Field(
+        2, ge=1, le=128, description="Transformer layers; width = depth × aspect_ratio"
+    )
+    aspect_ratio: int = Field(
+        64, ge=8, le=512, description="model_dim per layer of depth (nanochat: 64)"
+    )
     head_dim: int = Field(128, ge=8, le=512, description="Attention head size (nanochat: 128)")
-    n_kv_head: int | None = Field(None, ge=1, description="Key/value heads for GQA/MQA; empty = n_head")
+    n_kv_head: int | None = Field(
+        None, ge=1, description="Key/value heads for GQA/MQA; empty = n_head"
+    )
     sequence_len: int = Field(2048, ge=8, le=131072, description="Context length in tokens")
-    vocab_size: int = Field(65536, ge=260, le=1_048_576, description="Tokenizer vocabulary (incl. specials)")
+    vocab_size: int = Field(
+        65536, ge=260, le=1_048_576, description="Tokenizer vocabulary (incl. specials)"
+    )
     softcap: float = Field(15.0, ge=0.0, description="Logit soft-cap c·tanh(x/c); 0 disables")
     rope_base: float = Field(10000.0, gt=0, description="Rotary embedding base frequency")
 
@@ -60,10 +68,14 @@ class DataConfig(Section):
         description="'embedded' (Python stdlib docs+source, no download) or a path to "
         "parquet shards / .txt/.md folder / .jsonl",
     )
-    format: Literal["auto", "parquet", "text", "jsonl"] = Field("auto", description="Reader for source")
+    format: Literal["auto", "parquet", "text", "jsonl"] = Field(
+        "auto", description="Reader for source"
+    )
     text_field: str = Field("text", description="Column (parquet) or key (jsonl) holding the text")
     max_chars: int = Field(0, ge=0, description="Use at most this many characters (0 = all)")
-    val_fraction: float = Field(0.05, gt=0.0, lt=0.5, description="Held-out fraction for validation")
+    val_fraction: float = Field(
+        0.05, gt=0.0, lt=0.5, description="Held-out fraction for validation"
+    )
     tokenizer_chars: int = Field(
         2_000_000, ge=10_000, description="Characters used to train the BPE tokenizer"
     )
@@ -73,7 +85,9 @@ class DataConfig(Section):
 class OptimConfig(Section):
     """Muon for block matrices, AdamW for embedding/unembedding (nanochat's split)."""
 
-    matrix_lr: float = Field(0.02, gt=0, le=10, description="Muon learning rate for 2-D block weights")
+    matrix_lr: float = Field(
+        0.02, gt=0, le=10, description="Muon learning rate for 2-D block weights"
+    )
     embedding_lr: float = Field(0.2, gt=0, le=100, description="AdamW lr for the token embedding")
     unembedding_lr: float = Field(0.004, gt=0, le=10, description="AdamW lr for the lm head")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
@@ -81,10 +95,16 @@ class OptimConfig(Section):
     adam_beta2: float = Field(0.95, ge=0, lt=1, description="AdamW β2")
     muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon momentum (nanochat: 0.95)")
     warmup_ratio: float = Field(0.0, ge=0, le=1, description="Fraction of steps of linear warmup")
-    warmdown_ratio: float = Field(0.2, ge=0, le=1, description="Fraction of steps of linear warmdown")
-    final_lr_frac: float = Field(0.0, ge=0, le=1, description="LR at the end, as a fraction of peak")
+    warmdown_ratio: float = Field(
+        0.2, ge=0, le=1, description="Fraction of steps of linear warmdown"
+    )
+    final_lr_frac: float = Field(
+        0.0, ge=0, le=1, description="LR at the end, as a fraction of peak"
+    )
     grad_clip: float = Field(1.0, ge=0, description="Global grad-norm clip (0 disables)")
-    lr_multiplier: float = Field(1.0, gt=0, le=100, description="Live multiplier on every lr (patchable)")
+    lr_multiplier: float = Field(
+        1.0, gt=0, le=100, description="Live multiplier on every lr (patchable)"
+    )
 
 
 class TrainConfig(Section):
@@ -92,14 +112,18 @@ class TrainConfig(Section):
     total_batch_size: int = Field(
         524288, ge=8, description="Tokens per optimizer step (gradient accumulation fills it)"
     )
-    num_iterations: int = Field(-1, ge=-1, description="Optimizer steps; -1 = from param:data ratio")
+    num_iterations: int = Field(
+        -1, ge=-1, description="Optimizer steps; -1 = from param:data ratio"
+    )
     target_param_data_ratio: float = Field(
         20.0, gt=0, description="Chinchilla tokens per parameter when num_iterations = -1"
     )
     eval_every: int = Field(250, ge=0, description="Validate every N steps (0 = only at the end)")
     eval_tokens: int = Field(10 * 524288, ge=1, description="Validation tokens per evaluation")
     sample_every: int = Field(500, ge=0, description="Print samples every N steps (0 = never)")
-    save_every: int = Field(1000, ge=0, description="Checkpoint every N steps (0 = only at the end)")
+    save_every: int = Field(
+        1000, ge=0, description="Checkpoint every N steps (0 = only at the end)"
+    )
     keep_checkpoints: int = Field(3, ge=1, le=1000, description="Checkpoints kept on disk")
     seed: int = Field(42, ge=0, description="Seed for init and data order")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
@@ -109,8 +133,12 @@ class TrainConfig(Section):
 
 class RunConfig(Section):
     name: str | None = Field(None, description="Run name: run directory and W&B run name")
-    runs_dir: str | None = Field(None, description="Parent folder of run directories (default: user data)")
-    init_from: str | None = Field(None, description="Checkpoint or run dir whose weights start the run")
+    runs_dir: str | None = Field(
+        None, description="Parent folder of run directories (default: user data)"
+    )
+    init_from: str | None = Field(
+        None, description="Checkpoint or run dir whose weights start the run"
+    )
 
 
 class WandbConfig(Section):
@@ -123,7 +151,9 @@ class WandbConfig(Section):
 
 
 class OtelConfig(Section):
-    enabled: bool = Field(False, description="Export spans/metrics (or set OTEL_EXPORTER_OTLP_ENDPOINT)")
+    enabled: bool = Field(
+        False, description="Export spans/metrics (or set OTEL_EXPORTER_OTLP_ENDPOINT)"
+    )
     endpoint: str | None = Field(None, description="OTLP/HTTP endpoint; empty = env or console")
     service_name: str = Field("nanochat-tui", description="OpenTelemetry service.name")
 
@@ -185,7 +215,9 @@ class Config(Section):
 
     @property
     def grad_accum_steps(self) -> int:
-        return self.train.total_batch_size // (self.train.device_batch_size * self.model.sequence_len)
+        return self.train.total_batch_size // (
+            self.train.device_batch_size * self.model.sequence_len
+        )
 
 
 # Fields a running job accepts through the control inbox ("patch"). Each is re-validated.
@@ -198,12 +230,5 @@ PATCHABLE_FIELDS: tuple[str, ...] = (
     "train.num_iterations",
 )
 
-# Config screen categories: title -> top-level section. Plugins add theirs via the plugin registry.
-CATEGORIES: dict[str, str] = {
-    "Core model": "model",
-    "Data": "data",
-    "Optimization": "optim",
-    "Training": "train",
-    "Run": "run",
-    "Telemetry": "telemetry",
-}
+# Config screen categories: title -> top-level section (kept in a pydantic-free module).
+from nanochat_tui.config.categories import CATEGORIES  # noqa: E402, F401 - re-exported

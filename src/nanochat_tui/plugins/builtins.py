@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nanochat_tui.config.schema import CATEGORIES
+from nanochat_tui.config.categories import CATEGORIES
 from nanochat_tui.plugins import Registry
 
 

@@ -4,6 +4,12 @@ Panes come from the plugin registry (``registry.add_screen(name, title, key, "mo
 each is a Widget mounted lazily in a ContentSwitcher the first time it is shown. Panes share
 ``app.state`` (tui/state.py) and announce changes with tui/messages.py messages, which the app
 re-broadcasts to every mounted pane. Nothing here imports JAX.
+
+Start-up is two frames: the first shows the chrome (tab strip, status row) with a one-line
+"loading prefab" body; right after it is painted, ``app.state`` is built (this imports the config
+layer: pydantic, yaml) and the start pane is mounted. Anything that reads ``app.state`` earlier
+(tests, a pane key pressed during start-up) builds it on the spot, so ``app.state`` is always
+usable. benchmarks/first_frame.py measures both moments.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from nanochat_tui.tui.messages import (
     RunChanged,
     SharedMessage,
 )
-from nanochat_tui.tui.state import restore
+from nanochat_tui.tui.state import AppState, read_saved, restore, startup_prefab
 from nanochat_tui.tui.widgets.statusbar import StatusBar
 from nanochat_tui.tui.widgets.tabstrip import TabStrip
 
@@ -78,7 +84,14 @@ class NanochatApp(App[int]):
     ) -> None:
         super().__init__()
         self.registry = get_registry()
-        self.state, self.startup_warnings = restore(prefab, overrides)
+        self._prefab_arg = prefab
+        self._overrides_arg = overrides
+        self._state: AppState | None = None
+        self.startup_warnings: list[str] = []
+        self.startup_error: Exception | None = None  # an explicit --prefab that does not load
+        self.started = False  # True once the state is built and the start pane mounted
+        self._start_scheduled: bool | None = None
+        self._pane_requested = False  # set by the first action_switch_pane
         self.attach_dir = attach
         self.start_debug = debug
         self.crash_path: Path | None = None
@@ -90,18 +103,58 @@ class NanochatApp(App[int]):
         self.active_pane: str | None = None
         self._main_thread = threading.get_ident()
 
+    # ------------------------------------------------------------ shared state
+
+    @property
+    def state(self) -> AppState:
+        """The shared state, built on first use (restore(): state.json, prefab, overrides).
+
+        Raises config.ConfigError if a prefab given explicitly does not load."""
+        if self._state is None:
+            self._state, warnings = restore(self._prefab_arg, self._overrides_arg)
+            self.startup_warnings += warnings
+        return self._state
+
+    @state.setter
+    def state(self, value: AppState) -> None:
+        self._state = value
+
+    @property
+    def state_loaded(self) -> bool:
+        return self._state is not None
+
+    def _ensure_state(self) -> bool:
+        """Build the state; on a bad explicit prefab remember the error and leave (tui_cmd
+        re-raises it, so the user gets the same one-line error as before)."""
+        if self._state is not None:
+            return True
+        from nanochat_tui.config import ConfigError
+
+        try:
+            self.state  # noqa: B018 - builds it
+        except ConfigError as err:
+            self.startup_error = err
+            self.exit(1, return_code=2)
+            return False
+        return True
+
     # ------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
         # kept as attributes: app.query_one() searches the *active* screen, which may be a modal
         self.tab_strip = TabStrip(id="tabs")
-        self.switcher = ContentSwitcher(id="panes")
+        self.switcher = ContentSwitcher(id="panes", initial="loading")
         self.debug_log = RichLog(
             id="debug-log", classes="hidden", max_lines=500, wrap=False, markup=False
         )
         self.status_bar = StatusBar(id="status")
         yield self.tab_strip
-        yield self.switcher
+        with self.switcher:
+            yield Static(
+                Text(f"loading prefab '{startup_prefab(self._prefab_arg)}'…", "dim"),
+                id="loading",
+                classes="pane-loading",
+            )
         yield self.debug_log
         yield self.status_bar
 
@@ -111,26 +164,48 @@ class NanochatApp(App[int]):
         logging_setup.add_listener(self._on_log_record)
         if self.user_keymap:
             self.set_keymap(self.user_keymap)
+        for plugin, error in self.registry.failed.items():
+            self.notify(f"plugin {plugin} failed to load: {error}", severity="error", timeout=8)
+        # first frame: the chrome, with the start pane's tab lit; the pane follows it
+        self._show_tabs(self._start_pane(read_saved().get("last_pane")))
+        self.status_bar.update(
+            Text.assemble(("STARTING", "bold"), (" │ loading config…", "dim"), no_wrap=True)
+        )
+        self._start_scheduled = True
+        self.call_after_refresh(self._finish_start)
+
+    def _start_pane(self, last_pane: object) -> str | None:
+        names = [e.name for e in self.pane_entries]
+        if self.attach_dir is not None and "live" in names:
+            return "live"
+        return last_pane if last_pane in names else (names[0] if names else None)
+
+    async def _finish_start(self) -> None:
+        """After the first frame: build the state, show the start pane, then the slow extras."""
+        if self._start_scheduled is False:
+            return  # already ran
+        self._start_scheduled = False
+        if not self._ensure_state():
+            return
         log.info(
             "app started (prefab=%s, panes=%s)",
             self.state.prefab_name,
             [e.name for e in self.pane_entries],
         )
-        for plugin, error in self.registry.failed.items():
-            self.notify(f"plugin {plugin} failed to load: {error}", severity="error", timeout=8)
         for warning in self.startup_warnings:
             log.warning(warning)
             self.notify(warning, severity="warning", timeout=8)
-        self.refresh_wandb_status()
-        names = [e.name for e in self.pane_entries]
-        start = (
-            self.state.last_pane if self.state.last_pane in names else (names[0] if names else None)
-        )
         if self.attach_dir is not None:
             self._attach(self.attach_dir)
-            start = "live" if "live" in names else start
-        if start:
+        start = self._start_pane(self.state.last_pane)
+        if start and not self._pane_requested:  # a pane key pressed meanwhile wins
             await self.action_switch_pane(start)
+        elif not self._pane_requested:
+            self._drop_loading()
+            self._update_chrome()
+        self.started = True
+        # keyring backends are slow to import: read the W&B key's place after the pane is painted
+        self.call_after_refresh(self.refresh_wandb_status)
         self.set_interval(1.0, self._tick)
 
     def _attach(self, run_dir: Path) -> None:
@@ -144,7 +219,8 @@ class NanochatApp(App[int]):
         self.post_message(RunChanged(self.state.run))
 
     def _tick(self) -> None:
-        self.status_bar.refresh_status()
+        if self._state is not None:
+            self.status_bar.refresh_status()
 
     # ------------------------------------------------------------ panes
 
@@ -158,7 +234,11 @@ class NanochatApp(App[int]):
         return found.first() if found else None
 
     def mounted_panes(self) -> list[Widget]:
-        return list(self.switcher.children)
+        return [w for w in self.switcher.children if (w.id or "").startswith("pane-")]
+
+    def _drop_loading(self) -> None:
+        for widget in self.switcher.query("#loading"):
+            widget.remove()
 
     async def action_switch_pane(self, name: str) -> None:
         """Show a registered pane, importing and mounting it the first time."""
@@ -166,6 +246,9 @@ class NanochatApp(App[int]):
         if entry is None:
             self.notify(f"no pane named '{name}'", severity="warning")
             return
+        if not self._ensure_state():
+            return
+        self._pane_requested = True
         switcher = self.switcher
         pane_id = f"pane-{name}"
         if not switcher.query(f"#{pane_id}"):
@@ -173,6 +256,7 @@ class NanochatApp(App[int]):
             widget.id = pane_id
             await switcher.mount(widget)
         switcher.current = pane_id
+        self._drop_loading()
         self.active_pane = name
         self.state.last_pane = name
         self._update_chrome()
@@ -209,12 +293,17 @@ class NanochatApp(App[int]):
             target = pane
         self.set_focus(target)
 
-    def _update_chrome(self) -> None:
+    def _show_tabs(self, active: str | None) -> None:
         tabs = [
             (e.name, km.effective_key(s, self.user_keymap), e.title)
             for e, s in zip(self.pane_entries, km.pane_keys(self.pane_entries), strict=False)
         ]
-        self.tab_strip.show(tabs, self.active_pane or "", "? help ^p cmds")
+        self.tab_strip.show(tabs, active or "", "? help ^p cmds")
+
+    def _update_chrome(self) -> None:
+        self._show_tabs(self.active_pane)
+        if self._state is None:
+            return  # still starting: the status row keeps its "loading" text
         status = self.status_bar
         entry = self.pane_entry(self.active_pane or "")
         status.pane_title = entry.title.upper() if entry else ""
@@ -234,7 +323,8 @@ class NanochatApp(App[int]):
             if sender is not None and (sender is pane or pane in getattr(sender, "ancestors", [])):
                 continue
             pane.post_message(message.copy_for_broadcast())
-        self.status_bar.refresh_status()
+        if self._state is not None:
+            self.status_bar.refresh_status()
 
     def on_config_changed(self, message: ConfigChanged) -> None:
         if not message.broadcast and message.config is not None:
@@ -275,7 +365,8 @@ class NanochatApp(App[int]):
 
     def _show_wandb_status(self, backend: str | None) -> None:
         self.status_bar.wandb_backend = backend
-        self.status_bar.refresh_status()
+        if self._state is not None:
+            self.status_bar.refresh_status()
 
     # ------------------------------------------------------------ keys, help, palette
 
@@ -351,7 +442,7 @@ class NanochatApp(App[int]):
     # ------------------------------------------------------------ quit, state, crash
 
     async def action_quit(self) -> None:
-        run = self.state.run
+        run = self._state.run if self._state is not None else None
         alive = False
         try:
             alive = run is not None and getattr(run, "mode", "") == "thread" and run.is_alive()
@@ -382,6 +473,8 @@ class NanochatApp(App[int]):
         super().exit(result, return_code, message)
 
     def save_state(self) -> None:
+        if self._state is None:
+            return  # left before the state was built: nothing changed
         try:
             path = self.state.save()
             log.info("ui state saved to %s", path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from textual.binding import Binding
 
 from nanochat_tui import paths
@@ -90,6 +89,8 @@ def load_user_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str
     path = path or keymap_path()
     if not path.is_file():
         return {}, []
+    import yaml  # only when a keymap file exists: keeps yaml off the first frame
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as err:

@@ -1,6 +1,8 @@
 """Shared UI state (``app.state``) and its persistence in ``config_dir()/state.json``.
 
 Saved on exit, restored on start: last pane, prefab + overrides, loaded checkpoint path.
+Importing this module does not import the config layer (pydantic schema building costs ~0.15 s);
+``restore()`` and the AppState methods import it when called.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanochat_tui import paths
-from nanochat_tui.config import Config, ConfigError, apply_overrides, diff, load_prefab
 from nanochat_tui.orchestrator.rundir import CheckpointInfo, read_meta
+
+if TYPE_CHECKING:  # the config layer (pydantic, yaml) is imported when a state is built, not
+    from nanochat_tui.config import Config  # when the app module is: it stays off the first frame
 
 STATE_FILE = "state.json"
 log = logging.getLogger("nanochat_tui.tui.state")
@@ -34,6 +38,8 @@ class AppState:
 
     @classmethod
     def from_prefab(cls, name: str, overrides: list[str] | None = None) -> AppState:
+        from nanochat_tui.config import apply_overrides, diff, load_prefab
+
         base = load_prefab(name)
         config = apply_overrides(base, overrides) if overrides else base
         state = cls(prefab_name=name, base_config=base, config=config)
@@ -42,6 +48,8 @@ class AppState:
 
     def set_prefab(self, name: str) -> None:
         """Switch prefab, dropping overrides."""
+        from nanochat_tui.config import load_prefab
+
         self.base_config = load_prefab(name)
         self.prefab_name = name
         self.config = self.base_config
@@ -49,6 +57,8 @@ class AppState:
 
     def set_override(self, dotted: str, value: Any) -> Config:
         """Apply one edit on top of the others; raises ConfigError (state unchanged) if invalid."""
+        from nanochat_tui.config import apply_overrides, diff
+
         candidate = dict(self.overrides)
         candidate[dotted] = value
         config = apply_overrides(self.base_config, candidate)
@@ -90,6 +100,13 @@ def read_saved() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def startup_prefab(prefab: str | None = None, saved: dict[str, Any] | None = None) -> str:
+    """The prefab ``restore()`` starts from (cheap: reads state.json only)."""
+    saved = read_saved() if saved is None else saved
+    name = prefab or saved.get("prefab") or "tiny"
+    return name if isinstance(name, str) else "tiny"
+
+
 def restore(
     prefab: str | None = None, overrides: list[str] | None = None
 ) -> tuple[AppState, list[str]]:
@@ -98,9 +115,11 @@ def restore(
     Anything stale in state.json (a deleted prefab, an override that no longer validates, a missing
     checkpoint) is dropped with a warning instead of failing the start.
     """
+    from nanochat_tui.config import ConfigError, apply_overrides, diff
+
     saved = read_saved()
     warnings: list[str] = []
-    name = prefab or saved.get("prefab") or "tiny"
+    name = startup_prefab(prefab, saved)
     try:
         state = AppState.from_prefab(name)
     except ConfigError as err:
