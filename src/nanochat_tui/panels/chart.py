@@ -39,7 +39,7 @@ class ChartBuilder:
     chart drawing eat into a training run on the same host (charts then update less often).
     """
 
-    def __init__(self, duty: float = 0.1) -> None:
+    def __init__(self, duty: float = 0.05) -> None:
         self.duty = duty
         self._cond = threading.Condition()
         self._jobs: dict[int, tuple[ChartView, int, tuple[Any, ...]]] = {}

@@ -54,6 +54,12 @@ DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
     ),
 )
 TAIL_INTERVAL_S = 0.05
+# Adaptive refresh: the share of one core the event loop may use while a run streams. Above it
+# the timer's ticks are skipped (the effective interval doubles, up to MAX_STRETCH × refresh_ms);
+# well below it the stretch halves again. Key actions always repaint at once.
+UI_CPU_BUDGET = 0.04
+MAX_STRETCH = 8
+MAX_STRETCHED_MS = 2000
 _SPEC_KEYS = ("source", "title", "width", "height")
 
 
@@ -289,6 +295,9 @@ class LivePane(Widget, can_focus=True):
         self.action_paint_count = 0  # completed repaints after key actions (benchmark hook)
         self.last_action_paint = 0.0
         self._timer: Any = None
+        self.stretch = 1  # effective refresh = refresh_ms × stretch (see UI_CPU_BUDGET)
+        self._skipped = 0
+        self._cpu_mark = (time.thread_time(), time.perf_counter())
         self._generation = 0  # bumps on every (re)attach so a stale tail worker stops feeding
 
     # ------------------------------------------------------------ composition
@@ -405,9 +414,44 @@ class LivePane(Widget, can_focus=True):
         )
 
     def _tick(self, force: bool = False) -> None:
+        if not force:
+            if not self._shown():
+                return  # another pane is active: redraw when it is shown again
+            if self.store.status != "running":
+                self.stretch, self._skipped = 1, 0  # nothing streams: the full rate is cheap
+            self._skipped += 1
+            if self._skipped < self.stretch:
+                return
+            self._skipped = 0
+            self._adapt()
         if self.grid.tick(force=force):
             self._update_header()
             self.call_after_refresh(self._painted)
+
+    def _shown(self) -> bool:
+        """False while this pane (or an ancestor, e.g. the app's pane switcher) is hidden."""
+        node: Any = self
+        while node is not None and isinstance(node, Widget):
+            if not node.display:
+                return False
+            node = node.parent
+        return True
+
+    def _adapt(self) -> None:
+        """Stretch the refresh while the event loop uses more than UI_CPU_BUDGET of a core
+        (fast step rates, big screens), so the UI can't take a training run's CPU/GIL time."""
+        cpu, wall = time.thread_time(), time.perf_counter()
+        used = (cpu - self._cpu_mark[0]) / max(1e-6, wall - self._cpu_mark[1])
+        self._cpu_mark = (cpu, wall)
+        limit = max(1, min(MAX_STRETCH, MAX_STRETCHED_MS // max(1, self.current.refresh_ms)))
+        if self.store.status != "running" or self.grid.drawn_version == self.store.version:
+            return  # only a streaming run is worth throttling for
+        if self.stretch > limit:
+            self.stretch = limit
+        elif used > UI_CPU_BUDGET and self.stretch < limit:
+            self.stretch = min(limit, self.stretch * 2)
+        elif used < UI_CPU_BUDGET / 3 and self.stretch > 1:
+            self.stretch //= 2
 
     def _painted(self) -> None:
         self.paint_count += 1
@@ -433,6 +477,8 @@ class LivePane(Widget, can_focus=True):
             text.append(self.run_name, style="bold")
             text.append(f" [{store.status}] step {store.step:,}")
         text.append(f"  ⟳{self.current.refresh_ms}ms", style="dim")
+        if self.stretch > 1:
+            text.append(f" (×{self.stretch}: busy)", style="dim")
         header = self.query_one("#live-header", Static)
         if text != getattr(header, "_last_content", None):
             header._last_content = text  # type: ignore[attr-defined]
