@@ -133,7 +133,9 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"invalid override: '{dotted}' goes below a value that is not a section")
+            raise ConfigError(
+                f"invalid override: '{dotted}' goes below a value that is not a section"
+            )
     node[parts[-1]] = value
 
 
@@ -191,7 +193,9 @@ def load_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path} is not valid YAML{where}: fix the file or pick another prefab") from None
+        raise ConfigError(
+            f"{path} is not valid YAML{where}: fix the file or pick another prefab"
+        ) from None
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror}") from None
     if not isinstance(data, dict):
@@ -259,4 +263,8 @@ def diff(base: Config, current: Config) -> list[tuple[str, Any, Any]]:
     """(key, base value, current value) for every leaf that differs."""
     a = flatten(base.model_dump(mode="json"))
     b = flatten(current.model_dump(mode="json"))
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k) and k != "name"]
+    return [
+        (k, a.get(k), b.get(k))
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k) and k != "name"
+    ]
