@@ -70,14 +70,14 @@ def summary(name: str, lat: list[float]) -> str:
     )
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds per thread of this process (Linux /proc), keyed by thread name.
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds per thread of this process (Linux /proc): {tid: (name, seconds)}.
 
     Python threads are named by ``threading``; native ones (XLA's pools) by their ``comm``.
     """
     names = {t.native_id: t.name for t in threading.enumerate()}
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
+    out: dict[int, tuple[str, float]] = {}
     for tid in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{tid}/stat") as fh:
@@ -86,15 +86,32 @@ def thread_cpu() -> dict[str, float]:
                 comm = fh.read().strip()
         except OSError:
             continue
-        name = names.get(int(tid), comm)
-        name = "run-thread" if name.startswith("run-") else name
-        name = "xla:" + comm if int(tid) not in names else name
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        name = names.get(int(tid))
+        name = ("run-thread" if name.startswith("run-") else name) if name else "xla:" + comm
+        out[int(tid)] = (name, (int(fields[11]) + int(fields[12])) / tick)
     return out
 
 
-def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+class CpuWatch:
+    """Per-thread CPU between creation and the last ``sample`` (threads that end are kept)."""
+
+    def __init__(self) -> None:
+        self.first = thread_cpu()
+        self.last = dict(self.first)
+        self.t0 = time.perf_counter()
+        self.t1 = self.t0
+
+    def sample(self) -> None:
+        self.last.update(thread_cpu())
+        self.t1 = time.perf_counter()
+
+    def report(self) -> str:
+        delta: dict[str, float] = {}
+        for tid, (name, cpu) in self.last.items():
+            used = cpu - self.first.get(tid, (name, 0.0))[1]
+            if used > 0:
+                delta[name] = delta.get(name, 0.0) + used
+        return fmt_cpu(delta, max(1e-6, self.t1 - self.t0))
 
 
 def fmt_cpu(delta: dict[str, float], wall: float, top: int = 8) -> str:
@@ -226,12 +243,13 @@ def headless(steps: int, name: str, mode: str = "thread") -> tuple[float, str]:
     handle = start_run(config, name=name, mode=mode)
     while _steps_seen(handle.run_dir) < 20 and handle.is_alive():
         time.sleep(0.05)
-    c0, t0 = thread_cpu(), time.perf_counter()
+    watch = CpuWatch()
+    while handle.is_alive():
+        time.sleep(0.2)
+        watch.sample()
     if mode == "thread":
         handle.join()
-    else:
-        handle.wait()
-    cpu = fmt_cpu(cpu_delta(c0, thread_cpu()), time.perf_counter() - t0)
+    cpu = watch.report()
     return step_rate(handle.run_dir, skip=20), f"{step_parts(handle.run_dir)}  | {cpu}"
 
 
@@ -265,15 +283,16 @@ async def attached(
             await pilot.pause(0.1)
         run = app.state.run
         live = await _wait_live(app, pilot)
-        n0, t0, c0 = live.store.events_seen, time.perf_counter(), thread_cpu()
+        n0, t0, watch = live.store.events_seen, time.perf_counter(), CpuWatch()
         lat: dict[str, list[float]] = {kind: [] for kind in KEYS}
         if run.is_alive() and presses:
             lat = await measure(app, pilot, presses, seed)
         while run.is_alive():
             await pilot.pause(0.2)
+            watch.sample()
         wall = time.perf_counter() - t0
         seen_rate = (live.store.events_seen - n0) / wall
-        cpu = fmt_cpu(cpu_delta(c0, thread_cpu()), wall)
+        cpu = watch.report()
     return step_rate(run.run_dir, skip=20), lat, seen_rate, f"{step_parts(run.run_dir)}  | {cpu}"
 
 
@@ -290,10 +309,11 @@ async def watch_detached(steps: int, name: str) -> tuple[float, str]:
     async with app.run_test(size=(160, 48)) as pilot:
         emulate_terminal(app)
         await _wait_live(app, pilot)
-        c0, t0 = thread_cpu(), time.perf_counter()
+        watch = CpuWatch()
         while handle.is_alive():
             await pilot.pause(0.2)
-        cpu = fmt_cpu(cpu_delta(c0, thread_cpu()), time.perf_counter() - t0)
+            watch.sample()
+        cpu = watch.report()
     return step_rate(handle.run_dir, skip=20), f"{step_parts(handle.run_dir)}  | TUI {cpu}"
 
 
@@ -319,6 +339,7 @@ def main() -> None:
     ap.add_argument("--detached-repeats", type=int, default=3, help="detached alone/watched pairs")
     ap.add_argument("--skip-training", action="store_true", help="only the synthetic scenario")
     ap.add_argument("--skip-latency", action="store_true", help="skip the latency scenarios")
+
     args = ap.parse_args()
 
     if not args.skip_latency:

@@ -132,3 +132,54 @@ async def test_edit_live_screens_and_save_layout(tmp_path):
 
         titles = [t for t, _h, _cb in live.palette_commands()]
         assert "Live: add panel" in titles and "Live: refresh every 250 ms" in titles
+
+
+@pytest.mark.anyio
+async def test_refresh_stretches_while_busy_and_skips_when_hidden(tmp_path):
+    from nanochat_tui.panels.base import MetricStore
+    from nanochat_tui.tui.app import NanochatApp
+    from nanochat_tui.tui.screens import live as live_mod
+    from nanochat_tui.tui.screens.live import LivePane
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        live = app.query_one(LivePane)
+        store = MetricStore()
+        store.ingest([{"type": "run_start", "time": 1.0, "num_iterations": 100}])
+        live._set_store(store)
+
+        def stream(step: int) -> None:  # a new event since the last redraw: the run streams
+            store.ingest([{"type": "step", "time": 1.0 + step, "step": step, "loss": 3.0}])
+
+        stream(1)
+        live._cpu_mark = (time.thread_time() - 1.0, time.perf_counter() - 2.0)  # 50 % of a core
+        live._adapt()
+        assert live.stretch == 2
+        live._cpu_mark = (time.thread_time() - 1.0, time.perf_counter() - 2.0)
+        live._adapt()
+        assert live.stretch == 4 <= 2000 // live.current.refresh_ms
+        redraws = live.grid.redraws
+        live._skipped = 0
+        stream(2)
+        for _ in range(live.stretch - 1):
+            live._tick()
+        assert live.grid.redraws == redraws  # skipped ticks: no redraw
+        live._cpu_mark = (time.thread_time(), time.perf_counter() - 10.0)  # idle: relax
+        live._tick()
+        assert live.grid.redraws == redraws + 1 and live.stretch == 2
+        live._update_header()
+        assert "busy" in live.query_one("#live-header")._last_content.plain
+
+        store.ingest([{"type": "run_end", "time": 9.0, "step": 2, "status": "finished"}])
+        live._tick()
+        assert live.stretch == 1  # nothing streams any more: full rate
+
+        await pilot.press("4")  # another pane: the hidden Live pane is not redrawn
+        await pilot.pause()
+        redraws = live.grid.redraws
+        stream(3)
+        live._tick()
+        assert live.grid.redraws == redraws and not live._shown()
+        assert live_mod.UI_CPU_BUDGET > 0

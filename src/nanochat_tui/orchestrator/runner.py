@@ -39,10 +39,6 @@ from nanochat_tui.telemetry.events import Event, make_event
 STATUSES = ("running", "finished", "stopped", "failed", "unknown")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 HEARTBEAT_S = float(os.environ.get("NANOCHAT_TUI_HEARTBEAT_S", "5"))
-# GIL switch interval while a thread run shares this process with a UI (seconds; Python's
-# default is 0.005). A training step's host code needs the GIL in short bursts between XLA
-# calls; with the default it can wait up to 5 ms behind a UI repaint each time.
-RUN_SWITCH_INTERVAL_S = float(os.environ.get("NANOCHAT_TUI_SWITCH_INTERVAL_S", "0.0005"))
 NOT_RUNNING = "check `nanochat-tui runs`; resume it with `nanochat-tui run --resume RUN_DIR`"
 
 
@@ -509,10 +505,6 @@ class ThreadRun(RunHandle):
         return self
 
     def _main(self, resume: bool, callbacks: tuple) -> None:
-        with _short_gil_slices():
-            self._execute(resume, callbacks)
-
-    def _execute(self, resume: bool, callbacks: tuple) -> None:
         try:
             self.result = execute(
                 self.config,
@@ -624,26 +616,6 @@ class DetachedRun(RunHandle):
 
 
 _THREAD_RUNS: dict[str, ThreadRun] = {}
-_SLICES = {"active": 0, "saved": 0.005}
-_SLICES_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _short_gil_slices():
-    """While any thread run is alive, use ``RUN_SWITCH_INTERVAL_S`` (restored after the last)."""
-    with _SLICES_LOCK:
-        if _SLICES["active"] == 0:
-            _SLICES["saved"] = sys.getswitchinterval()
-            if RUN_SWITCH_INTERVAL_S > 0:
-                sys.setswitchinterval(min(RUN_SWITCH_INTERVAL_S, _SLICES["saved"]))
-        _SLICES["active"] += 1
-    try:
-        yield
-    finally:
-        with _SLICES_LOCK:
-            _SLICES["active"] -= 1
-            if _SLICES["active"] == 0:
-                sys.setswitchinterval(_SLICES["saved"])
 
 
 # ---------------------------------------------------------------- start / attach
