@@ -17,9 +17,13 @@ Scenarios:
   2. training: a real tiny training run started from the TUI (thread mode, same process: worst
      case for the GIL), latency measured while it streams;
   3. tokens/s: the same tiny run headless vs. with the TUI attached and watching (Live pane,
-     no key presses), interleaved ``--repeats`` times; medians compared.
+     no key presses), interleaved ``--repeats`` times; median/min/max, per-pair slowdown, the
+     per-thread CPU of this process (% of a core) and median step/compute/host/data times;
+  4. the operators' setup: a detached run alone vs. watched by a TUI in this process,
+     ``--detached-repeats`` pairs, with the TUI process's CPU while it watched.
 
     uv run python benchmarks/ui_latency.py [--rate 200] [--presses 40] [--steps 300] [--repeats 3]
+        [--detached-repeats 3] [--skip-latency] [--skip-training]
 
 Targets: p99 ≤ 50 ms; ≤ 2 % training slowdown. Check ``uptime``: load from other processes on
 the machine shows up in every number; the script prints the load average next to the results.
