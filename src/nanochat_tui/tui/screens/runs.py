@@ -47,6 +47,9 @@ def _ago(t: float | None) -> str:
     return time.strftime("%m-%d %H:%M", time.localtime(t))
 
 
+_COLUMNS = (("name", 26), ("status", 9), ("step", 8), ("mode", 9), ("started", 11), ("detail", 16))
+
+
 class RunsPane(Widget, can_focus=False):
     """Runs under the runs dir + controls for ``app.state.run``."""
 
@@ -75,7 +78,10 @@ class RunsPane(Widget, can_focus=False):
     def compose(self) -> ComposeResult:
         yield Static("", id="runs-header")
         table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, id="runs-table")
-        table.add_columns("name", "status", "step", "mode", "started", "detail")
+        # Fixed widths: rows arrive from a worker while the pane may be hidden, and auto-sized
+        # columns then stay at their header width ("fi" for "finished").
+        for label, width in _COLUMNS:
+            table.add_column(label, width=width)
         yield table
         yield Static(
             Text("n new · m mode · ⏎/a attach · c checkpoint · p patch · s stop · r refresh"),
