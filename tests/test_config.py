@@ -93,7 +93,7 @@ def test_invalid_yaml_prefab_gives_line_and_column(tmp_path):
 def test_patch_only_allows_live_fields():
     cfg = load_prefab("tiny")
     assert validate_patch(cfg, {"optim.lr_multiplier": 0.5}).optim.lr_multiplier == 0.5
-    with pytest.raises(ConfigError, match="cannot change model.depth during a run"):
+    with pytest.raises(ConfigError, match=r"cannot change model\.depth during a run"):
         validate_patch(cfg, {"model.depth": 4})
     with pytest.raises(ConfigError):
         validate_patch(cfg, {"optim.lr_multiplier": -1})

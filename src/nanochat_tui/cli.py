@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from nanochat_tui.crash import write_crash_dump
 
         path = write_crash_dump(err)
-        print(f"error: {type(err).__name__}: {err}\n  → crash dump (no secrets): {path}", file=sys.stderr)
+        print(
+            f"error: {type(err).__name__}: {err}\n  → crash dump (no secrets): {path}",
+            file=sys.stderr,
+        )
         return 1
 
 

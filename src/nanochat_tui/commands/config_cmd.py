@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "show":
         print(to_yaml(load_config(args.prefab, args.overrides)), end="")
     else:
-        for key, old, new in diff(load_prefab(args.prefab), load_config(args.prefab, args.overrides)):
+        for key, old, new in diff(
+            load_prefab(args.prefab), load_config(args.prefab, args.overrides)
+        ):
             print(f"{key}: {old!r} -> {new!r}")
     return 0

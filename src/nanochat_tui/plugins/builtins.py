@@ -20,8 +20,16 @@ def register(registry: Registry) -> None:
     for type_, ref in BUILTIN_PANELS.items():
         registry.add_panel(type_, ref, PANEL_DESCRIPTIONS[type_])
     # shell: Config and Auth panes
-    registry.add_screen("config", "Config", "1", "nanochat_tui.tui.screens.config:ConfigPane", order=10)
+    registry.add_screen(
+        "config", "Config", "1", "nanochat_tui.tui.screens.config:ConfigPane", order=10
+    )
     registry.add_screen("auth", "Auth", "6", "nanochat_tui.tui.screens.auth:AuthPane", order=60)
     # screens: Checkpoints and Eval/Chat panes
-    registry.add_screen("checkpoints", "Checkpoints", "2", "nanochat_tui.tui.screens.checkpoints:CheckpointsPane", order=20)
+    registry.add_screen(
+        "checkpoints",
+        "Checkpoints",
+        "2",
+        "nanochat_tui.tui.screens.checkpoints:CheckpointsPane",
+        order=20,
+    )
     registry.add_screen("chat", "Chat", "3", "nanochat_tui.tui.screens.chat:ChatPane", order=30)
