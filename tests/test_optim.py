@@ -113,14 +113,22 @@ def test_grad_accumulation_matches_one_big_batch():
     x, y = batch(b=4)
     m1, o1, step = setup(config)
     l1 = step(m1, o1, x, y, 1.0)
-    m2, o2, _ = setup(config)
-    l2 = step(m2, o2, x.reshape(2, 2, -1), y.reshape(2, 2, -1), 1.0)
+    m2, o2, step2 = setup(config)
+    l2 = step2(m2, o2, x.reshape(2, 2, -1), y.reshape(2, 2, -1), 1.0)
     assert float(l1) == pytest.approx(float(l2), rel=1e-5)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5),
         params_copy(m1),
         params_copy(m2),
     )
+
+
+def test_step_is_bound_to_its_model():
+    m1, o1, step = setup(tiny_config())
+    m2, o2, _ = setup(tiny_config())
+    x, y = batch()
+    with pytest.raises(ValueError, match="bound to the model"):
+        step(m2, o2, x, y, 1.0)
 
 
 def test_dynamic_grad_clip():

@@ -62,19 +62,28 @@ _jitted_step = nnx.jit(_step, donate_argnums=(0, 1))
 
 
 def make_train_step(model: GPT, optimizer: nnx.Optimizer) -> Callable[..., jax.Array]:
-    """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> loss``."""
-    del model, optimizer  # one jitted function serves every model; kept for a stable contract
+    """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> loss``.
+
+    The step is bound to this ``model`` and ``optimizer`` with ``nnx.cached_partial``, which walks
+    their graph once instead of on every call (``nnx.jit`` alone re-walks it per call: ~6 ms a step
+    for ``tiny`` on CPU, tens of ms for d12+). Their variables are shared, so every update is visible
+    through ``model`` and ``optimizer`` as before; passing other objects is an error.
+    """
+    with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
+        cached = nnx.cached_partial(_jitted_step, model, optimizer)
 
     def train_step(
-        model: GPT,
-        optimizer: nnx.Optimizer,
+        model_: GPT,
+        optimizer_: nnx.Optimizer,
         x: jax.Array,
         y: jax.Array,
         lr_scale: float,
         grad_clip: float | None = None,
     ) -> jax.Array:
+        if model_ is not model or optimizer_ is not optimizer:
+            raise ValueError("this train step is bound to the model and optimizer it was made for")
         clip = None if grad_clip is None else jnp.asarray(grad_clip, jnp.float32)
-        return _jitted_step(model, optimizer, x, y, jnp.asarray(lr_scale, jnp.float32), clip)
+        return cached(x, y, jnp.asarray(lr_scale, jnp.float32), clip)
 
     return train_step
 
