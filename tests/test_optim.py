@@ -124,7 +124,7 @@ def test_grad_accumulation_matches_one_big_batch():
 
 
 def test_step_is_bound_to_its_model():
-    m1, o1, step = setup(tiny_config())
+    _, _, step = setup(tiny_config())
     m2, o2, _ = setup(tiny_config())
     x, y = batch()
     with pytest.raises(ValueError, match="bound to the model"):
