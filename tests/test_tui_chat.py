@@ -110,6 +110,8 @@ async def test_chat_reply_stats_and_transcript(run_dir):
         stats = views[-1].stats
         assert stats and stats["completion_tokens"] >= 1 and stats["ttft_s"] is not None
         assert "tok/s" in str(views[-1].render()) or "ttft" in str(views[-1].render())
+        # loading the model initialised JAX: the status bar now names the device
+        assert "device: cpu" in str(app.status_bar.render())
         # a second turn carries history
         await pilot.press(*"and?", "enter")
         await wait_reply(pilot, pane)

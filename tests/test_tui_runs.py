@@ -84,6 +84,8 @@ async def _start_watch_checkpoint_patch_stop(app):
         progress = next(p for p in grid.panels if p.spec.type == "progress")
         assert loss_panel.redraw_count >= 1 and progress.redraw_count >= 1
         assert "step" in str(progress.query_one("#progress-body").render())
+        # the run's run_start event told the status bar which device trains
+        assert "device: cpu" in str(app.status_bar.render())
         assert live.store.get("loss").count >= 5
 
         await pilot.press("4")

@@ -67,8 +67,8 @@ def measured_matmul_flops() -> float:
     return matmul_flops(1024)
 
 
-def device_summary() -> dict[str, Any]:
-    """``{platform, device_kind, count, peak_flops}`` for the devices JAX sees (peak is per device)."""
+def device_brief() -> dict[str, Any]:
+    """``{platform, device_kind, count}`` for the devices JAX sees (cheap: no peak measurement)."""
     import jax
 
     devices = jax.devices()
@@ -77,8 +77,14 @@ def device_summary() -> dict[str, Any]:
         "platform": d.platform,
         "device_kind": str(getattr(d, "device_kind", d.platform)),
         "count": len(devices),
-        "peak_flops": peak_flops(d),
     }
+
+
+def device_summary() -> dict[str, Any]:
+    """``device_brief()`` plus ``peak_flops`` (per device; measured once on a CPU)."""
+    import jax
+
+    return {**device_brief(), "peak_flops": peak_flops(jax.devices()[0])}
 
 
 def compute_dtype(config: Any) -> Any:

@@ -28,7 +28,7 @@ from textual.worker import get_current_worker
 from nanochat_tui.errors import UserError
 from nanochat_tui.eval_presets import Preset, load_presets, save_presets, upsert
 from nanochat_tui.transcripts import TranscriptWriter, list_transcripts, read_transcript
-from nanochat_tui.tui.messages import CheckpointLoaded
+from nanochat_tui.tui.messages import CheckpointLoaded, DeviceInfo
 
 log = logging.getLogger("nanochat_tui.tui.chat")
 
@@ -336,10 +336,12 @@ class ChatPane(Widget):
         ckpt = self.checkpoint
         key = str(ckpt.path)
         if self._model is None or self._model_key != key:
+            from nanochat_tui.jax_engine.flops import device_brief
             from nanochat_tui.jax_engine.inference import ChatModel
 
             self._model = ChatModel.load(ckpt.path)
             self._model_key = key
+            self.post_message(DeviceInfo(device_brief()))  # the status bar's device field
         return self._model
 
     def _finish(self, reply: MessageView, stats: dict[str, Any] | None, error: str | None) -> None:

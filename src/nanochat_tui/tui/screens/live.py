@@ -33,6 +33,7 @@ from nanochat_tui.config.schema import PanelSpec, ScreenSpec, UIConfig
 from nanochat_tui.panels.base import THRESHOLD_KEYS, MetricStore, Panel
 from nanochat_tui.panels.chart import chart_builder
 from nanochat_tui.telemetry.jsonl import JsonlTailer
+from nanochat_tui.tui.messages import DeviceInfo
 
 DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec(
@@ -75,6 +76,16 @@ def freeze_heap() -> None:
 
 
 # ---------------------------------------------------------------- a one-line prompt modal
+
+
+def run_device(run_start: dict[str, Any]) -> dict[str, Any]:
+    """A status-bar device summary from a run_start event (``device`` is "platform:kind")."""
+    platform, _, kind = str(run_start.get("device") or "?").partition(":")
+    return {
+        "platform": platform,
+        "device_kind": kind or platform,
+        "count": run_start.get("device_count", 1),
+    }
 
 
 class PromptModal(ModalScreen[str | None]):
@@ -384,6 +395,9 @@ class LivePane(Widget, can_focus=True):
             events = tailer.read_new()
             if events:
                 store.ingest(events)
+                starts = [e for e in events if e.get("type") == "run_start"]
+                if starts:  # the status bar's device field shows where the run trains
+                    self.post_message(DeviceInfo(run_device(starts[-1])))
             else:
                 time.sleep(TAIL_INTERVAL_S)
 
