@@ -21,6 +21,7 @@ from nanochat_tui.jax_engine.optim import (
     build_optimizer,
     clip_by_global_norm_dynamic,
     lr_schedule,
+    muon_momentum,
     param_labels,
 )
 from nanochat_tui.jax_engine.step import make_train_step
@@ -121,6 +122,24 @@ def test_grad_accumulation_matches_one_big_batch():
         params_copy(m1),
         params_copy(m2),
     )
+
+
+def test_muon_momentum_warms_up_like_nanochat():
+    o = OptimConfig()
+    assert float(muon_momentum(0, o)) == pytest.approx(0.85)
+    assert float(muon_momentum(150, o)) == pytest.approx(0.90)
+    assert float(muon_momentum(300, o)) == pytest.approx(0.95)
+    assert float(muon_momentum(10_000, o)) == pytest.approx(0.95)
+    assert muon_momentum(0, OptimConfig(muon_momentum_warmup_steps=0)) == 0.95
+    # the optimizer follows it from its own step count (so a resumed run continues the ramp)
+    model, optimizer, step = setup(tiny_config(muon_momentum_warmup_steps=4))
+    x, y = batch()
+    betas = []
+    for _ in range(6):
+        step(model, optimizer, x, y, 1.0)
+        matrix = optimizer.opt_state[1].inner_states["matrix"].inner_state
+        betas.append(float(matrix.hyperparams["beta"][...]))
+    assert betas == pytest.approx([0.85, 0.875, 0.9, 0.925, 0.95, 0.95])
 
 
 def test_step_is_bound_to_its_model():

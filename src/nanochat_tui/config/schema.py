@@ -94,6 +94,12 @@ class OptimConfig(Section):
     adam_beta1: float = Field(0.8, ge=0, lt=1, description="AdamW β1")
     adam_beta2: float = Field(0.95, ge=0, lt=1, description="AdamW β2")
     muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon momentum (nanochat: 0.95)")
+    muon_momentum_start: float = Field(
+        0.85, ge=0, lt=1, description="Muon momentum at step 0, warmed up to muon_momentum"
+    )
+    muon_momentum_warmup_steps: int = Field(
+        300, ge=0, description="Steps of linear Muon momentum warmup (nanochat: 300; 0 disables)"
+    )
     warmup_ratio: float = Field(0.0, ge=0, le=1, description="Fraction of steps of linear warmup")
     warmdown_ratio: float = Field(
         0.2, ge=0, le=1, description="Fraction of steps of linear warmdown"

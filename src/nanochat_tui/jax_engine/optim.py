@@ -1,7 +1,10 @@
 """nanochat's optimizer split and learning-rate schedule, in optax.
 
 - Muon (``optax.contrib.muon``, Nesterov, 5 Newton–Schulz steps) for every 2-D matrix inside the
-  transformer blocks, at ``optim.matrix_lr``.
+  transformer blocks, at ``optim.matrix_lr``; its momentum warms up linearly from
+  ``optim.muon_momentum_start`` to ``optim.muon_momentum`` over ``optim.muon_momentum_warmup_steps``
+  (nanochat: 0.85 → 0.95 over 300 steps), driven by the optimizer's own step count so it resumes
+  exactly.
 - AdamW for the token embedding (``optim.embedding_lr``) and the lm head (``optim.unembedding_lr``),
   both scaled by ``(model_dim / 768) ** -0.5`` as in nanochat; betas / weight decay from config.
 - Global grad-norm clipping first (``optim.grad_clip``; 0 disables).
@@ -35,6 +38,15 @@ def lr_schedule(step: int, num_iterations: int, optim_cfg: OptimConfig) -> float
         return 1.0
     progress = max(0.0, (num_iterations - step) / warmdown)
     return progress + (1.0 - progress) * optim_cfg.final_lr_frac
+
+
+def muon_momentum(step: int | jax.Array, optim_cfg: OptimConfig) -> float | jax.Array:
+    """nanochat's Muon momentum at ``step``: linear from ``muon_momentum_start`` to ``muon_momentum``."""
+    n = optim_cfg.muon_momentum_warmup_steps
+    if n <= 0:
+        return optim_cfg.muon_momentum
+    frac = jnp.minimum(step / n, 1.0)
+    return (1 - frac) * optim_cfg.muon_momentum_start + frac * optim_cfg.muon_momentum
 
 
 def _path_names(path: tuple[Any, ...]) -> list[str]:
@@ -120,7 +132,9 @@ def build_optimizer(model: Any, config: Config) -> optax.GradientTransformationE
             lr, b1=o.adam_beta1, b2=o.adam_beta2, eps=1e-10, weight_decay=o.weight_decay
         )
 
-    muon = optax.contrib.muon(o.matrix_lr, beta=o.muon_momentum, nesterov=True)
+    muon = optax.inject_hyperparams(optax.contrib.muon, static_args=("nesterov", "ns_steps"))(
+        learning_rate=o.matrix_lr, beta=lambda count: muon_momentum(count, o), nesterov=True
+    )
     split = optax.multi_transform(
         {
             EMBEDDING: adamw(o.embedding_lr * scale),
