@@ -193,6 +193,38 @@ def test_nan_loss_stops_with_clear_error(home, tmp_path, monkeypatch) -> None:
     assert "checkpoints/4" in result.error
 
 
+def test_out_of_memory_fails_with_a_remediation(home, tmp_path, monkeypatch) -> None:
+    """The device's own OOM error (raised where the step would raise it) → one clear error event."""
+    import jax
+
+    import nanochat_tui.jax_engine.step as step_mod
+
+    real = step_mod.make_train_step
+
+    def exhausted(model, optimizer):
+        inner, calls = real(model, optimizer), []
+
+        def step(*args, **kwargs):
+            calls.append(1)
+            if len(calls) > 2:
+                raise jax.errors.JaxRuntimeError(
+                    "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 81.00GiB."
+                )
+            return inner(*args, **kwargs)
+
+        return step
+
+    monkeypatch.setattr(step_mod, "make_train_step", exhausted)
+    rec = Recorder()
+    result = train(_config("train.eval_every=0", "train.sample_every=0"), tmp_path / "oom", rec)
+    assert result.status == "failed" and result.step == 2
+    (err,) = rec.of("error")
+    assert err["kind"] == "oom" and "out of device memory at step 2" in err["message"]
+    assert "train.device_batch_size (now 4)" in err["remediation"]
+    assert "Traceback" not in result.error and "device_batch_size" in result.error
+    assert rec.events[-1]["type"] == "run_end" and rec.events[-1]["status"] == "failed"
+
+
 def test_chat_streams_a_reply(straight) -> None:
     from nanochat_tui.jax_engine.inference import ChatModel
 
