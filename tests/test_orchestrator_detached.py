@@ -23,23 +23,10 @@ from nanochat_tui.errors import UserError
 from nanochat_tui.orchestrator import rundir
 from nanochat_tui.orchestrator.runner import DetachedRun, attach, list_runs, read_record
 from nanochat_tui.telemetry.jsonl import JsonlTailer, read_events
+from tiny_configs import tiny
 
-TINY = {
-    "model.depth": 1,
-    "model.aspect_ratio": 64,
-    "model.head_dim": 32,
-    "model.sequence_len": 64,
-    "model.vocab_size": 512,
-    "data.max_chars": 200_000,
-    "data.tokenizer_chars": 50_000,
-    "train.device_batch_size": 4,
-    "train.total_batch_size": 256,
-    "train.num_iterations": 100_000,  # long enough to still be running; the test stops it
-    "train.eval_every": 0,
-    "train.eval_tokens": 512,
-    "train.sample_every": 0,
-    "train.save_every": 0,
-}
+# num_iterations: long enough to still be running; the tests stop it
+TINY = tiny({"train.num_iterations": 100_000, "train.eval_tokens": 512})
 
 LAUNCHER = """
 import sys, time

@@ -14,23 +14,9 @@ from nanochat_tui.config import Config, ConfigError, apply_overrides
 from nanochat_tui.errors import UserError
 from nanochat_tui.orchestrator.runner import ThreadRun, attach, list_runs, start_run
 from nanochat_tui.telemetry.jsonl import read_events
+from tiny_configs import tiny
 
-TINY = {
-    "model.depth": 1,
-    "model.aspect_ratio": 64,
-    "model.head_dim": 32,
-    "model.sequence_len": 64,
-    "model.vocab_size": 512,
-    "data.max_chars": 200_000,
-    "data.tokenizer_chars": 50_000,
-    "train.device_batch_size": 4,
-    "train.total_batch_size": 256,
-    "train.num_iterations": 100_000,
-    "train.eval_every": 0,
-    "train.eval_tokens": 512,
-    "train.sample_every": 0,
-    "train.save_every": 0,
-}
+TINY = tiny({"train.num_iterations": 100_000, "train.eval_tokens": 512})
 
 
 def wait_for(path: Path, predicate, timeout: float = 60.0) -> dict:

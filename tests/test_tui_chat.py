@@ -13,24 +13,9 @@ from nanochat_tui.eval_presets import load_presets
 from nanochat_tui.transcripts import list_transcripts, read_transcript
 from nanochat_tui.tui.app import NanochatApp
 from nanochat_tui.tui.screens.chat import ChatPane, MessageView, PresetsScreen, TranscriptPicker
+from tiny_configs import tiny_overrides
 
-TINY = [
-    "model.depth=1",
-    "model.aspect_ratio=64",
-    "model.head_dim=32",
-    "model.sequence_len=64",
-    "model.vocab_size=512",
-    "data.max_chars=200000",
-    "data.tokenizer_chars=50000",
-    "train.device_batch_size=4",
-    "train.total_batch_size=256",
-    "train.num_iterations=20",
-    "train.eval_every=0",
-    "train.eval_tokens=2048",
-    "train.sample_every=0",
-    "train.save_every=0",
-    "run.name=trained",
-]
+TINY = tiny_overrides({"train.num_iterations": 20, "run.name": "trained"})
 
 
 @pytest.fixture

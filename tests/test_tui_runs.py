@@ -9,22 +9,9 @@ import time
 import pytest
 
 from nanochat_tui.telemetry.jsonl import read_events
+from tiny_configs import tiny_overrides
 
-TINY = [
-    "model.depth=1",
-    "model.aspect_ratio=64",
-    "model.head_dim=32",
-    "model.sequence_len=64",
-    "model.vocab_size=512",
-    "data.max_chars=200000",
-    "data.tokenizer_chars=50000",
-    "train.device_batch_size=4",
-    "train.total_batch_size=256",
-    "train.eval_every=0",
-    "train.sample_every=0",
-    "train.save_every=0",
-    "train.eval_tokens=2048",
-]
+TINY = tiny_overrides()
 
 
 @pytest.fixture

@@ -1,0 +1,31 @@
+"""The smallest real training run the tests share: 1 layer, width 64, seq 64, vocab 512, CPU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TINY: dict[str, Any] = {
+    "model.depth": 1,
+    "model.aspect_ratio": 64,
+    "model.head_dim": 32,
+    "model.sequence_len": 64,
+    "model.vocab_size": 512,
+    "data.max_chars": 200_000,
+    "data.tokenizer_chars": 50_000,
+    "train.device_batch_size": 4,
+    "train.total_batch_size": 256,
+    "train.eval_every": 0,
+    "train.eval_tokens": 2048,
+    "train.sample_every": 0,
+    "train.save_every": 0,
+}
+
+
+def tiny(changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``TINY`` with ``changes`` applied (dotted keys), as an overrides dict."""
+    return {**TINY, **(changes or {})}
+
+
+def tiny_overrides(changes: dict[str, Any] | None = None) -> list[str]:
+    """The same as ``--set key=value`` strings."""
+    return [f"{key}={value}" for key, value in tiny(changes).items()]
