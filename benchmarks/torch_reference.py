@@ -9,6 +9,10 @@ Run with any Python that has torch (it is not a project dependency):
     python3 benchmarks/torch_reference.py --depth 2 --aspect-ratio 64 --head-dim 64 \
         --seq 256 --vocab 4096 --batch 16 --steps 20 [--compile]
 Prints one JSON line: {"tokens_per_s": ..., "step_s": ..., "params": ..., "loss": ...}.
+
+With ``--data batches.npz`` (arrays ``x``/``y`` int32[N, B, T] and optionally ``val_x``/``val_y``,
+written by benchmarks/loss_parity.py) it trains on those N batches instead of random tokens and adds
+``losses`` (every step) and ``val_loss`` to the JSON line.
 """
 
 from __future__ import annotations
@@ -119,10 +123,12 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--data", default=None, help="npz of x/y [N,B,T] (+ val_x/val_y) to train on")
+    p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     model = GPT(a.depth, a.aspect_ratio, a.head_dim, a.n_kv_head, a.vocab, a.seq)
     dim = a.depth * a.aspect_ratio
     scale = (dim / 768) ** -0.5
@@ -135,18 +141,18 @@ def main() -> None:
         eps=1e-10,
         weight_decay=0.0,
     )
-    muon = torch.optim.Muon(list(model.blocks.parameters()), lr=0.02, momentum=0.95)
+    muon = torch.optim.Muon(  # no weight decay, as nanochat's Muon and the JAX engine's
+        list(model.blocks.parameters()), lr=0.02, momentum=0.95, weight_decay=0.0
+    )
     step_fn = torch.compile(model) if a.compile else model
+    if a.data:
+        train_on_file(a, model, step_fn, adam, muon)
+        return
     x = torch.randint(0, a.vocab, (a.batch, a.seq))
     y = torch.randint(0, a.vocab, (a.batch, a.seq))
 
     def step() -> float:
-        loss = step_fn(x, y)
-        loss.backward()
-        adam.step()
-        muon.step()
-        model.zero_grad(set_to_none=True)
-        return loss.item()
+        return train_step(model, step_fn, adam, muon, x, y)
 
     for _ in range(a.warmup):
         step()
@@ -163,6 +169,42 @@ def main() -> None:
                 "loss": loss,
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
+            }
+        )
+    )
+
+
+def train_step(model, step_fn, adam, muon, x, y) -> float:
+    loss = step_fn(x, y)
+    loss.backward()
+    adam.step()
+    muon.step()
+    model.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def train_on_file(a, model, step_fn, adam, muon) -> None:
+    """Train on every batch of ``a.data`` in order; report each loss and the held-out loss."""
+    import numpy as np
+
+    data = np.load(a.data)
+    xs, ys = torch.from_numpy(data["x"]).long(), torch.from_numpy(data["y"]).long()
+    t0 = time.perf_counter()
+    losses = [train_step(model, step_fn, adam, muon, x, y) for x, y in zip(xs, ys, strict=True)]
+    dt = (time.perf_counter() - t0) / len(losses)
+    val_loss = None
+    if "val_x" in data:
+        with torch.no_grad():
+            vx, vy = torch.from_numpy(data["val_x"]).long(), torch.from_numpy(data["val_y"]).long()
+            val_loss = float(np.mean([step_fn(x, y).item() for x, y in zip(vx, vy, strict=True)]))
+    print(
+        json.dumps(
+            {
+                "tokens_per_s": xs.shape[1] * xs.shape[2] / dt,
+                "step_s": dt,
+                "losses": losses,
+                "val_loss": val_loss,
+                "torch": torch.__version__,
             }
         )
     )
