@@ -23,7 +23,7 @@ Scenarios:
      ``--detached-repeats`` pairs, with the TUI process's CPU while it watched.
 
     uv run python benchmarks/ui_latency.py [--rate 200] [--presses 40] [--steps 300] [--repeats 3]
-        [--detached-repeats 3] [--skip-latency] [--skip-training]
+        [--detached-repeats 3] [--skip-latency] [--skip-training] [--skip-throughput]
 
 Targets: p99 ≤ 50 ms; ≤ 2 % training slowdown. Check ``uptime``: load from other processes on
 the machine shows up in every number; the script prints the load average next to the results.
@@ -344,6 +344,9 @@ def main() -> None:
     ap.add_argument("--detached-repeats", type=int, default=3, help="detached alone/watched pairs")
     ap.add_argument("--skip-training", action="store_true", help="only the synthetic scenario")
     ap.add_argument("--skip-latency", action="store_true", help="skip the latency scenarios")
+    ap.add_argument(
+        "--skip-throughput", action="store_true", help="skip the tokens/s scenarios (3 and 4)"
+    )
 
     args = ap.parse_args()
 
@@ -369,6 +372,8 @@ def main() -> None:
             if values:
                 print(summary(kind, values))
         print(f"   [{load()}]")
+    if args.skip_throughput:
+        return
 
     head: list[float] = []
     att: list[float] = []
