@@ -76,12 +76,12 @@ def bench_jax(name: str, steps: int, batch: int | None) -> dict[str, Any]:
     x, y = data[:, :-1], data[:, 1:]
 
     t0 = time.perf_counter()
-    float(step(model, optimizer, x, y, 1.0))
+    float(step(model, optimizer, x, y, 1.0).loss)
     compile_s = time.perf_counter() - t0
-    float(step(model, optimizer, x, y, 1.0))
+    float(step(model, optimizer, x, y, 1.0).loss)
     t0 = time.perf_counter()
     for _ in range(steps):
-        loss = step(model, optimizer, x, y, 1.0)
+        loss = step(model, optimizer, x, y, 1.0).loss
     final_loss = float(loss)  # one host sync at the end
     elapsed = time.perf_counter() - t0
 

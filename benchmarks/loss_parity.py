@@ -76,7 +76,7 @@ def run_jax(config, path: Path, seed: int) -> dict[str, Any]:
     losses = []
     t0 = time.perf_counter()
     for x, y in zip(data["x"], data["y"], strict=True):
-        losses.append(float(step(model, optimizer, jnp.asarray(x), jnp.asarray(y), 1.0)))
+        losses.append(float(step(model, optimizer, jnp.asarray(x), jnp.asarray(y), 1.0).loss))
     step_s = (time.perf_counter() - t0) / len(losses)
     val = [
         float(jnp.mean(eval_token_losses(model, jnp.asarray(x), jnp.asarray(y))))

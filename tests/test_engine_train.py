@@ -88,9 +88,11 @@ def test_straight_run_events_and_result(straight) -> None:
         "data_wait",
         "compute_time",
         "host_time",
+        "grad_norm",
     ):
         assert steps[-1][key] is not None, key
     assert steps[-1]["loss"] < steps[0]["loss"]
+    assert all(e["grad_norm"] > 0 for e in steps)  # the pre-clip global norm, every step
     evals = rec.of("eval")
     assert [e["step"] for e in evals] == [6, N]
     assert evals[-1]["val_bpb"] == result.final_val_bpb

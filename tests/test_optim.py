@@ -89,7 +89,7 @@ def test_lr_schedule_shape():
 def test_loss_decreases_on_repeated_batch():
     model, optimizer, step = setup(tiny_config())
     x, y = batch()
-    losses = [float(step(model, optimizer, x, y, 1.0)) for _ in range(30)]
+    losses = [float(step(model, optimizer, x, y, 1.0).loss) for _ in range(30)]
     assert losses[0] == pytest.approx(np.log(300), rel=1e-3)
     assert losses[-1] < 0.5 * losses[0]
     assert np.isfinite(losses).all()
@@ -113,9 +113,9 @@ def test_grad_accumulation_matches_one_big_batch():
     config = tiny_config()
     x, y = batch(b=4)
     m1, o1, step = setup(config)
-    l1 = step(m1, o1, x, y, 1.0)
+    l1 = step(m1, o1, x, y, 1.0).loss
     m2, o2, step2 = setup(config)
-    l2 = step2(m2, o2, x.reshape(2, 2, -1), y.reshape(2, 2, -1), 1.0)
+    l2 = step2(m2, o2, x.reshape(2, 2, -1), y.reshape(2, 2, -1), 1.0).loss
     assert float(l1) == pytest.approx(float(l2), rel=1e-5)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-5),
@@ -164,5 +164,8 @@ def test_dynamic_grad_clip():
 def test_step_accepts_grad_clip_and_lr_multiplier():
     model, optimizer, step = setup(tiny_config(grad_clip=0.0))
     x, y = batch()
-    losses = [float(step(model, optimizer, x, y, 0.5, 0.1)) for _ in range(5)]
+    outs = [step(model, optimizer, x, y, 0.5, 0.1) for _ in range(5)]
+    losses = [float(o.loss) for o in outs]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+    # grad_norm is the norm before clipping (clip 0.1 would otherwise cap it)
+    assert all(float(o.grad_norm) > 0.1 for o in outs)

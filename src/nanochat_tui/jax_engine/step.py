@@ -1,26 +1,33 @@
 """The jitted training step shared by the train loop and the throughput benchmark.
 
-``step = make_train_step(model, optimizer)`` then ``loss = step(model, optimizer, x, y, lr_scale)``:
+``step = make_train_step(model, optimizer)`` then ``out = step(model, optimizer, x, y, lr_scale)``:
 
 - ``optimizer`` is ``nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)``
 - ``x``/``y`` are ``int32[B, T]`` (one micro-step) or ``int32[M, B, T]`` (gradient accumulation over
   ``M`` micro-batches inside the same jitted call, via ``lax.scan``; gradients are averaged)
 - ``lr_scale`` is a host float (``lr_schedule(...) * optim.lr_multiplier``) passed as a traced
   scalar, as is the optional ``grad_clip``; changing them never recompiles
-- returns the mean loss as a device scalar (no host sync inside the step; call ``float()`` when
-  you need it). The model and optimizer buffers are donated.
+- returns ``StepOut(loss, grad_norm)``: the mean loss and the global gradient norm before clipping,
+  as device scalars (no host sync inside the step; call ``float()`` when you need them). The model
+  and optimizer buffers are donated.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from nanochat_tui.jax_engine.model import GPT, loss_fn
+
+
+class StepOut(NamedTuple):
+    loss: jax.Array
+    grad_norm: jax.Array
 
 
 def _step(
@@ -30,7 +37,7 @@ def _step(
     y: jax.Array,
     lr_scale: jax.Array,
     grad_clip: jax.Array | None,
-) -> jax.Array:
+) -> StepOut:
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def loss_of(p: Any, xb: jax.Array, yb: jax.Array) -> jax.Array:
@@ -55,14 +62,14 @@ def _step(
     if grad_clip is not None:
         kwargs["grad_clip"] = grad_clip
     optimizer.update(model, grads, **kwargs)
-    return loss
+    return StepOut(loss, optax.tree.norm(grads))
 
 
 _jitted_step = nnx.jit(_step, donate_argnums=(0, 1))
 
 
-def make_train_step(model: GPT, optimizer: nnx.Optimizer) -> Callable[..., jax.Array]:
-    """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> loss``.
+def make_train_step(model: GPT, optimizer: nnx.Optimizer) -> Callable[..., StepOut]:
+    """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut``.
 
     The step is bound to this ``model`` and ``optimizer`` with ``nnx.cached_partial``, which walks
     their graph once instead of on every call (``nnx.jit`` alone re-walks it per call: ~6 ms a step
@@ -79,7 +86,7 @@ def make_train_step(model: GPT, optimizer: nnx.Optimizer) -> Callable[..., jax.A
         y: jax.Array,
         lr_scale: float,
         grad_clip: float | None = None,
-    ) -> jax.Array:
+    ) -> StepOut:
         if model_ is not model or optimizer_ is not optimizer:
             raise ValueError("this train step is bound to the model and optimizer it was made for")
         clip = None if grad_clip is None else jnp.asarray(grad_clip, jnp.float32)

@@ -336,7 +336,8 @@ def _train(run: _Run, control: ControlInbox | None, resume: bool) -> TrainResult
             o = config.optim
             lr_scale = lr_schedule(run.step, n_iter, o) * o.lr_multiplier
             t_compute = time.perf_counter()
-            loss = float(train_step(model, optimizer, x, y, lr_scale, o.grad_clip))
+            out = train_step(model, optimizer, x, y, lr_scale, o.grad_clip)
+            loss, grad_norm = float(out.loss), float(out.grad_norm)
             compute_time = time.perf_counter() - t_compute
             run.step += 1
             if not math.isfinite(loss):
@@ -354,6 +355,7 @@ def _train(run: _Run, control: ControlInbox | None, resume: bool) -> TrainResult
                 "step",
                 step=run.step,
                 loss=loss,
+                grad_norm=grad_norm if math.isfinite(grad_norm) else None,
                 lr=o.matrix_lr * lr_scale,
                 lr_multiplier=o.lr_multiplier,
                 tokens=run.step * tokens_per_step,
