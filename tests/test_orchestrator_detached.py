@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import tiny
+from helpers import wait_for_event as wait_for
 from nanochat_tui.config import Config, ConfigError, apply_overrides, to_yaml
 from nanochat_tui.errors import UserError
 from nanochat_tui.orchestrator import rundir
 from nanochat_tui.orchestrator.runner import DetachedRun, attach, list_runs, read_record
 from nanochat_tui.telemetry.jsonl import JsonlTailer, read_events
-from tiny_configs import tiny
 
 # num_iterations: long enough to still be running; the tests stop it
 TINY = tiny({"train.num_iterations": 100_000, "train.eval_tokens": 512})
@@ -36,16 +37,6 @@ handle = start_run(load_prefab(sys.argv[1]), name="bg", mode="detached")
 print(handle.pid, flush=True)
 time.sleep(600)
 """
-
-
-def wait_for(path: Path, predicate, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for event in read_events(path):
-            if predicate(event):
-                return event
-        time.sleep(0.1)
-    raise AssertionError(f"no matching event in {path} within {timeout}s")
 
 
 def steps(path: Path) -> list[int]:

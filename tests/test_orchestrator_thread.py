@@ -5,28 +5,16 @@ Real training on a tiny config; steered through the RunHandle (patch, checkpoint
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pytest
 
+from helpers import tiny
+from helpers import wait_for_event as wait_for
 from nanochat_tui.config import Config, ConfigError, apply_overrides
 from nanochat_tui.errors import UserError
 from nanochat_tui.orchestrator.runner import ThreadRun, attach, list_runs, start_run
 from nanochat_tui.telemetry.jsonl import read_events
-from tiny_configs import tiny
 
 TINY = tiny({"train.num_iterations": 100_000, "train.eval_tokens": 512})
-
-
-def wait_for(path: Path, predicate, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for event in read_events(path):
-            if predicate(event):
-                return event
-        time.sleep(0.05)
-    raise AssertionError(f"no matching event in {path} within {timeout}s")
 
 
 @pytest.fixture

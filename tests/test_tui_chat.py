@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, OptionList, Static, TextArea
 
+from helpers import tiny_overrides
 from nanochat_tui import paths
 from nanochat_tui.eval_presets import load_presets
 from nanochat_tui.transcripts import list_transcripts, read_transcript
 from nanochat_tui.tui.app import NanochatApp
 from nanochat_tui.tui.screens.chat import ChatPane, MessageView, PresetsScreen, TranscriptPicker
-from tiny_configs import tiny_overrides
 
 TINY = tiny_overrides({"train.num_iterations": 20, "run.name": "trained"})
 

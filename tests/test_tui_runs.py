@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from helpers import tiny_overrides
 from nanochat_tui.telemetry.jsonl import read_events
-from tiny_configs import tiny_overrides
 
 TINY = tiny_overrides()
 

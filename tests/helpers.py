@@ -1,7 +1,10 @@
-"""The smallest real training run the tests share: 1 layer, width 64, seq 64, vocab 512, CPU."""
+"""Shared test helpers: the smallest real training run (1 layer, width 64, seq 64, vocab 512, CPU)
+and waiting for an event in a run's events.jsonl."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 TINY: dict[str, Any] = {
@@ -29,3 +32,16 @@ def tiny(changes: dict[str, Any] | None = None) -> dict[str, Any]:
 def tiny_overrides(changes: dict[str, Any] | None = None) -> list[str]:
     """The same as ``--set key=value`` strings."""
     return [f"{key}={value}" for key, value in tiny(changes).items()]
+
+
+def wait_for_event(path: Path, predicate, timeout: float = 60.0) -> dict:
+    """The first event in ``path`` (events.jsonl) that satisfies ``predicate``, polling."""
+    from nanochat_tui.telemetry.jsonl import read_events
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in read_events(path):
+            if predicate(event):
+                return event
+        time.sleep(0.05)
+    raise AssertionError(f"no matching event in {path} within {timeout}s")
