@@ -17,30 +17,27 @@ def home_override() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def config_dir() -> Path:
-    """User config: user prefabs, keymap, UI state, fallback secrets file."""
+def _user_dir(sub: str, platform_dir: str) -> Path:
+    """``$NANOCHAT_TUI_HOME/<sub>`` if set, else the platformdirs folder; created on demand."""
     override = home_override()
     if override is not None:
-        path = override / "config"
+        path = override / sub
     else:
-        from platformdirs import user_config_dir
+        import platformdirs
 
-        path = Path(user_config_dir(APP_NAME))
+        path = Path(getattr(platformdirs, platform_dir)(APP_NAME))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def config_dir() -> Path:
+    """User config: user prefabs, keymap, UI state, fallback secrets file."""
+    return _user_dir("config", "user_config_dir")
 
 
 def data_dir() -> Path:
     """User data: runs, tokenizer/corpus caches, app logs."""
-    override = home_override()
-    if override is not None:
-        path = override / "data"
-    else:
-        from platformdirs import user_data_dir
-
-        path = Path(user_data_dir(APP_NAME))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _user_dir("data", "user_data_dir")
 
 
 def runs_dir() -> Path:
