@@ -227,6 +227,24 @@ def test_out_of_memory_fails_with_a_remediation(home, tmp_path, monkeypatch) -> 
     assert rec.events[-1]["type"] == "run_end" and rec.events[-1]["status"] == "failed"
 
 
+def test_resume_refuses_an_optimizer_state_of_another_layout(straight) -> None:
+    """An optimizer whose state the checkpoint lacks (another version's layout) is refused with
+    a remediation that keeps the weights, never half-loaded."""
+    import optax
+    from flax import nnx
+
+    from nanochat_tui.jax_engine.checkpoint import restore_into
+    from nanochat_tui.jax_engine.model import GPT
+
+    step_dir = rundir.latest_checkpoint(straight[0]).path
+    model = GPT(_config().model, rngs=nnx.Rngs(0))
+    other = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
+    with pytest.raises(IncompatibleCheckpoint, match="another layout") as info:
+        restore_into(step_dir, model, other)
+    assert f"run.init_from={step_dir}" in info.value.remediation
+    restore_into(step_dir, model)  # the weights alone still load
+
+
 def test_chat_streams_a_reply(straight) -> None:
     from nanochat_tui.jax_engine.inference import ChatModel
 

@@ -148,6 +148,27 @@ def restore_into(step_dir: Path, model, optimizer=None) -> dict[str, Any]:
             "the checkpoint's model shape differs from this config; use the run's own "
             "config.yaml (or `nanochat-tui config show`) to match model.* settings",
         ) from None
+    # partial_restore leaves what the checkpoint lacks as ShapeDtypeStructs: refuse, don't half-load
+    missing = {
+        part: [
+            jax.tree_util.keystr(path)
+            for path, leaf in jax.tree_util.tree_leaves_with_path(restored[part])
+            if isinstance(leaf, jax.ShapeDtypeStruct)
+        ]
+        for part in restored
+    }
+    if missing.get("model"):
+        raise IncompatibleCheckpoint(
+            f"cannot load {step_dir}: it has no weights for {', '.join(missing['model'][:3])}",
+            "the checkpoint's model differs from this config; use the run's own config.yaml",
+        )
+    if missing.get("optimizer"):
+        raise IncompatibleCheckpoint(
+            f"cannot resume from {step_dir}: its optimizer state has another layout (written by "
+            f"another nanochat-tui version; missing {len(missing['optimizer'])} entries)",
+            f"keep the weights and start a fresh optimizer: `nanochat-tui run PREFAB --set "
+            f"run.init_from={step_dir}`",
+        )
     nnx.update(model, restored["model"])
     if optimizer is not None:
         nnx.update(optimizer, restored["optimizer"])
