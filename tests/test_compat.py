@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from nanochat_tui.config import load_prefab
@@ -15,11 +13,7 @@ from nanochat_tui.config.compat import (
     shape_of,
 )
 from nanochat_tui.config.loader import apply_overrides
-
-
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("NANOCHAT_TUI_HOME", str(tmp_path / "home"))
+from screens_fixtures import make_nanochat
 
 
 def our_meta(config, **extra):
@@ -85,27 +79,12 @@ def test_tokenizer_hash_and_plugins():
 
 
 def test_nanochat_meta_and_prefab_tip(tmp_path, monkeypatch):
-    tag = tmp_path / "nc" / "base_checkpoints" / "d12"
-    tag.mkdir(parents=True)
-    meta = {
-        "step": 5000,
-        "val_bpb": 0.81,
-        "model_config": {
-            "sequence_len": 2048,
-            "vocab_size": 65536,
-            "n_layer": 12,
-            "n_head": 6,
-            "n_kv_head": 6,
-            "n_embd": 768,
-        },
-    }
-    (tag / "meta_005000.json").write_text(json.dumps(meta))
-    (tag / "model_005000.pt").write_bytes(b"x" * 100)
-    (tag / "meta_broken.json").write_text("{")
+    meta_path = make_nanochat(tmp_path / "nc")
+    (meta_path.parent / "meta_broken.json").write_text("{")
     monkeypatch.setenv("NANOCHAT_BASE_DIR", str(tmp_path / "nc"))
     [row] = list_nanochat_checkpoints()
-    assert (row.stage, row.tag, row.step, row.val_bpb) == ("base", "d12", 5000, 0.81)
-    assert row.size_bytes() >= 100
+    assert (row.stage, row.tag, row.step, row.val_bpb) == ("base", "d12", 21400, 0.8123)
+    assert row.size_bytes() >= 5000
     shape = shape_of(row.meta)
     assert (shape.depth, shape.model_dim, shape.head_dim) == (12, 768, 128)
     problems = check(load_prefab("tiny"), row.meta)

@@ -18,11 +18,6 @@ from nanochat_tui.config.estimates import compatibility_matrix, num_params
 from nanochat_tui.config.loader import field_error, known_keys, parse_value
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path, monkeypatch):
-    monkeypatch.setenv("NANOCHAT_TUI_HOME", str(tmp_path / "home"))
-
-
 def test_bundled_prefabs_load_and_match_nanochat_sizes():
     prefabs = list_prefabs()
     assert {"tiny", "ten", "hundred", "thousand"} <= set(prefabs)
