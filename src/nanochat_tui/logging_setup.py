@@ -103,12 +103,3 @@ def add_listener(callback: Callable[[logging.LogRecord, str], None]) -> None:
 def remove_listener(callback: Callable[[logging.LogRecord, str], None]) -> None:
     if callback in _listener_handler.listeners:
         _listener_handler.listeners.remove(callback)
-
-
-def shutdown_logging() -> None:
-    """Close the file handler (tests and app exit)."""
-    global _file_handler
-    if _file_handler is not None:
-        logging.getLogger(LOGGER_NAME).removeHandler(_file_handler)
-        _file_handler.close()
-        _file_handler = None

@@ -113,27 +113,6 @@ class RunSummary:
     last_event: float | None = None
 
 
-def _tail_events(path: Path, max_bytes: int = 256 * 1024) -> list[Event]:
-    """The complete events in the last ``max_bytes`` of events.jsonl (cheap for huge logs)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
-        return []
-    lines = data.split(b"\n")
-    if size > max_bytes:
-        lines = lines[1:]  # first line may be cut
-    out = []
-    for line in lines:
-        if line.strip():
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-    return out
-
-
 @dataclass
 class _Digest:
     """What a run summary needs from events.jsonl, folded incrementally (see ``events_digest``)."""
