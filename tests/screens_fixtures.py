@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from nanochat_tui.config import load_prefab
-from nanochat_tui.orchestrator.rundir import meta_path
+from nanochat_tui.rundir import meta_path
 
 FIXED = datetime(2025, 1, 15, 9, 30).timestamp()
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from nanochat_tui import rundir
 from nanochat_tui.cli import main
-from nanochat_tui.orchestrator import rundir
 
 SETS = [
     "model.depth=1",

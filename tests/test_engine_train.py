@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from nanochat_tui import rundir
 from nanochat_tui.config import load_config
 from nanochat_tui.errors import IncompatibleCheckpoint
 from nanochat_tui.jax_engine.control import ControlInbox
 from nanochat_tui.jax_engine.train import train
-from nanochat_tui.orchestrator import rundir
 
 N = 12
 TINY = [

@@ -14,7 +14,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "nanochat_tui"
 def test_ui_and_config_import_without_jax() -> None:
     code = (
         "import sys\n"
-        "import nanochat_tui.tui.app, nanochat_tui.config, nanochat_tui.orchestrator.rundir\n"
+        "import nanochat_tui.tui.app, nanochat_tui.config, nanochat_tui.rundir\n"
         "import nanochat_tui.telemetry.events, nanochat_tui.secrets, nanochat_tui.logging_setup\n"
         "import nanochat_tui.tui.screens.config, nanochat_tui.tui.screens.auth\n"
         "from nanochat_tui.plugins import get_registry\n"

@@ -20,9 +20,9 @@ import pytest
 
 from helpers import tiny
 from helpers import wait_for_event as wait_for
+from nanochat_tui import rundir
 from nanochat_tui.config import Config, ConfigError, apply_overrides, to_yaml
 from nanochat_tui.errors import UserError
-from nanochat_tui.orchestrator import rundir
 from nanochat_tui.orchestrator.runner import DetachedRun, attach, list_runs, read_record
 from nanochat_tui.telemetry.jsonl import JsonlTailer, read_events
 

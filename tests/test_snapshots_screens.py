@@ -10,7 +10,7 @@ import pytest
 from textual.app import App, ComposeResult
 
 from nanochat_tui import paths
-from nanochat_tui.orchestrator.rundir import CheckpointInfo, read_meta
+from nanochat_tui.rundir import CheckpointInfo, read_meta
 from nanochat_tui.tui.state import AppState
 from screens_fixtures import FIXED, populate
 

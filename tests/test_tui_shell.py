@@ -247,7 +247,7 @@ async def test_crash_writes_dump_without_secret(extra_panes) -> None:
 async def test_checkpoint_and_device_reach_status_bar_and_persist(screen_text) -> None:
     import json
 
-    from nanochat_tui.orchestrator.rundir import CheckpointInfo, meta_path
+    from nanochat_tui.rundir import CheckpointInfo, meta_path
     from nanochat_tui.tui.messages import CheckpointLoaded, DeviceInfo
 
     step_dir = paths.runs_dir() / "run1" / "checkpoints" / "100"

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir).expanduser() if args.run_dir else None
     if run_dir is not None:
-        from nanochat_tui.orchestrator.rundir import is_run_dir
+        from nanochat_tui.rundir import is_run_dir
 
         if not is_run_dir(run_dir):
             raise UserError(

@@ -4,7 +4,7 @@
     RUN_DIR/checkpoints/<step>/meta    JSON (``meta/metadata``): step, run_name, stage, model, …,
                                        tokenizer_hash, data_position, val_bpb, train_loss, config
 
-The meta JSON is readable without JAX (orchestrator/rundir.py). Saves are synchronous on CPU and
+The meta JSON is readable without JAX (rundir.py). Saves are synchronous on CPU and
 asynchronous on accelerators; ``close()`` waits for any save in flight.
 """
 
@@ -18,8 +18,8 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from nanochat_tui import rundir
 from nanochat_tui.errors import IncompatibleCheckpoint, UserError
-from nanochat_tui.orchestrator import rundir
 
 
 def build_meta(

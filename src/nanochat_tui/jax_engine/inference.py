@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nanochat_tui import rundir
 from nanochat_tui.errors import IncompatibleCheckpoint
-from nanochat_tui.orchestrator import rundir
 
 
 class ChatModel:

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nanochat_tui import rundir
 from nanochat_tui.config.schema import Config
 from nanochat_tui.errors import IncompatibleCheckpoint, UserError
 from nanochat_tui.jax_engine.control import ControlInbox
-from nanochat_tui.orchestrator import rundir
 from nanochat_tui.telemetry.events import make_event
 
 

@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanochat_tui import paths
+from nanochat_tui import paths, rundir
 from nanochat_tui.config import ConfigError, validate_patch
 from nanochat_tui.config.loader import load_yaml, parse_value, to_yaml, validate, write_atomic
 from nanochat_tui.config.schema import Config
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.control import ControlInbox
-from nanochat_tui.orchestrator import rundir
 from nanochat_tui.telemetry.events import Event, make_event
 
 STATUSES = ("running", "finished", "stopped", "failed", "unknown")

@@ -36,7 +36,7 @@ class ConfigChanged(SharedMessage):
 
 
 class CheckpointLoaded(SharedMessage):
-    """app.state.checkpoint changed (``info`` is an orchestrator.rundir.CheckpointInfo or None)."""
+    """app.state.checkpoint changed (``info`` is an rundir.CheckpointInfo or None)."""
 
     def __init__(self, info: Any, *, broadcast: bool = False) -> None:
         super().__init__(broadcast=broadcast)

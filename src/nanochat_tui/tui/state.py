@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nanochat_tui import paths
-from nanochat_tui.orchestrator.rundir import CheckpointInfo, read_meta
+from nanochat_tui.rundir import CheckpointInfo, read_meta
 
 if TYPE_CHECKING:  # the config layer (pydantic, yaml) is imported when a state is built, not
     from nanochat_tui.config import Config  # when the app module is: it stays off the first frame

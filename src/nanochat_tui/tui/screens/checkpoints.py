@@ -32,7 +32,7 @@ from nanochat_tui.config.compat import (
     list_nanochat_checkpoints,
 )
 from nanochat_tui.config.loader import ConfigError, diff
-from nanochat_tui.orchestrator.rundir import CheckpointInfo, list_checkpoints, list_run_dirs
+from nanochat_tui.rundir import CheckpointInfo, list_checkpoints, list_run_dirs
 from nanochat_tui.tui.messages import CheckpointLoaded, ConfigChanged
 
 log = logging.getLogger("nanochat_tui.tui.checkpoints")

@@ -361,7 +361,7 @@ class LivePane(Widget, can_focus=True):
 
     def show_run_dir(self, run_dir: Path, *, name: str = "") -> None:
         """Rebuild every panel from ``run_dir/events.jsonl`` and keep tailing it."""
-        from nanochat_tui.orchestrator.rundir import EVENTS
+        from nanochat_tui.rundir import EVENTS
 
         self._generation += 1
         self.run_dir = Path(run_dir)
