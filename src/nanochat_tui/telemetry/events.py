@@ -18,6 +18,10 @@ Fields by type (all optional beyond the common ones unless noted):
   error       message, remediation, last_checkpoint (path or null), kind ("nan"|"oom"|"crash")
   run_end     step, status ("finished" | "stopped" | "failed"), final_val_bpb
   heartbeat   step (emitted by detached runs so a UI knows the process is alive)
+  phase       phase (one of PHASES), elapsed_s (seconds since the run started), detail (str):
+              start-up progress before the first step, then "training"
+  sink        name, status ("ok" | "retrying" | "failed"), error (scrubbed str or null),
+              dropped (int): a telemetry sink's health changed
 Plugins may emit their own types; consumers ignore types they do not know.
 """
 
@@ -41,7 +45,12 @@ EVENT_TYPES = (
     "error",
     "run_end",
     "heartbeat",
+    "phase",
+    "sink",
 )
+
+# Start-up phases in order, as "phase" events report them (the Live pane shows the current one).
+PHASES = ("tokenizer", "data", "model", "compile", "first_step", "training")
 
 
 def make_event(type_: str, **fields: Any) -> Event:
