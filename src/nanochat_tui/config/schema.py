@@ -113,7 +113,14 @@ class OptimConfig(Section):
     )
 
 
+# Training stages the engine registers (jax_engine/tasks TASKS; a test keeps the two in step).
+STAGES = ("pretrain",)
+
+
 class TrainConfig(Section):
+    stage: Literal["pretrain"] = Field(
+        "pretrain", description="Training stage (task): pretrain; sft and dpo plug in later"
+    )
     device_batch_size: int = Field(32, ge=1, le=4096, description="Sequences per device step")
     total_batch_size: int = Field(
         524288, ge=8, description="Tokens per optimizer step (gradient accumulation fills it)"
@@ -134,6 +141,15 @@ class TrainConfig(Section):
     seed: int = Field(42, ge=0, description="Seed for init and data order")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Compute dtype: auto = bf16 on GPU/TPU, fp32 on CPU"
+    )
+    on_divergence: Literal["stop", "warn", "off"] = Field(
+        "stop", description="When the loss diverges (see divergence_*): stop, warn, or off"
+    )
+    divergence_factor: float = Field(
+        2.0, gt=1, le=1e6, description="Diverged: loss above this × its running minimum ..."
+    )
+    divergence_steps: int = Field(
+        20, ge=1, le=100_000, description="... for this many consecutive steps"
     )
 
 
