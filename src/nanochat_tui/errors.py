@@ -25,3 +25,9 @@ class TrainingDiverged(UserError):
 
 class OutOfMemory(UserError):
     """Device ran out of memory; suggests a smaller device batch."""
+
+
+class ResumeRefused(IncompatibleCheckpoint):
+    """A ``--resume`` refused before any step (nothing to resume, damaged checkpoint, tokenizer or
+    model mismatch). The engine emitted no event and changed no file: callers must leave the
+    run's record and events as they were."""
