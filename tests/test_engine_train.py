@@ -119,7 +119,13 @@ def test_checkpoint_meta_contents(straight) -> None:
         "config", "plugins",
     ):  # fmt: skip
         assert key in meta, key
-    assert meta["step"] == N and meta["stage"] == "base" and meta["run_name"] == "straight"
+    assert meta["step"] == N and meta["stage"] == "pretrain" and meta["run_name"] == "straight"
+    assert meta["reason"] == "final"
+    assert meta["metrics"]["val_bpb"] == {"value": result.final_val_bpb, "step": N}
+    assert meta["metrics"]["train_loss"]["step"] == N
+    interval = ckpts[0].meta  # step 8: the last eval was at step 6, and the meta says so
+    assert interval["reason"] == "interval" and interval["metrics"]["val_bpb"]["step"] == 6
+    assert interval["metrics"]["train_loss"]["step"] == 8
     assert meta["model_dim"] == 64 and meta["vocab_size"] == 512 and meta["sequence_len"] == 64
     assert meta["model"]["depth"] == 1
     assert set(meta["data_position"]) == {"epoch", "index"}
@@ -135,12 +141,13 @@ def test_exact_resume_reproduces_losses(straight, tmp_path) -> None:
     control = ControlInbox()
     first = Recorder(stop_at=5, control=control)
     r1 = train(_config(), run_dir, first, control)
-    assert r1.status == "stopped" and r1.step == 5
+    # step 5's event is emitted once step 6 is dispatched (one step late), so the stop lands after 6
+    assert r1.status == "stopped" and r1.step == 6
     assert first.of("checkpoint")[-1]["reason"] == "stop"
     second = Recorder()
     r2 = train(_config(), run_dir, second, resume=True)
     assert r2.status == "finished" and r2.step == N
-    assert second.of("run_start")[0]["resumed_from_step"] == 5
+    assert second.of("run_start")[0]["resumed_from_step"] == 6
     combined = {**first.losses(), **second.losses()}
     assert sorted(combined) == list(range(1, N + 1))
     assert combined == ref.losses()  # bit for bit
@@ -171,8 +178,8 @@ def test_nan_loss_stops_with_clear_error(home, tmp_path, monkeypatch) -> None:
 
     real = step_mod.make_train_step
 
-    def poisoned(model, optimizer):
-        inner, calls = real(model, optimizer), []
+    def poisoned(model, optimizer, *loss):
+        inner, calls = real(model, optimizer, *loss), []
 
         def step(model, optimizer, x, y, lr_scale, grad_clip=None):
             calls.append(1)
@@ -203,8 +210,8 @@ def test_out_of_memory_fails_with_a_remediation(home, tmp_path, monkeypatch) -> 
 
     real = step_mod.make_train_step
 
-    def exhausted(model, optimizer):
-        inner, calls = real(model, optimizer), []
+    def exhausted(model, optimizer, *loss):
+        inner, calls = real(model, optimizer, *loss), []
 
         def step(*args, **kwargs):
             calls.append(1)

@@ -5,7 +5,9 @@
       events.jsonl       one JSON event per line (telemetry/events.py) — the source of truth
       tokenizer.json     the HF tokenizer the run trained/used
       run.json           process record: pid, mode (thread|detached), host, started, status
-      checkpoints/       orbax CheckpointManager root: <step>/state (pytree), <step>/meta (JSON)
+      checkpoints/       orbax CheckpointManager root: <step>/state (pytree), <step>/meta (JSON);
+                         .trash/ holds rotated-out steps until they are removed (a rename is atomic)
+      pins.json          {"pinned": [steps]}: checkpoints kept out of keep_checkpoints rotation
       transcripts/       chat/eval transcripts, one JSONL file per session
       crash/             crash dumps (secrets scrubbed)
       control.sock       detached runs: owner-only (0600) unix socket accepting control commands
@@ -17,6 +19,8 @@ Pure Python, no JAX: the TUI lists runs and checkpoints with this before JAX is 
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,8 @@ CHECKPOINTS = "checkpoints"
 TRANSCRIPTS = "transcripts"
 CRASH = "crash"
 CONTROL_SOCKET = "control.sock"
+PINS = "pins.json"
+TRASH = ".trash"  # orbax todelete_subdir: rotated-out steps are renamed here, then removed
 META_ITEM = "meta"  # orbax item name of the per-step JSON metadata
 STATE_ITEM = "state"  # orbax item name of the model/optimizer pytree
 
@@ -40,6 +46,7 @@ class CheckpointInfo:
     path: Path  # the step directory
     step: int
     meta: dict[str, Any] = field(default_factory=dict)
+    pinned: bool = False
 
     @property
     def run_dir(self) -> Path:
@@ -47,7 +54,7 @@ class CheckpointInfo:
 
     @property
     def stage(self) -> str:
-        return str(self.meta.get("stage", "base"))
+        return str(self.meta.get("stage", "pretrain"))
 
     @property
     def val_bpb(self) -> float | None:
@@ -69,17 +76,59 @@ def read_meta(step_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def list_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
-    """Finished checkpoints of a run, oldest first (orbax temp dirs and unreadable steps skipped)."""
+def _step_dirs(run_dir: Path) -> list[Path]:
     root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir() if p.is_dir() and p.name.isdigit()]
+
+
+def list_checkpoints(run_dir: Path) -> list[CheckpointInfo]:
+    """Finished checkpoints of a run, oldest first (orbax temp dirs and unreadable steps skipped;
+    ``damaged_checkpoints`` names the unreadable ones)."""
+    pins = read_pins(run_dir)
     found = []
-    if root.is_dir():
-        for step_dir in root.iterdir():
-            if step_dir.is_dir() and step_dir.name.isdigit():
-                meta = read_meta(step_dir)
-                if meta is not None:
-                    found.append(CheckpointInfo(step_dir, int(step_dir.name), meta))
+    for step_dir in _step_dirs(run_dir):
+        meta = read_meta(step_dir)
+        if meta is not None:
+            step = int(step_dir.name)
+            found.append(CheckpointInfo(step_dir, step, meta, pinned=step in pins))
     return sorted(found, key=lambda c: c.step)
+
+
+def damaged_checkpoints(run_dir: Path) -> list[Path]:
+    """Step directories whose metadata is missing or unreadable (truncated, hand-edited), oldest
+    first. Orbax writes a step into a temporary directory and renames it when complete, so these
+    are damaged after the fact, not saves in progress."""
+    bad = [p for p in _step_dirs(run_dir) if read_meta(p) is None]
+    return sorted(bad, key=lambda p: int(p.name))
+
+
+def read_pins(run_dir: Path) -> set[int]:
+    """Steps pinned in ``pins.json`` (kept out of rotation); empty when absent or unreadable."""
+    try:
+        data = json.loads((Path(run_dir) / PINS).read_text(encoding="utf-8"))
+        return {int(s) for s in data.get("pinned", [])}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return set()
+
+
+def set_pinned(run_dir: Path, step: int, pinned: bool) -> set[int]:
+    """Pin or unpin one step (atomic rewrite of ``pins.json``); returns the pinned steps."""
+    pins = read_pins(run_dir)
+    pins = pins | {int(step)} if pinned else pins - {int(step)}
+    path = Path(run_dir) / PINS
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pins.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"pinned": sorted(pins)}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return pins
 
 
 def latest_checkpoint(run_dir: Path) -> CheckpointInfo | None:

@@ -1,22 +1,30 @@
 """Checkpoints: orbax ``CheckpointManager`` with two items per step.
 
     RUN_DIR/checkpoints/<step>/state   model params + optimizer state (orbax pytree, atomic)
-    RUN_DIR/checkpoints/<step>/meta    JSON (``meta/metadata``): step, run_name, stage, model, …,
-                                       tokenizer_hash, data_position, val_bpb, train_loss, config
+    RUN_DIR/checkpoints/<step>/meta    JSON (``meta/metadata``): step, run_name, stage, reason,
+                                       model, …, tokenizer_hash, data_position, metrics, config
 
-The meta JSON is readable without JAX (rundir.py). Saves are synchronous on CPU and
-asynchronous on accelerators; ``close()`` waits for any save in flight.
+The meta JSON is readable without JAX (rundir.py). Saves are asynchronous on every backend: the
+device→host copy happens in ``save``, the writes in orbax's background thread; orbax writes into a
+temporary directory and renames it when complete, so a kill mid-save never leaves a listed,
+broken step. ``wait()`` blocks until saves in flight are committed (stop, final, exit, and before
+anything reads a checkpoint); ``completed()`` says which have been committed since last asked.
+Rotation keeps the newest ``keep`` steps plus every pinned one (``rundir.read_pins``, read at each
+rotation); rotated-out steps are renamed into ``checkpoints/.trash`` (atomic) and removed there.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from flax import nnx
+from orbax.checkpoint import checkpoint_managers as policies
 
 from nanochat_tui import rundir
 from nanochat_tui.errors import IncompatibleCheckpoint, UserError
@@ -27,19 +35,31 @@ def build_meta(
     *,
     step: int,
     run_name: str,
+    stage: str,
+    reason: str,
     tokenizer_hash: str,
     data_position: dict,
-    val_bpb: float | None,
-    train_loss: float | None,
+    metrics: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """The per-checkpoint metadata (keys are a contract with the TUI and compat checks)."""
+    """The per-checkpoint metadata (keys are a contract with the TUI and compat checks).
+
+    ``metrics`` maps a name (``train_loss``, ``val_bpb``, ...) to ``{"value", "step"}``: the step
+    each was measured at, so a reader can tell a current value from a stale one. ``val_bpb`` and
+    ``train_loss`` are also kept as top-level values for older readers.
+    """
     from nanochat_tui.config.compat import plugin_flags
 
     m = config.model
+
+    def value(name: str) -> float | None:
+        v = metrics.get(name, {}).get("value")
+        return None if v is None else float(v)
+
     return {
         "step": int(step),
         "run_name": run_name,
-        "stage": "base",
+        "stage": stage,
+        "reason": reason,
         "model": m.model_dump(mode="json"),
         "model_dim": m.model_dim,
         "n_head": m.n_head,
@@ -48,29 +68,51 @@ def build_meta(
         "sequence_len": m.sequence_len,
         "tokenizer_hash": tokenizer_hash,
         "data_position": dict(data_position),
-        "val_bpb": None if val_bpb is None else float(val_bpb),
-        "train_loss": None if train_loss is None else float(train_loss),
+        "metrics": {k: dict(v) for k, v in metrics.items()},
+        "val_bpb": value("val_bpb"),
+        "train_loss": value("train_loss"),
         "time": time.time(),
         "config": config.model_dump(mode="json"),
         "plugins": plugin_flags(config),
     }
 
 
+@dataclass(frozen=True)
+class _Pinned:
+    """Orbax preservation policy: keep the steps pinned in the run's pins.json."""
+
+    run_dir: Path
+
+    def should_preserve(self, checkpoints, *, context) -> list[bool]:
+        pins = rundir.read_pins(self.run_dir)
+        return [info.step in pins for info in checkpoints]
+
+
 class Checkpointer:
     """Save/restore (model, optimizer) + meta under ``run_dir/checkpoints``."""
 
     def __init__(self, run_dir: Path, keep: int = 3) -> None:
-        self.root = Path(run_dir).resolve() / rundir.CHECKPOINTS
-        async_ok = jax.default_backend() != "cpu"
+        self.run_dir = Path(run_dir).resolve()
+        self.root = self.run_dir / rundir.CHECKPOINTS
+        self._pending: list[tuple[int, str]] = []
         self.manager = ocp.CheckpointManager(
             self.root,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep, enable_async_checkpointing=async_ok, create=True
+                enable_async_checkpointing=True,
+                create=True,
+                todelete_subdir=rundir.TRASH,
+                preservation_policy=policies.AnyPreservationPolicy(
+                    [policies.LatestN(n=keep), _Pinned(self.run_dir)]
+                ),
             ),
             item_names=(rundir.STATE_ITEM, rundir.META_ITEM),
         )
+        self._empty_trash()
 
-    def save(self, step: int, model, optimizer, meta: dict[str, Any]) -> Path:
+    def save(self, step: int, model, optimizer, meta: dict[str, Any], reason: str) -> Path:
+        """Start saving; returns the step dir it will have once committed (see ``completed``)."""
+        if reason == "manual":
+            rundir.set_pinned(self.run_dir, step, True)
         state = {"model": nnx.state(model, nnx.Param), "optimizer": nnx.state(optimizer)}
         self.manager.save(
             step,
@@ -82,17 +124,35 @@ class Checkpointer:
             ),
             force=True,
         )
+        self._pending.append((step, reason))
         return self.root / str(step)
 
-    def wait(self) -> None:
+    def completed(self) -> list[tuple[int, str, Path]]:
+        """Saves committed since the last call, as ``(step, reason, step_dir)``; never blocks."""
+        if not self._pending or self.manager.is_saving_in_progress():
+            return []
+        self.manager.check_for_errors()
+        done, self._pending = self._pending, []
+        self._empty_trash()
+        return [(step, reason, self.root / str(step)) for step, reason in done]
+
+    def wait(self) -> list[tuple[int, str, Path]]:
+        """Block until every save in flight is committed; returns them as ``completed`` does."""
         self.manager.wait_until_finished()
+        return self.completed()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.manager.wait_until_finished()
+        finally:
+            self.manager.close()
+            self._empty_trash()
+
+    def _empty_trash(self) -> None:
+        shutil.rmtree(self.root / rundir.TRASH, ignore_errors=True)
 
 
 def resolve_step_dir(path: Path | str) -> Path:
@@ -121,28 +181,85 @@ def read_meta(step_dir: Path) -> dict[str, Any]:
     return meta
 
 
-def restore_into(step_dir: Path, model, optimizer=None) -> dict[str, Any]:
-    """Load a step dir's weights (and optimizer state, when ``optimizer`` is given) in place.
+def _restore_state(step_dir: Path, abstract: dict[str, Any]) -> dict[str, Any]:
+    with ocp.PyTreeCheckpointer() as ckptr:
+        return ckptr.restore(
+            Path(step_dir) / rundir.STATE_ITEM,
+            args=ocp.args.PyTreeRestore(
+                item=abstract,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+                partial_restore=True,
+            ),
+        )
 
-    Returns the meta JSON. Raises IncompatibleCheckpoint when shapes don't match the model.
-    """
+
+def _same_model(meta: dict[str, Any], model) -> bool:
+    """Whether the meta's model settings agree with ``model``'s (then a failed load means damage)."""
+    saved = meta.get("model")
+    config = getattr(model, "config", None)
+    if not isinstance(saved, dict) or config is None:
+        return False
+    current = config.model_dump(mode="json")
+    return all(current.get(k) == v for k, v in saved.items() if k in current)
+
+
+def newest_intact(step_dir: Path, model, optimizer=None) -> Path | None:
+    """The newest checkpoint of the same run older than ``step_dir`` that loads (tried in full)."""
     step_dir = Path(step_dir)
-    meta = read_meta(step_dir)
+    abstract = _abstract(model, optimizer)
+    older = [
+        c for c in rundir.list_checkpoints(step_dir.parent.parent) if c.step < _step_of(step_dir)
+    ]
+    for info in reversed(older):
+        try:
+            _restore_state(info.path, abstract)
+        except Exception:
+            continue
+        return info.path
+    return None
+
+
+def _step_of(step_dir: Path) -> int:
+    return int(step_dir.name) if step_dir.name.isdigit() else -1
+
+
+def _abstract(model, optimizer) -> dict[str, Any]:
     abstract: dict[str, Any] = {"model": nnx.state(model, nnx.Param)}
     if optimizer is not None:
         abstract["optimizer"] = nnx.state(optimizer)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract)
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract)
+
+
+def damaged_message(step_dir: Path, err: BaseException, intact: Path | None) -> tuple[str, str]:
+    """(message, remediation) for a checkpoint whose files do not load."""
+    detail = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+    message = f"checkpoint {step_dir.name} is damaged ({step_dir}): {detail}"
+    if intact is None:
+        return message, (
+            "no older intact checkpoint of this run: start a new run, or restore the step "
+            "directory from a backup"
+        )
+    return message, (
+        f"the newest intact checkpoint is step {intact.name} ({intact}): move or delete "
+        f"{step_dir} and resume again to continue from it"
+    )
+
+
+def restore_into(step_dir: Path, model, optimizer=None) -> dict[str, Any]:
+    """Load a step dir's weights (and optimizer state, when ``optimizer`` is given) in place.
+
+    Returns the meta JSON. Raises IncompatibleCheckpoint when shapes don't match the model, or
+    when the checkpoint is damaged (naming the newest intact one of the same run).
+    """
+    step_dir = Path(step_dir)
+    meta = read_meta(step_dir)
+    abstract = _abstract(model, optimizer)
     try:
-        with ocp.PyTreeCheckpointer() as ckptr:
-            restored = ckptr.restore(
-                step_dir / rundir.STATE_ITEM,
-                args=ocp.args.PyTreeRestore(
-                    item=abstract,
-                    restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-                    partial_restore=True,
-                ),
-            )
+        restored = _restore_state(step_dir, abstract)
     except Exception as err:
+        if _same_model(meta, model):
+            message, fix = damaged_message(step_dir, err, newest_intact(step_dir, model, optimizer))
+            raise IncompatibleCheckpoint(message, fix) from None
         raise IncompatibleCheckpoint(
             f"cannot load {step_dir}: {type(err).__name__}: {str(err).splitlines()[0][:300]}",
             "the checkpoint's model shape differs from this config; use the run's own "

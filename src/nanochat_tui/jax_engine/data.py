@@ -136,7 +136,8 @@ class BatchLoader:
     ``position`` is the place *after* the last batch handed out, so saving it with a checkpoint
     and passing it back reproduces the following batches exactly. With ``prefetch`` > 0 a
     background thread builds the next batches; ``data_wait`` accumulates the time ``next()`` spent
-    waiting for it.
+    waiting for it. ``transform(x, y)`` runs on each batch in that thread too (the train loop
+    reshapes into micro-batches and moves them to the device there, off the step's critical path).
     """
 
     def __init__(
@@ -147,8 +148,10 @@ class BatchLoader:
         seed: int,
         position: dict | None = None,
         prefetch: int = 2,
+        transform: Callable[[np.ndarray, np.ndarray], tuple] | None = None,
     ) -> None:
         self.tokens = tokens
+        self.transform = transform
         self.seq_len = seq_len
         self.batch_size = batch_size
         self.seed = seed
@@ -186,7 +189,10 @@ class BatchLoader:
             rows.append(np.asarray(self.tokens[start : start + self.seq_len + 1], dtype=np.int32))
             self._index += 1
         block = np.stack(rows)
-        return block[:, :-1], block[:, 1:], {"epoch": self._epoch, "index": self._index}
+        x, y = block[:, :-1], block[:, 1:]
+        if self.transform is not None:
+            x, y = self.transform(x, y)
+        return x, y, {"epoch": self._epoch, "index": self._index}
 
     def _produce(self) -> None:
         assert self._queue is not None
@@ -202,7 +208,7 @@ class BatchLoader:
                 except queue.Full:
                     continue
 
-    def next(self) -> tuple[np.ndarray, np.ndarray]:
+    def next(self) -> tuple:
         start = time.perf_counter()
         if self._queue is None:
             x, y, pos = self._make()

@@ -1,19 +1,25 @@
 """The jitted training step shared by the train loop and the throughput benchmark.
 
-``step = make_train_step(model, optimizer)`` then ``out = step(model, optimizer, x, y, lr_scale)``:
+``step = make_train_step(model, optimizer, loss)`` then ``out = step(model, optimizer, x, y, lr)``:
 
 - ``optimizer`` is ``nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)``
-- ``x``/``y`` are ``int32[B, T]`` (one micro-step) or ``int32[M, B, T]`` (gradient accumulation over
-  ``M`` micro-batches inside the same jitted call, via ``lax.scan``; gradients are averaged)
+- ``loss(model, x, y) -> (loss_sum, token_count, aux)`` is a task's loss on one micro-batch
+  (tasks/__init__.py); the default is pretraining's token cross-entropy (targets −1 are masked)
+- ``x``/``y`` are pytrees (for pretraining plain ``int32`` arrays) whose leaves have a leading
+  micro-batch axis ``[M, B, ...]``; a plain ``int32[B, T]`` array pair is one micro-batch.
+  Gradient accumulation runs inside the same jitted call (``lax.scan``) and is **token-weighted**:
+  loss sums, aux sums, token counts and gradients of the sums are added over micro-batches and
+  divided once by the total count, so masked micro-batches with different counts are unbiased
 - ``lr_scale`` is a host float (``lr_schedule(...) * optim.lr_multiplier``) passed as a traced
   scalar, as is the optional ``grad_clip``; changing them never recompiles
-- returns ``StepOut(loss, grad_norm)``: the mean loss and the global gradient norm before clipping,
-  as device scalars (no host sync inside the step; call ``float()`` when you need them). The model
-  and optimizer buffers are donated.
+- returns ``StepOut(loss, grad_norm, tokens, aux)``: the mean loss, the global gradient norm
+  before clipping, the supervised token count and the task's aux metrics (each divided by the
+  count), as device scalars (no host sync inside the step). Model and optimizer buffers are donated.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,68 +28,97 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from nanochat_tui.jax_engine.model import GPT, loss_fn
+from nanochat_tui.jax_engine.model import GPT
+
+LossFn = Callable[[Any, Any, Any], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]
 
 
 class StepOut(NamedTuple):
     loss: jax.Array
     grad_norm: jax.Array
+    tokens: jax.Array
+    aux: dict[str, jax.Array]
+
+
+def token_loss_sum(model: GPT, x: jax.Array, y: jax.Array):
+    """Pretraining's loss on one micro-batch: (Σ CE over targets ≠ −1, their count, no aux)."""
+    from nanochat_tui.jax_engine.model import token_losses
+
+    return jnp.sum(token_losses(model, x, y)), jnp.sum(y >= 0).astype(jnp.float32), {}
 
 
 def _step(
+    loss: LossFn,
     model: GPT,
     optimizer: nnx.Optimizer,
-    x: jax.Array,
-    y: jax.Array,
+    x: Any,
+    y: Any,
     lr_scale: jax.Array,
     grad_clip: jax.Array | None,
 ) -> StepOut:
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
-    def loss_of(p: Any, xb: jax.Array, yb: jax.Array) -> jax.Array:
-        return loss_fn(nnx.merge(graphdef, p, rest), xb, yb)
+    def loss_of(p: Any, xb: Any, yb: Any):
+        total, count, aux = loss(nnx.merge(graphdef, p, rest), xb, yb)
+        aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
+        return total.astype(jnp.float32), (count.astype(jnp.float32), aux)
 
-    grad_fn = jax.value_and_grad(loss_of)
-    if x.ndim == 2:
-        loss, grads = grad_fn(params, x, y)
+    grad_fn = jax.value_and_grad(loss_of, has_aux=True)
+    if jax.tree.leaves(x)[0].ndim == 2:  # one micro-batch given without its micro axis
+        x, y = jax.tree.map(lambda a: a[None], (x, y))
+    if jax.tree.leaves(x)[0].shape[0] == 1:
+        (total, (count, aux)), grads = grad_fn(params, *jax.tree.map(lambda a: a[0], (x, y)))
     else:
 
         def micro(carry, batch):
-            loss_sum, grad_sum = carry
-            loss_i, grads_i = grad_fn(params, *batch)
-            return (loss_sum + loss_i, jax.tree.map(jnp.add, grad_sum, grads_i)), None
+            (total_i, (count_i, aux_i)), grads_i = grad_fn(params, *batch)
+            new = (total_i, count_i, aux_i, grads_i)
+            return jax.tree.map(jnp.add, carry, new), None
 
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        (loss, grads), _ = jax.lax.scan(micro, (jnp.zeros((), jnp.float32), zeros), (x, y))
-        n = x.shape[0]
-        loss = loss / n
-        grads = jax.tree.map(lambda g: g / n, grads)
+        xb0, yb0 = jax.tree.map(lambda a: a[0], (x, y))
+        shapes = jax.eval_shape(grad_fn, params, xb0, yb0)
+        (_, (_, aux_shape)), _ = shapes
+        zeros = (
+            jnp.zeros((), jnp.float32),
+            jnp.zeros((), jnp.float32),
+            jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), aux_shape),
+            jax.tree.map(jnp.zeros_like, params),
+        )
+        (total, count, aux, grads), _ = jax.lax.scan(micro, zeros, (x, y))
+    denom = jnp.maximum(count, 1.0)
+    grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
+    aux = {k: v / denom for k, v in aux.items()}
     kwargs = {"lr_scale": lr_scale}
     if grad_clip is not None:
         kwargs["grad_clip"] = grad_clip
     optimizer.update(model, grads, **kwargs)
-    return StepOut(loss, optax.tree.norm(grads))
+    return StepOut(total / denom, optax.tree.norm(grads), count, aux)
 
 
-_jitted_step = nnx.jit(_step, donate_argnums=(0, 1))
+@functools.cache
+def _jitted(loss: LossFn):
+    return nnx.jit(functools.partial(_step, loss), donate_argnums=(0, 1))
 
 
-def make_train_step(model: GPT, optimizer: nnx.Optimizer) -> Callable[..., StepOut]:
+def make_train_step(
+    model: GPT, optimizer: nnx.Optimizer, loss: LossFn = token_loss_sum
+) -> Callable[..., StepOut]:
     """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut``.
 
     The step is bound to this ``model`` and ``optimizer`` with ``nnx.cached_partial``, which walks
     their graph once instead of on every call (``nnx.jit`` alone re-walks it per call: ~6 ms a step
     for ``tiny`` on CPU, tens of ms for d12+). Their variables are shared, so every update is visible
-    through ``model`` and ``optimizer`` as before; passing other objects is an error.
+    through ``model`` and ``optimizer`` as before; passing other objects is an error. ``loss`` must
+    be a module-level function (it is a static argument of the jit).
     """
     with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
-        cached = nnx.cached_partial(_jitted_step, model, optimizer)
+        cached = nnx.cached_partial(_jitted(loss), model, optimizer)
 
     def train_step(
         model_: GPT,
         optimizer_: nnx.Optimizer,
-        x: jax.Array,
-        y: jax.Array,
+        x: Any,
+        y: Any,
         lr_scale: float,
         grad_clip: float | None = None,
     ) -> StepOut:

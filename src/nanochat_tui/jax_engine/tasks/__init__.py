@@ -1,0 +1,92 @@
+"""A stage is a task: what the generic loop (loop.py) needs to know about pretraining, SFT, DPO, ...
+
+A task owns its data (a batch iterator with a resumable position), its loss, its evaluation and
+its samples; the loop owns everything else (tokenizer, model, optimizer, schedule, cadence,
+control, events, checkpoints, resume). A new stage is one file here plus one ``TASKS`` entry, and
+one more name in ``config.schema.STAGES`` (the config cannot import the engine).
+
+The loss contract (``Task.loss``) makes gradient accumulation token-weighted: it returns *sums*,
+not means, and the step (step.py) adds them over micro-batches and divides once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+
+
+class BatchIterator(Protocol):
+    """Batches for the step, in a deterministic order that a position restores exactly."""
+
+    position: dict[str, Any]
+    """JSON-serialisable place *after* the last batch handed out (saved in checkpoint meta as
+    ``data_position``; passing it back to ``Task.batches`` continues with the next batch)."""
+
+    data_wait: float
+    """Seconds ``next()`` has spent waiting for data, cumulative."""
+
+    def next(self) -> tuple[Any, Any]:
+        """``(x, y)``: pytrees of device arrays whose leaves are ``[M, B, ...]`` (M micro-batches)."""
+
+    def close(self) -> None:
+        """Stop any background producer."""
+
+    @property
+    def epoch_fraction(self) -> float:
+        """Epochs of training data consumed (for the ``epoch`` field of step events)."""
+
+
+class Task(ABC):
+    """One training stage. Subclasses set ``stage`` and implement the abstract methods."""
+
+    stage: ClassVar[str]
+
+    def __init__(self, config: Any, tokenizer: Any, log: Callable[[str], None]) -> None:
+        self.config = config
+        self.tokenizer = tokenizer
+        self.log = log
+
+    @abstractmethod
+    def prepare(self) -> dict[str, Any]:
+        """Load or build the stage's data (the ``data`` start-up phase). Returns extra
+        ``run_start`` fields (e.g. ``train_tokens``, ``val_tokens``)."""
+
+    @abstractmethod
+    def batches(self, position: dict[str, Any] | None) -> BatchIterator:
+        """Training batches from ``position`` (None = the beginning)."""
+
+    @staticmethod
+    @abstractmethod
+    def loss(model: Any, x: Any, y: Any) -> tuple[Any, Any, dict[str, Any]]:
+        """On one micro-batch (leaves ``[B, ...]``), traced under jit: ``(loss_sum, count, aux)``.
+
+        ``loss_sum`` is the summed loss over supervised units (tokens, or pairs for DPO),
+        ``count`` how many there were, ``aux`` a dict of named scalar *sums* over the same units.
+        The step reports ``loss_sum / count`` as ``loss`` and ``aux[k] / count`` as the step
+        event's ``aux`` entries. Must be a plain function (a static argument of the jit)."""
+
+    @abstractmethod
+    def evaluate(self, model: Any) -> dict[str, float]:
+        """The stage's evaluation, emitted as the ``eval`` event's fields (e.g. ``val_bpb``)."""
+
+    def sample(self, model: Any, step: int) -> list[dict[str, str]]:
+        """``[{prompt, completion}]`` to show progress; none by default."""
+        return []
+
+
+from nanochat_tui.jax_engine.tasks.pretrain import PretrainTask  # noqa: E402
+
+TASKS: dict[str, type[Task]] = {"pretrain": PretrainTask}
+
+
+def get_task(stage: str) -> type[Task]:
+    """The task class registered for ``stage``."""
+    try:
+        return TASKS[stage]
+    except KeyError:
+        from nanochat_tui.errors import UserError
+
+        raise UserError(
+            f"unknown training stage {stage!r}", f"use one of: {', '.join(sorted(TASKS))}"
+        ) from None
