@@ -141,21 +141,27 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
                 raise
             raise ResumeRefused(err.message, err.remediation) from None
         run.release()
+        _set_aside_damaged(run, int(start_meta["step"]))
     else:
         task, model, optimizer, tokenizer, start_meta, start_fields = _setup(run, False)
     write_run_config(run_dir, config)
     resumed_from = int(start_meta["step"]) if start_meta else None
     position = start_meta.get("data_position") if start_meta else None
 
+    # Commit the state to the device the batches go to: the step's outputs are committed, and
+    # uncommitted inputs on the first call would make the second call compile again.
+    device = jax.devices()[0]
+    for obj in (model, optimizer):
+        nnx.update(obj, jax.device_put(nnx.state(obj), device))
     train_step = make_train_step(model, optimizer, task.loss)
     checkpointer = ckpt.Checkpointer(run_dir, keep=config.train.keep_checkpoints)
     batches = task.batches(position)
     n_iter = num_iterations(config)
     tokens_per_step = config.train.total_batch_size
     fpt = flops_per_token(config.model)
-    device = device_summary()
+    device_info = device_summary()
     devices_used = len(jax.tree.leaves(nnx.state(model, nnx.Param))[0].devices())
-    peak = device.get("peak_flops")
+    peak = device_info.get("peak_flops")
     peak_used = peak * devices_used if peak else None
     watch = DivergenceWatch(config.train.divergence_factor, config.train.divergence_steps)
     stage = task.stage
@@ -213,8 +219,8 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         num_params=num_params(config.model),
         flops_per_token=fpt,
         num_iterations=n_iter,
-        device=f"{device.get('platform')}:{device.get('device_kind')}",
-        device_count=device.get("count", 1),
+        device=f"{device_info.get('platform')}:{device_info.get('device_kind')}",
+        device_count=device_info.get("count", 1),
         devices_used=devices_used,
         peak_flops=peak,
         resumed_from_step=resumed_from,
@@ -472,6 +478,16 @@ def _resume_point(run: RunState) -> rundir.CheckpointInfo:
             "warning",
         )
     return latest
+
+
+def _set_aside_damaged(run: RunState, resumed_from: int) -> None:
+    """Rename unreadable step dirs newer than the resume point out of the checkpoint list (their
+    step numbers will be saved again); nothing is deleted."""
+    for path in rundir.damaged_checkpoints(run.run_dir):
+        if int(path.name) > resumed_from:
+            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
+            path.rename(aside)
+            run.log(f"moved damaged checkpoint {path.name} aside to {aside}", "warning")
 
 
 def check_tokenizer(meta: dict[str, Any], tokenizer, step_dir: Path) -> None:

@@ -1,0 +1,358 @@
+"""The generic loop: token-weighted accumulation, one-step-late reads, start-up phases, stages,
+divergence, damaged checkpoints, refused resumes and pinned checkpoints (tiny runs on CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from helpers import tiny_overrides
+from nanochat_tui import rundir
+from nanochat_tui.config import load_config
+from nanochat_tui.config.schema import STAGES, TrainConfig
+from nanochat_tui.errors import ResumeRefused
+from nanochat_tui.jax_engine.control import ControlInbox
+from nanochat_tui.jax_engine.divergence import DivergenceWatch
+from nanochat_tui.jax_engine.train import train
+from nanochat_tui.telemetry.events import PHASES
+
+
+def _config(**changes):
+    return load_config("tiny", tiny_overrides(changes))
+
+
+class Recorder:
+    def __init__(self, on_step=None) -> None:
+        self.events: list[dict] = []
+        self.on_step = on_step
+
+    def __call__(self, event: dict) -> None:
+        json.dumps(event)
+        self.events.append(event)
+        if event["type"] == "step" and self.on_step:
+            self.on_step(event)
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e["type"] == kind]
+
+
+# ---------------------------------------------------------------- step: token-weighted accumulation
+
+
+def test_accumulation_is_token_weighted_over_uneven_masks() -> None:
+    """Two micro-batches with 128 and 5 supervised tokens give exactly the loss, gradient and
+    update of one batch holding both (fp32); the old mean of micro-batch means would not."""
+    from nanochat_tui.jax_engine.model import GPT, token_losses
+    from nanochat_tui.jax_engine.step import make_train_step
+
+    config = _config()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 512, (2, 2, 64), dtype=np.int32)
+    y = rng.integers(0, 512, (2, 2, 64), dtype=np.int32)
+    y[1] = -1
+    y[1, 0, :5] = rng.integers(0, 512, 5)  # micro-batch 1 supervises 5 tokens, micro-batch 0 128
+
+    def make_model():
+        """nanochat zero-inits the lm head (every token's loss would be ln V): randomise it."""
+        model = GPT(config.model, rngs=nnx.Rngs(3))
+        head = model.lm_head.kernel
+        head[...] = 0.5 * jax.random.normal(jax.random.key(1), head[...].shape)
+        return model
+
+    def run(xs, ys):
+        model = make_model()
+        tx = optax.with_extra_args_support(optax.sgd(0.5))
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        out = make_train_step(model, optimizer)(model, optimizer, xs, ys, 1.0)
+        params = [np.asarray(p) for p in jax.tree.leaves(nnx.state(model, nnx.Param))]
+        return out, params
+
+    micro, p_micro = run(x, y)
+    whole, p_whole = run(x.reshape(1, 4, 64), y.reshape(1, 4, 64))
+    assert float(micro.tokens) == float(whole.tokens) == 133
+    assert float(micro.loss) == pytest.approx(float(whole.loss), rel=1e-6)
+    assert float(micro.grad_norm) == pytest.approx(float(whole.grad_norm), rel=1e-5)
+    for a, b in zip(p_micro, p_whole, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+    # the reference: Σ CE / count over the whole batch, and what the unweighted mean would give
+    model = make_model()
+    ce = [np.asarray(token_losses(model, jnp.asarray(x[i]), jnp.asarray(y[i]))) for i in (0, 1)]
+    counts = [int((y[i] >= 0).sum()) for i in (0, 1)]
+    assert float(micro.loss) == pytest.approx((ce[0].sum() + ce[1].sum()) / 133, rel=1e-6)
+    unweighted = (ce[0].sum() / counts[0] + ce[1].sum() / counts[1]) / 2
+    assert abs(unweighted - float(micro.loss)) > 1e-3
+
+
+# ---------------------------------------------------------------- one run: phases, late reads, stage
+
+
+class _Probe:
+    """A step output that records when the host reads it, relative to the steps dispatched."""
+
+    def __init__(self, value, index: int, log: list, dispatched: list) -> None:
+        self.value, self.index, self.log, self.dispatched = value, index, log, dispatched
+
+    def __float__(self) -> float:
+        self.log.append((self.index, len(self.dispatched)))
+        return float(self.value)
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    """A 5-step run whose step outputs are probes (no eval/sample/save cadence inside it)."""
+    import nanochat_tui.jax_engine.step as step_mod
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NANOCHAT_TUI_HOME", str(tmp_path_factory.mktemp("home")))
+    real = step_mod.make_train_step
+    reads: list[tuple[int, int]] = []
+    dispatched: list[int] = []
+
+    def probing(model, optimizer, *loss):
+        inner = real(model, optimizer, *loss)
+
+        def step(*args, **kwargs):
+            out = inner(*args, **kwargs)
+            dispatched.append(1)
+            n = len(dispatched)
+            return out._replace(
+                loss=_Probe(out.loss, n, reads, dispatched),
+                grad_norm=_Probe(out.grad_norm, n, reads, dispatched),
+            )
+
+        return step
+
+    mp.setattr(step_mod, "make_train_step", probing)
+    rec = Recorder()
+    run_dir = tmp_path_factory.mktemp("runs") / "probed"
+    result = train(_config(**{"train.num_iterations": 5}), run_dir, rec)
+    mp.undo()
+    return result, rec, reads
+
+
+def test_the_loop_never_reads_the_step_it_just_dispatched(probed) -> None:
+    result, rec, reads = probed
+    assert result.status == "finished" and result.step == 5
+    assert {index for index, _ in reads} == {1, 2, 3, 4, 5}
+    early = [(index, seen) for index, seen in reads if seen <= index]
+    assert early == [(5, 5), (5, 5)]  # only the last step, flushed at the end (loss, grad_norm)
+    assert [e["step"] for e in rec.of("step")] == [1, 2, 3, 4, 5]
+
+
+def test_phases_come_in_order_before_the_first_step(probed) -> None:
+    _, rec, _ = probed
+    phases = rec.of("phase")
+    assert tuple(e["phase"] for e in phases) == PHASES
+    elapsed = [e["elapsed_s"] for e in phases]
+    assert elapsed == sorted(elapsed) and elapsed[0] >= 0
+    first_step = next(i for i, e in enumerate(rec.events) if e["type"] == "step")
+    last_phase = max(i for i, e in enumerate(rec.events) if e["type"] == "phase")
+    assert last_phase < first_step
+    assert "compiled in" in phases[PHASES.index("first_step")]["detail"]
+
+
+def test_stage_is_recorded(probed) -> None:
+    result, rec, _ = probed
+    (start,) = rec.of("run_start")
+    assert start["stage"] == "pretrain" and start["devices_used"] == 1
+    meta = rundir.read_meta(result.last_checkpoint)
+    assert meta["stage"] == "pretrain" and meta["reason"] == "final"
+
+
+def test_registered_stages_match_the_config() -> None:
+    from nanochat_tui.jax_engine.tasks import TASKS, Task
+
+    assert tuple(TASKS) == STAGES
+    assert typing.get_args(TrainConfig.model_fields["stage"].annotation) == STAGES
+    for stage, cls in TASKS.items():
+        assert issubclass(cls, Task) and cls.stage == stage
+
+
+# ---------------------------------------------------------------- divergence
+
+
+def test_divergence_watch_needs_a_streak() -> None:
+    watch = DivergenceWatch(factor=2.0, steps=3)
+    normal = [6.2, 5.0, 4.1, 4.6, 3.9, 4.4, 3.6, 5.1, 3.5]  # noisy but healthy
+    assert not any(watch.update(i, loss) for i, loss in enumerate(normal, 1))
+    assert [watch.update(i, loss) for i, loss in enumerate([8, 9, 7.5, 9, 9], 10)] == [
+        False, False, True, False, False,
+    ]  # fmt: skip
+    assert watch.streak_start == 10 and watch.best == 3.5
+    assert not watch.update(15, 3.0) and watch.streak == 0
+
+
+def test_exploding_loss_stops_naming_the_last_good_checkpoint(tmp_path) -> None:
+    """Every lr at its maximum from step 3 on (≈ the issue's 2e5 case, softcap off): a finite but
+    exploding loss stops the run as failed, naming a checkpoint from before it began."""
+    control = ControlInbox()
+
+    def on_step(event):
+        if event["step"] == 2:
+            control.patch({"optim.lr_multiplier": 100})
+
+    rec = Recorder(on_step)
+    config = _config(
+        **{
+            "train.num_iterations": 40,
+            "train.save_every": 2,
+            "train.keep_checkpoints": 50,
+            "train.divergence_steps": 4,
+            "model.softcap": 0,
+            "optim.matrix_lr": 10,
+            "optim.embedding_lr": 100,
+            "optim.unembedding_lr": 10,
+            "optim.lr_multiplier": 0.001,
+        }
+    )
+    result = train(config, tmp_path / "boom", rec, control)
+    assert result.status == "failed" and result.step < 40
+    (err,) = rec.of("error")
+    assert err["kind"] == "diverged" and "diverged" in err["message"]
+    losses = {e["step"]: e["loss"] for e in rec.of("step")}
+    best = min(losses.values())
+    first_bad = min(s for s, v in losses.items() if v > 2 * best and s > 2)
+    good = Path(err["last_checkpoint"])
+    assert int(good.name) < first_bad - 1 and str(good) in err["message"]
+    assert "lr_multiplier" in err["remediation"] and "divergence" in err["remediation"]
+    assert rec.events[-1]["type"] == "run_end" and rec.events[-1]["status"] == "failed"
+
+
+def test_nan_at_the_first_step_blames_the_config_not_the_lr(tmp_path) -> None:
+    from nanochat_tui.jax_engine.loop import nonfinite_settings
+
+    config = _config(**{"train.num_iterations": 3})
+    config.model.softcap = float("inf")  # what validation should refuse; the message must not lie
+    assert nonfinite_settings(config) == ["model.softcap=inf"]
+    rec = Recorder()
+    result = train(config, tmp_path / "inf", rec)
+    assert result.status == "failed" and result.step == 1
+    (err,) = rec.of("error")
+    assert "at step 1" in err["message"] and "model.softcap=inf" in err["remediation"]
+    assert "lr_multiplier" not in err["remediation"]
+
+
+# ---------------------------------------------------------------- damage, refusal, pins
+
+
+@pytest.fixture(scope="module")
+def six(tmp_path_factory):
+    """A 6-step run with checkpoints at 2, 4 (interval, saved asynchronously) and 6 (final)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NANOCHAT_TUI_HOME", str(tmp_path_factory.mktemp("home")))
+    run_dir = tmp_path_factory.mktemp("runs") / "six"
+    rec = Recorder()
+    config = _config(**{"train.num_iterations": 6, "train.save_every": 2})
+    result = train(config, run_dir, rec)
+    mp.undo()
+    assert [c.step for c in rundir.list_checkpoints(run_dir)] == [2, 4, 6]
+    return run_dir, rec, result
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _largest_file(folder: Path) -> Path:
+    return max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def test_damaged_checkpoint_refuses_the_resume_cleanly(six, tmp_path) -> None:
+    """A truncated data file: "checkpoint 6 is damaged", the newest intact one (4) offered, no
+    event emitted, config untouched, and no stray asyncio tracebacks on stderr."""
+    run_dir = _copy_run(six[0], tmp_path / "damaged")
+    victim = _largest_file(run_dir / "checkpoints" / "6" / "state")
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
+    config_before = (run_dir / "config.yaml").read_bytes()
+    script = (
+        "import sys\n"
+        "from nanochat_tui.config import load_config\n"
+        "from nanochat_tui.errors import ResumeRefused\n"
+        "from nanochat_tui.jax_engine.train import train\n"
+        "events = []\n"
+        f"config = load_config({str(run_dir / 'config.yaml')!r})\n"
+        "try:\n"
+        f"    train(config, {str(run_dir)!r}, events.append, resume=True)\n"
+        "except ResumeRefused as err:\n"
+        "    print('REFUSED', err.message)\n"
+        "    print('FIX', err.remediation)\n"
+        "print('EVENTS', len(events))\n"
+    )
+    env = {**os.environ, "NANOCHAT_TUI_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert "REFUSED checkpoint 6 is damaged" in proc.stdout, proc.stdout + proc.stderr
+    assert "newest intact checkpoint is step 4" in proc.stdout
+    assert "EVENTS 0" in proc.stdout
+    for noise in ("Event loop is closed", "Exception ignored", "Traceback"):
+        assert noise not in proc.stderr, proc.stderr[-3000:]
+    assert (run_dir / "config.yaml").read_bytes() == config_before
+    assert not (run_dir / "events.jsonl").exists()
+
+
+def test_refused_resume_emits_nothing(six, tmp_path) -> None:
+    run_dir = _copy_run(six[0], tmp_path / "notok")
+    (run_dir / "tokenizer.json").unlink()
+    rec = Recorder()
+    with pytest.raises(ResumeRefused, match=r"tokenizer\.json"):
+        train(load_config(str(run_dir / "config.yaml")), run_dir, rec, resume=True)
+    assert rec.events == []
+
+
+def test_truncated_metadata_warns_and_resumes_exactly(six, tmp_path) -> None:
+    """Checkpoint 6's metadata truncated: a warning names it, the resume continues from 4 (saved
+    asynchronously while training went on) and reproduces the straight run's losses."""
+    straight = {e["step"]: e["loss"] for e in six[1].of("step")}
+    run_dir = _copy_run(six[0], tmp_path / "meta")
+    meta = rundir.meta_path(run_dir / "checkpoints" / "6")
+    meta.write_text(meta.read_text()[:40])
+    assert rundir.damaged_checkpoints(run_dir) == [run_dir / "checkpoints" / "6"]
+    rec = Recorder()
+    result = train(load_config(str(run_dir / "config.yaml")), run_dir, rec, resume=True)
+    warnings = [e["message"] for e in rec.of("log") if e["level"] == "warning"]
+    assert any("checkpoint 6 has unreadable metadata" in w for w in warnings), warnings
+    assert rec.of("run_start")[0]["resumed_from_step"] == 4
+    assert result.status == "finished" and result.step == 6
+    assert {e["step"]: e["loss"] for e in rec.of("step")} == {5: straight[5], 6: straight[6]}
+    assert any(p.name.startswith("6.damaged-") for p in (run_dir / "checkpoints").iterdir())
+
+
+def test_manual_and_pinned_checkpoints_survive_rotation(tmp_path) -> None:
+    control = ControlInbox()
+    run_dir = tmp_path / "pins"
+
+    def on_step(event):
+        if event["step"] == 1:
+            rundir.set_pinned(run_dir, 1, True)  # the user pins step 1 while it is being saved
+            control.checkpoint_now()
+
+    rec = Recorder(on_step)
+    config = _config(
+        **{"train.num_iterations": 7, "train.save_every": 1, "train.keep_checkpoints": 2}
+    )
+    result = train(config, run_dir, rec, control)
+    assert result.status == "finished"
+    (manual,) = [e["step"] for e in rec.of("checkpoint") if e["reason"] == "manual"]
+    kept = rundir.list_checkpoints(run_dir)
+    assert [c.step for c in kept] == [1, manual, 6, 7]
+    assert [c.pinned for c in kept] == [True, True, False, False]
+    assert rundir.read_pins(run_dir) == {1, manual}
+    assert not (run_dir / "checkpoints" / rundir.TRASH).exists()
+    rundir.set_pinned(run_dir, 1, False)
+    assert rundir.read_pins(run_dir) == {manual}
