@@ -95,6 +95,7 @@ class Checkpointer:
         self.run_dir = Path(run_dir).resolve()
         self.root = self.run_dir / rundir.CHECKPOINTS
         self._pending: list[tuple[int, str]] = []
+        self._saved: set[int] = set()
         self.manager = ocp.CheckpointManager(
             self.root,
             options=ocp.CheckpointManagerOptions(
@@ -110,9 +111,17 @@ class Checkpointer:
         self._empty_trash()
 
     def save(self, step: int, model, optimizer, meta: dict[str, Any], reason: str) -> Path:
-        """Start saving; returns the step dir it will have once committed (see ``completed``)."""
+        """Start saving; returns the step dir it will have once committed (see ``completed``).
+
+        A step saved already (an interval save, then a manual one at the same step) is not
+        written twice; the request is still reported, and a manual one still pins the step.
+        """
         if reason == "manual":
             rundir.set_pinned(self.run_dir, step, True)
+        if step in self._saved or step in self.manager.all_steps():
+            self._pending.append((step, reason))
+            return self.root / str(step)
+        self._saved.add(step)
         state = {"model": nnx.state(model, nnx.Param), "optimizer": nnx.state(optimizer)}
         self.manager.save(
             step,
