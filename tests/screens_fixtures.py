@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from nanochat_tui.config import load_prefab
-from nanochat_tui.rundir import meta_path
+from nanochat_tui.rundir import meta_path, set_pinned
 
 FIXED = datetime(2025, 1, 15, 9, 30).timestamp()
 
@@ -81,6 +81,16 @@ def populate(runs: Path, nanochat_base: Path) -> dict[str, Path]:
     deeper = dict(tiny, depth=4)
     a = make_run(runs, "fits", tiny, [100, 200])
     b = make_run(runs, "deeper", deeper, [50], plugins={"megacontext": True})
+    # step 200's val bpb comes from an eval at step 150 (stale); step 100 is pinned
+    meta = meta_path(a / "checkpoints" / "200")
+    data = json.loads(meta.read_text())
+    data["reason"] = "interval"
+    data["metrics"] = {
+        "val_bpb": {"value": data["val_bpb"], "step": 150},
+        "train_loss": {"value": 3.25, "step": 200},
+    }
+    meta.write_text(json.dumps(data))
+    set_pinned(a, 100, True)
     # fixed order for list_run_dirs (newest first): fits newer than deeper
     now = time.time()
     os.utime(b, (now - 100, now - 100))

@@ -111,3 +111,37 @@ async def test_delete_asks_first(fabricated):
         await pilot.pause()
         assert not step_dir.exists()
         assert len(app.query_one(CheckpointsPane).rows) == 3
+
+
+@pytest.mark.anyio
+async def test_pin_marks_and_metric_steps(fabricated):
+    """Pinned rows are marked and p toggles the pin in the run's pins.json; a val bpb measured at
+    an earlier step says so in the table and in the reasons."""
+    from nanochat_tui.rundir import read_pins
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        pane = app.query_one(CheckpointsPane)
+        table = app.query_one(DataTable)
+        assert [(r.step, r.pinned) for r in pane.rows if r.run == "fits"] == [
+            (200, False),
+            (100, True),
+        ]
+        row200 = table.get_row_at(0)
+        assert "@150" in str(row200[4]) and str(row200[3]) == ""
+        assert str(table.get_row_at(1)[3]) == "★"
+        text = reasons(app)
+        assert "measured at step 150, 50 steps earlier" in text and "saved: interval" in text
+        assert "not pinned" in text
+        await pilot.press("p")
+        await pilot.pause()
+        assert read_pins(fabricated["fits"]) == {100, 200}
+        assert "★ pinned" in reasons(app) and str(table.get_row_at(0)[3]) == "★"
+        await pilot.press("p")
+        await pilot.pause()
+        assert read_pins(fabricated["fits"]) == {100}
+        await pilot.press("down", "down", "down", "p")  # the nanochat row: read-only
+        await pilot.pause()
+        assert read_pins(fabricated["fits"]) == {100}

@@ -1,5 +1,9 @@
 """Checkpoints pane (key 2): every checkpoint on disk, whether it fits the active config, load one.
 
+Each of our rows says whether it is pinned (kept out of ``train.keep_checkpoints`` rotation; ``p``
+toggles it, manual checkpoints are pinned when saved) and, for every metric, the step it was
+measured at when that is not the checkpoint's own step (a val bpb from an older eval is marked).
+
 Lists our orbax checkpoints (``runs_dir()/<run>/checkpoints/<step>``, read from their meta JSON) and,
 read-only, nanochat's PyTorch ones (``$NANOCHAT_BASE_DIR/*_checkpoints/*/meta_*.json``). Compatibility
 with ``app.state.config`` comes from config/compat.py; the highlighted row's reasons and remedies are
@@ -8,11 +12,8 @@ shown under the table. No JAX here: loading a checkpoint only records it in ``ap
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,18 +25,16 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from nanochat_tui import paths
-from nanochat_tui.config.compat import (
-    Incompat,
-    NanochatCheckpoint,
-    adopt,
-    check,
-    list_nanochat_checkpoints,
-)
+from nanochat_tui.config.compat import adopt
 from nanochat_tui.config.loader import ConfigError, diff
-from nanochat_tui.rundir import CheckpointInfo, list_checkpoints, list_run_dirs
+from nanochat_tui.rundir import CheckpointInfo, damaged_checkpoints, list_run_dirs, set_pinned
 from nanochat_tui.tui.messages import CheckpointLoaded, ConfigChanged
-
-log = logging.getLogger("nanochat_tui.tui.checkpoints")
+from nanochat_tui.tui.screens.checkpoint_rows import (
+    CheckpointRow,
+    discover,
+    human_size,
+    train_loss,
+)
 
 NANOCHAT_READ_ONLY = (
     "nanochat (PyTorch) checkpoints are listed read-only: nanochat-tui loads the orbax checkpoints "
@@ -44,101 +43,6 @@ NANOCHAT_READ_ONLY = (
 NANOCHAT_REMEDY = (
     "train a run with this shape here (press a to adopt it) and load that run's checkpoint"
 )
-
-
-@dataclass
-class CheckpointRow:
-    """One table row: where it is, what it is, and why it does (not) fit the active config."""
-
-    key: str
-    source: str  # "run" (ours, loadable) or "nanochat" (read-only)
-    stage: str
-    run: str
-    step: int
-    val_bpb: float | None
-    size: int
-    date: datetime | None
-    meta: dict[str, Any]
-    info: CheckpointInfo | NanochatCheckpoint
-    problems: list[Incompat] = field(default_factory=list)
-
-    @property
-    def compatible(self) -> bool:
-        return not self.problems
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
-
-
-def _config_tokenizer_hash(config) -> str | None:
-    """Hash of the tokenizer the config names (``data.tokenizer``), when it names one that exists."""
-    path = config.data.tokenizer
-    if not path or not Path(path).expanduser().is_file():
-        return None
-    try:
-        from nanochat_tui.jax_engine.tokenizer import Tokenizer  # tokenizers only, no JAX
-
-        return Tokenizer.load(Path(path).expanduser()).hash
-    except Exception as err:  # a broken tokenizer file must not break the listing
-        log.warning("cannot hash %s: %s", path, err)
-        return None
-
-
-def discover(
-    config, runs_dir: Path | None = None, nanochat_base: Path | None = None
-) -> list[CheckpointRow]:
-    """All checkpoints, newest run first, each checked against ``config``."""
-    tok_hash = _config_tokenizer_hash(config)
-    rows: list[CheckpointRow] = []
-    for run_dir in list_run_dirs(runs_dir or paths.runs_dir()):
-        for info in reversed(list_checkpoints(run_dir)):
-            meta = info.meta
-            when = meta.get("time")
-            try:
-                date = datetime.fromtimestamp(float(when)) if when is not None else None
-            except (TypeError, ValueError, OSError):
-                date = None
-            if date is None:
-                date = datetime.fromtimestamp(info.path.stat().st_mtime)
-            bpb = meta.get("val_bpb")
-            rows.append(
-                CheckpointRow(
-                    key=str(info.path),
-                    source="run",
-                    stage=info.stage,
-                    run=str(meta.get("run_name") or run_dir.name),
-                    step=info.step,
-                    val_bpb=float(bpb) if isinstance(bpb, int | float) else None,
-                    size=info.size_bytes(),
-                    date=date,
-                    meta=meta,
-                    info=info,
-                    problems=check(config, meta, tok_hash),
-                )
-            )
-    for nc in reversed(list_nanochat_checkpoints(nanochat_base)):
-        rows.append(
-            CheckpointRow(
-                key=str(nc.path),
-                source="nanochat",
-                stage=f"nanochat:{nc.stage}",
-                run=nc.tag,
-                step=nc.step,
-                val_bpb=nc.val_bpb,
-                size=nc.size_bytes(),
-                date=nc.mtime,
-                meta=nc.meta,
-                info=nc,
-                problems=check(config, nc.meta),
-            )
-        )
-    return rows
 
 
 class CheckpointsPane(Widget):
@@ -157,11 +61,13 @@ class CheckpointsPane(Widget):
         Binding("enter", "load", "Load", id="checkpoints.load", priority=False),
         Binding("a", "adopt", "Adopt shape", id="checkpoints.adopt"),
         Binding("delete", "delete", "Delete", id="checkpoints.delete"),
+        Binding("p", "toggle_pin", "Pin/unpin", id="checkpoints.pin"),
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rows: list[CheckpointRow] = []
+        self.damaged: list[Path] = []
         self.compatible_only = False
         self.nanochat_base: Path | None = None  # tests point this elsewhere; None = env/default
 
@@ -178,10 +84,12 @@ class CheckpointsPane(Widget):
             ("stage", "stage"),
             ("run", "run"),
             ("step", "step"),
+            ("pin", "pin"),
             ("val bpb", "bpb"),
+            ("loss", "loss"),
+            ("compatible", "compat"),
             ("size", "size"),
             ("date", "date"),
-            ("compatible", "compat"),
         ):
             table.add_column(label, key=key)
         self.refresh_rows()
@@ -198,8 +106,11 @@ class CheckpointsPane(Widget):
         config = self.app.state.config  # type: ignore[attr-defined]
         try:
             self.rows = discover(config, nanochat_base=self.nanochat_base)
+            self.damaged = [
+                p for run in list_run_dirs(paths.runs_dir()) for p in damaged_checkpoints(run)
+            ]
         except OSError as err:
-            self.rows = []
+            self.rows, self.damaged = [], []
             self.notify(f"cannot list checkpoints: {err}", severity="error")
         self._fill()
 
@@ -222,10 +133,12 @@ class CheckpointsPane(Widget):
                 row.stage,
                 run,
                 Text(str(row.step), justify="right"),
-                Text(f"{row.val_bpb:.4f}" if row.val_bpb is not None else "–", justify="right"),
+                Text("★", style="yellow") if row.pinned else "",
+                row.metric_text("val_bpb", row.val_bpb),
+                row.metric_text("train_loss", train_loss(row), 3),
+                compat,
                 Text(human_size(row.size), justify="right"),
                 f"{row.date:%Y-%m-%d %H:%M}" if row.date else "–",
-                compat,
                 key=row.key,
             )
         if keep is not None:
@@ -246,7 +159,11 @@ class CheckpointsPane(Widget):
         )
         if loaded is not None:
             text += f" · loaded: {loaded.run_dir.name} step {loaded.step}"
-        self.query_one("#ckpt-summary", Static).update(Text(text))
+        summary = Text(text)
+        if self.damaged:
+            names = ", ".join(f"{p.parent.parent.name}/{p.name}" for p in self.damaged[:3])
+            summary.append(f" · {len(self.damaged)} unreadable: {names}", style="yellow")
+        self.query_one("#ckpt-summary", Static).update(summary)
 
     @property
     def highlighted(self) -> CheckpointRow | None:
@@ -271,6 +188,8 @@ class CheckpointsPane(Widget):
         text.append(f"{row.run} · step {row.step} · {self._short_path(row)}\n", style="bold")
         if row.source == "nanochat":
             text.append(f"{NANOCHAT_READ_ONLY}.\n", style="yellow")
+        else:
+            text.append(self._provenance(row))
         if row.compatible:
             text.append(
                 "Fits the active config. Enter loads it as the baseline for training and chat."
@@ -282,6 +201,35 @@ class CheckpointsPane(Widget):
         if row.problems:
             text.append("a: adopt this checkpoint's shape into the config", style="dim")
         widget.update(text)
+
+    @staticmethod
+    def _provenance(row: CheckpointRow) -> Text:
+        """Stage, why it was saved, pinned or not, and the step each metric was measured at."""
+        text = Text(f"stage {row.stage}")
+        reason = row.meta.get("reason")
+        if reason:
+            text.append(f" · saved: {reason}")
+        text.append(" · ")
+        if row.pinned:
+            text.append("★ pinned: kept out of rotation (p unpins)", style="yellow")
+        else:
+            text.append("not pinned: rotated by train.keep_checkpoints (p pins)", style="dim")
+        for name, label in (("val_bpb", "val bpb"), ("train_loss", "train loss")):
+            value = row.metrics.get(name, {}).get("value")
+            at = row.measured_at(name)
+            if value is None:
+                continue
+            text.append(f"\n{label} {value:.4f} ")
+            if at is None:
+                text.append("(step not recorded)", style="dim")
+            elif at == row.step:
+                text.append(f"(measured at this step, {at})", style="dim")
+            else:
+                text.append(
+                    f"(measured at step {at}, {row.step - at} steps earlier)", style="yellow"
+                )
+        text.append("\n")
+        return text
 
     def _short_path(self, row: CheckpointRow) -> str:
         """The path relative to the runs dir or nanochat base (shorter, and stable in snapshots)."""
@@ -372,6 +320,27 @@ class CheckpointsPane(Widget):
         self.notify(f"Config now matches {row.run} step {row.step} ({len(changes)} changes)")
         self.refresh_rows()
 
+    def action_toggle_pin(self) -> None:
+        """Pin the highlighted checkpoint (kept out of rotation) or unpin it."""
+        row = self.highlighted
+        if row is None:
+            return
+        if row.source == "nanochat":
+            self.notify("nanochat checkpoints are read-only here", severity="warning")
+            return
+        info = row.info
+        assert isinstance(info, CheckpointInfo)
+        try:
+            set_pinned(info.run_dir, row.step, not row.pinned)
+        except OSError as err:
+            self.notify(f"cannot change the pin: {err.strerror}", severity="error")
+            return
+        if row.pinned:
+            self.notify(f"Unpinned {row.run} step {row.step}: rotation may delete it")
+        else:
+            self.notify(f"Pinned {row.run} step {row.step}: kept out of rotation")
+        self.refresh_rows()
+
     def action_delete(self) -> None:
         """Delete the highlighted checkpoint (ours only), after confirmation."""
         row = self.highlighted
@@ -419,6 +388,11 @@ class CheckpointsPane(Widget):
                 self.action_adopt,
             ),
             ("Checkpoints: delete highlighted", "asks first", self.action_delete),
+            (
+                "Checkpoints: pin/unpin highlighted",
+                "pinned checkpoints are kept out of rotation",
+                self.action_toggle_pin,
+            ),
         ]
 
 
