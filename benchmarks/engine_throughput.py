@@ -1,4 +1,4 @@
-"""Engine throughput: tokens/s, MFU and peak memory of the real jitted train step.
+"""Engine throughput: tokens/s, MFU and peak memory of the real jitted train step and loop.
 
 Times ``jax_engine.step.make_train_step`` (forward + backward + Muon/AdamW update, the same code
 path as training) for a few model sizes on whatever device JAX sees, next to the TFLOP/s of a plain
@@ -6,8 +6,16 @@ matmul on that device (the roofline). When a Python with PyTorch is found (this 
 PATH, or --torch-python), benchmarks/torch_reference.py — the nanochat architecture with Muon +
 AdamW in eager PyTorch — is timed on the same shapes for a side-by-side comparison.
 
+``--loop`` also runs the whole training loop (``jax_engine.train.train``: real data, prefetch,
+one-step-late metric reads, events) on the same shapes and reports tokens/s and where a step's
+wall time goes, averaged over the step events after the first (which compiles): ``data`` (waiting
+for the next batch), ``compute`` (the host blocked on the device) and ``host`` (the loop's own
+work: dispatch, events, control). With the device busy, ``host`` overlaps it and ``compute`` is
+the device's step time.
+
     uv run python benchmarks/engine_throughput.py                     # tiny,d4 on CPU; tiny,d12,d20 on GPU/TPU
     uv run python benchmarks/engine_throughput.py --configs d4 --steps 20 --json out.json
+    uv run python benchmarks/engine_throughput.py --configs tiny --loop --no-torch
 """
 
 from __future__ import annotations
@@ -107,6 +115,49 @@ def bench_jax(name: str, steps: int, batch: int | None) -> dict[str, Any]:
     }
 
 
+def bench_loop(name: str, steps: int, batch: int | None) -> dict[str, Any]:
+    """Run the real training loop for ``steps`` + 1 steps on the embedded corpus; average the
+    step events after the first (the compile)."""
+    import statistics
+    import tempfile
+    from pathlib import Path
+
+    from nanochat_tui.config.loader import validate
+    from nanochat_tui.jax_engine.train import train
+
+    base = make_config(name, batch).model_dump(mode="json")
+    base["data"] = {"max_chars": 3_000_000, "tokenizer_chars": 1_000_000}
+    base["train"].update(
+        num_iterations=steps + 1, eval_every=0, sample_every=0, save_every=0, eval_tokens=1024
+    )
+    config = validate(base, f"loop {name}")
+    events: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(config, Path(tmp) / "bench", events.append)
+    if result.status != "finished":
+        raise SystemExit(f"loop benchmark for {name} failed: {result.error}")
+    timed = [e for e in events if e["type"] == "step"][1:]
+    phases = {e["phase"]: e["elapsed_s"] for e in events if e["type"] == "phase"}
+
+    def mean(key: str) -> float:
+        return statistics.fmean(e[key] for e in timed)
+
+    mem, mem_kind = peak_memory_bytes()
+    return {
+        "config": name,
+        "steps": len(timed),
+        "tokens_per_s": config.train.total_batch_size / mean("step_time"),
+        "step_ms": 1000 * mean("step_time"),
+        "data_ms": 1000 * mean("data_wait"),
+        "compute_ms": 1000 * mean("compute_time"),
+        "host_ms": 1000 * mean("host_time"),
+        "mfu": statistics.fmean(e["mfu"] for e in timed) if timed[0].get("mfu") else None,
+        "compile_s": phases.get("first_step", 0.0) - phases.get("compile", 0.0),
+        "peak_mem_gib": mem / 2**30 if mem else None,
+        "mem_kind": mem_kind,
+    }
+
+
 def torch_python(explicit: str | None) -> str | None:
     """An interpreter that can import torch: --torch-python, this one, or any python3 on PATH."""
     import os
@@ -193,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--torch-python", default=None, help="a Python with torch for the comparison")
+    p.add_argument(
+        "--loop", action="store_true", help="also time the whole training loop (step-time split)"
+    )
     args = p.parse_args(argv)
 
     import jax
@@ -232,9 +286,26 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['dtype']:9} {r['step_ms']:9.1f} {r['tokens_per_s']:10,.0f} {r['tflops']:8.3f} "
             f"{fmt(r['mfu'] and 100 * r['mfu'], '5.1f'):>5}% {mem:>14} {fmt(r['compile_s'], '7.1f'):>7}s"
         )
+    loops = [bench_loop(name, args.steps, args.batch) for name in names] if args.loop else []
+    if loops:
+        head = f"\n{'loop':6} {'tok/s':>10} {'ms/step':>9} {'data':>8} {'compute':>8} {'host':>8} "
+        head += f"{'MFU':>6} {'compile':>8} {'peak mem':>14}"
+        print(head)
+        print("-" * len(head.strip()))
+        for r in loops:
+            mem = (
+                "-"
+                if r["peak_mem_gib"] is None
+                else f"{r['peak_mem_gib']:.2f}G {r['mem_kind'][:6]}"
+            )
+            print(
+                f"{r['config']:6} {r['tokens_per_s']:10,.0f} {r['step_ms']:9.1f} "
+                f"{r['data_ms']:8.1f} {r['compute_ms']:8.1f} {r['host_ms']:8.1f} "
+                f"{fmt(r['mfu'] and 100 * r['mfu'], '5.1f'):>5}% {r['compile_s']:7.1f}s {mem:>14}"
+            )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": dev, "matmul": mm, "rows": rows}, f, indent=2)
+            json.dump({"device": dev, "matmul": mm, "rows": rows, "loop": loops}, f, indent=2)
     return 0
 
 

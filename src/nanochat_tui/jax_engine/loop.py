@@ -140,6 +140,9 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
             if isinstance(err, ResumeRefused):
                 raise
             raise ResumeRefused(err.message, err.remediation) from None
+        except BaseException:  # a crash, not a refusal: what was held back goes out with it
+            run.release()
+            raise
         run.release()
         _set_aside_damaged(run, int(start_meta["step"]))
     else:

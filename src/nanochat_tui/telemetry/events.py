@@ -5,17 +5,22 @@ begun, ``step``. ``run_dir/events.jsonl`` holds one event per line and is the so
 every UI: anything that can read it can rebuild the panels.
 
 Fields by type (all optional beyond the common ones unless noted):
-  run_start   run_name, run_dir, config (dict), num_params, flops_per_token, num_iterations,
-              device (str), device_count, peak_flops, resumed_from_step, tokens_per_step
+  run_start   run_name, run_dir, stage (the task: "pretrain", ...), config (dict), num_params,
+              flops_per_token, num_iterations, device (str), device_count, devices_used (what MFU
+              is computed over), peak_flops, resumed_from_step, tokens_per_step, plus the task's
+              own fields (pretrain: train_tokens, val_tokens, unigram_bpb)
   step        step (required), loss, lr_multiplier, lr (matrix lr after schedule), tokens,
               tokens_per_s, mfu, step_time, data_wait, compute_time, host_time, grad_norm, eta_s,
-              device_memory_bytes, loss_components (dict name -> float)
-  eval        step, val_bpb, val_loss
+              epoch, device_memory_bytes, aux (dict name -> float: the task's auxiliary metrics).
+              Emitted one step late: the loop reads step n's values after dispatching step n+1
+  eval        step, the task's evaluation fields (pretrain: val_bpb, val_loss, unigram_bpb)
   sample      step, samples (list of {prompt, completion})
-  checkpoint  step, path, reason ("interval" | "manual" | "final" | "stop")
+  checkpoint  step, path, reason ("interval" | "manual" | "final" | "stop"): emitted when the
+              (asynchronous) save has been committed
   patch       step, changes (dict dotted key -> value), ok (bool), message
   log         level ("info" | "warning" | "error"), message
-  error       message, remediation, last_checkpoint (path or null), kind ("nan"|"oom"|"crash")
+  error       message, remediation, last_checkpoint (path or null),
+              kind ("nan" | "diverged" | "oom" | "crash")
   run_end     step, status ("finished" | "stopped" | "failed"), final_val_bpb
   heartbeat   step (emitted by detached runs so a UI knows the process is alive)
   phase       phase (one of PHASES), elapsed_s (seconds since the run started), detail (str):
