@@ -231,7 +231,7 @@ def test_exploding_loss_stops_naming_the_last_good_checkpoint(tmp_path) -> None:
 
 
 def test_nan_at_the_first_step_blames_the_config_not_the_lr(tmp_path) -> None:
-    from nanochat_tui.jax_engine.loop import nonfinite_settings
+    from nanochat_tui.jax_engine.divergence import nonfinite_settings
 
     config = _config(**{"train.num_iterations": 3})
     config.model.softcap = float("inf")  # what validation should refuse; the message must not lie

@@ -19,82 +19,20 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nanochat_tui import rundir
-from nanochat_tui.config.schema import Config
-from nanochat_tui.errors import IncompatibleCheckpoint, ResumeRefused, UserError
+from nanochat_tui.errors import ResumeRefused, UserError
 from nanochat_tui.jax_engine.control import ControlInbox
-from nanochat_tui.telemetry.events import make_event
+from nanochat_tui.jax_engine.run_state import (
+    Halt,
+    RunState,
+    TrainResult,
+    write_run_config,
+)
 
-
-@dataclass
-class TrainResult:
-    status: str  # "finished" | "stopped" | "failed"
-    step: int
-    final_val_bpb: float | None
-    last_checkpoint: Path | None
-    error: str | None = None  # the user-facing message when status is "failed"
-    unigram_bpb: float | None = None  # baseline on the same val targets
-
-
-@dataclass
-class RunState:
-    """What the loop knows about its run, kept apart so the loop body stays readable."""
-
-    config: Config
-    run_dir: Path
-    on_event: Callable[[dict], None]
-    step: int = 0
-    last_checkpoint: Path | None = None
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {value, step}
-    aux_time: float = 0.0  # seconds spent in evals, samples and saves
-    started: float = field(default_factory=time.perf_counter)
-    held: list[dict] | None = None  # events held back while a resume may still be refused
-
-    @property
-    def run_name(self) -> str:
-        return self.config.run.name or self.run_dir.name
-
-    @property
-    def val_bpb(self) -> float | None:
-        return self.metrics.get("val_bpb", {}).get("value")
-
-    def emit(self, type_: str, **fields: Any) -> None:
-        event = make_event(type_, **fields)
-        if self.held is not None:
-            self.held.append(event)
-        else:
-            self.on_event(event)
-
-    def release(self) -> None:
-        held, self.held = self.held or [], None
-        for event in held:
-            self.on_event(event)
-
-    def log(self, message: str, level: str = "info") -> None:
-        self.emit("log", level=level, message=message, step=self.step)
-
-    def phase(self, name: str, detail: str = "") -> None:
-        elapsed = round(time.perf_counter() - self.started, 3)
-        self.emit("phase", phase=name, elapsed_s=elapsed, detail=detail, step=self.step)
-
-
-class Halt(Exception):
-    """Ends the loop with a failed result (non-finite loss, divergence): not a crash."""
-
-    def __init__(self, result: TrainResult) -> None:
-        super().__init__(result.error)
-        self.result = result
-
-
-def write_run_config(run_dir: Path, config: Config) -> None:
-    from nanochat_tui.config.loader import to_yaml, write_atomic
-
-    write_atomic(Path(run_dir) / rundir.CONFIG, to_yaml(config))
+__all__ = ["RunState", "TrainResult", "run_loop", "write_run_config"]
 
 
 @dataclass
@@ -125,9 +63,15 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
     from nanochat_tui.config.estimates import flops_per_token, num_iterations, num_params
     from nanochat_tui.config.loader import ConfigError, validate_patch
     from nanochat_tui.jax_engine import checkpoint as ckpt
-    from nanochat_tui.jax_engine.divergence import DivergenceWatch
+    from nanochat_tui.jax_engine.divergence import (
+        DivergenceWatch,
+        divergence_message,
+        good_checkpoint,
+        nonfinite_result,
+    )
     from nanochat_tui.jax_engine.flops import compute_dtype, device_summary
     from nanochat_tui.jax_engine.optim import lr_schedule
+    from nanochat_tui.jax_engine.startup import set_aside_damaged, setup
     from nanochat_tui.jax_engine.step import make_train_step
 
     config, run_dir = run.config, run.run_dir
@@ -135,7 +79,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
     if resume:
         run.held = []
         try:
-            task, model, optimizer, tokenizer, start_meta, start_fields = _setup(run, True)
+            task, model, optimizer, tokenizer, start_meta, start_fields = setup(run, True)
         except UserError as err:
             if isinstance(err, ResumeRefused):
                 raise
@@ -144,9 +88,9 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
             run.release()
             raise
         run.release()
-        _set_aside_damaged(run, int(start_meta["step"]))
+        set_aside_damaged(run, int(start_meta["step"]))
     else:
-        task, model, optimizer, tokenizer, start_meta, start_fields = _setup(run, False)
+        task, model, optimizer, tokenizer, start_meta, start_fields = setup(run, False)
     write_run_config(run_dir, config)
     resumed_from = int(start_meta["step"]) if start_meta else None
     position = start_meta.get("data_position") if start_meta else None
@@ -157,8 +101,6 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
     for obj in (model, optimizer):
         nnx.update(obj, jax.device_put(nnx.state(obj), device))
     train_step = make_train_step(model, optimizer, task.loss)
-    checkpointer = ckpt.Checkpointer(run_dir, keep=config.train.keep_checkpoints)
-    batches = task.batches(position)
     n_iter = num_iterations(config)
     tokens_per_step = config.train.total_batch_size
     fpt = flops_per_token(config.model)
@@ -197,7 +139,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
     @timed
     def save(reason: str) -> None:
         meta = ckpt.build_meta(
-            config,
+            run.config,
             step=run.step,
             run_name=run.run_name,
             stage=stage,
@@ -252,7 +194,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         step = pending.step
         if not math.isfinite(loss):
             committed(checkpointer.wait())
-            raise Halt(_nonfinite(run, step, loss, resumed_from))
+            raise Halt(nonfinite_result(run, step, loss, resumed_from))
         run.metrics["train_loss"] = {"value": loss, "step": step}
         step_time = now - interval.start - (run.aux_time - interval.aux0)
         host_time = max(0.0, step_time - interval.data - interval.sync)
@@ -289,13 +231,13 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         interval = _Interval(time.perf_counter(), run.aux_time)
         action = run.config.train.on_divergence
         if action != "off" and watch.update(step, loss):
-            message, fix = _divergence_message(run, watch, step, loss)
+            message, fix = divergence_message(run, watch, step, loss)
             if action == "stop":
                 committed(checkpointer.wait())
-                good = _good_checkpoint(run, watch.streak_start or step)
+                good = good_checkpoint(run, watch.streak_start or step)
                 run.emit(
                     "error", message=message, remediation=fix, kind="diverged",
-                    last_checkpoint=_str(good), step=step,
+                    last_checkpoint=None if good is None else str(good), step=step,
                 )  # fmt: skip
                 run.emit("run_end", step=step, status="failed", final_val_bpb=run.val_bpb)
                 error = f"{message}\n  → {fix}"
@@ -304,6 +246,8 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
 
     status = "finished"
     pending: _Pending | None = None
+    checkpointer = ckpt.Checkpointer(run_dir, keep=config.train.keep_checkpoints)
+    batches = task.batches(position)
     try:
         while run.step < n_iter:
             wait0 = batches.data_wait
@@ -391,196 +335,3 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         run.last_checkpoint,
         unigram_bpb=run.metrics.get("unigram_bpb", {}).get("value"),
     )
-
-
-def _setup(run: RunState, resume: bool):
-    """Tokenizer, the task's data, model and optimizer (restored on resume): the start-up phases."""
-    from flax import nnx
-
-    from nanochat_tui.config.compat import check
-    from nanochat_tui.jax_engine import checkpoint as ckpt
-    from nanochat_tui.jax_engine.flops import compute_dtype
-    from nanochat_tui.jax_engine.model import GPT
-    from nanochat_tui.jax_engine.optim import build_optimizer
-    from nanochat_tui.jax_engine.tasks import get_task
-    from nanochat_tui.jax_engine.tokenizer import Tokenizer, get_tokenizer
-
-    config, run_dir = run.config, run.run_dir
-    run.phase("tokenizer")
-    start = None
-    if resume:
-        start = _resume_point(run)
-        tok_path = run_dir / rundir.TOKENIZER
-        if not tok_path.is_file():
-            raise IncompatibleCheckpoint(
-                f"{tok_path} is missing", "resume needs the run's own tokenizer.json"
-            )
-        tokenizer = Tokenizer.load(tok_path)
-        check_tokenizer(start.meta, tokenizer, start.path)
-        problems = [
-            p for p in check(config, start.meta, suggest_prefab=False) if p.field != "tokenizer"
-        ]
-        if problems:
-            raise IncompatibleCheckpoint(
-                f"cannot resume {start.path}: " + "; ".join(p.reason for p in problems),
-                "resume with the run's own config.yaml; "
-                + "; ".join(p.remediation for p in problems),
-            )
-    else:
-        tokenizer = get_tokenizer(config, log=run.log)
-        tokenizer.save(run_dir / rundir.TOKENIZER)
-    if tokenizer.vocab_size > config.model.vocab_size:
-        raise IncompatibleCheckpoint(
-            f"tokenizer has {tokenizer.vocab_size} ids but model.vocab_size is {config.model.vocab_size}",
-            f"set model.vocab_size={tokenizer.vocab_size}",
-        )
-
-    run.phase("data")
-    task = get_task(config.train.stage)(config, tokenizer, run.log)
-    start_fields = task.prepare()
-    if start_fields.get("unigram_bpb") is not None:
-        run.metrics["unigram_bpb"] = {"value": float(start_fields["unigram_bpb"]), "step": 0}
-
-    run.phase("model")
-    model = GPT(config.model, rngs=nnx.Rngs(config.train.seed), dtype=compute_dtype(config))
-    optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
-    if start is not None:
-        ckpt.restore_into(start.path, model, optimizer)
-        run.step = int(start.meta["step"])
-        run.last_checkpoint = start.path
-        for name, entry in (start.meta.get("metrics") or {}).items():
-            if isinstance(entry, dict) and "value" in entry:
-                run.metrics.setdefault(name, entry)
-        if "val_bpb" not in run.metrics and start.meta.get("val_bpb") is not None:
-            run.metrics["val_bpb"] = {"value": start.meta["val_bpb"], "step": None}
-    elif config.run.init_from:
-        init_dir = ckpt.resolve_step_dir(config.run.init_from)
-        init_meta = ckpt.read_meta(init_dir)
-        check_tokenizer(init_meta, tokenizer, init_dir)
-        ckpt.restore_into(init_dir, model)
-        run.log(f"initialised weights from {init_dir}")
-    meta = start.meta if start is not None else None
-    return task, model, optimizer, tokenizer, meta, start_fields
-
-
-def _resume_point(run: RunState) -> rundir.CheckpointInfo:
-    """The newest listed checkpoint; warns about steps whose metadata cannot be read."""
-    damaged = rundir.damaged_checkpoints(run.run_dir)
-    latest = rundir.latest_checkpoint(run.run_dir)
-    names = ", ".join(p.name for p in damaged)
-    if latest is None:
-        why = f" (checkpoint {names} has unreadable metadata)" if damaged else ""
-        raise ResumeRefused(
-            f"nothing to resume in {run.run_dir}: it has no usable checkpoints{why}",
-            "start a new run instead (drop --resume)",
-        )
-    for path in damaged:
-        run.log(
-            f"checkpoint {path.name} has unreadable metadata ({rundir.meta_path(path)}) and is "
-            f"skipped; resuming from step {latest.step}",
-            "warning",
-        )
-    return latest
-
-
-def _set_aside_damaged(run: RunState, resumed_from: int) -> None:
-    """Rename unreadable step dirs newer than the resume point out of the checkpoint list (their
-    step numbers will be saved again); nothing is deleted."""
-    for path in rundir.damaged_checkpoints(run.run_dir):
-        if int(path.name) > resumed_from:
-            aside = path.with_name(f"{path.name}.damaged-{int(time.time())}")
-            path.rename(aside)
-            run.log(f"moved damaged checkpoint {path.name} aside to {aside}", "warning")
-
-
-def check_tokenizer(meta: dict[str, Any], tokenizer, step_dir: Path) -> None:
-    """Refuse a checkpoint trained with another tokenizer."""
-    want = meta.get("tokenizer_hash")
-    if want and want != tokenizer.hash:
-        raise IncompatibleCheckpoint(
-            f"checkpoint {step_dir} was trained with tokenizer {want}, but this run's tokenizer is "
-            f"{tokenizer.hash}",
-            "use the checkpoint's own run directory (its tokenizer.json), or set data.tokenizer to "
-            "that tokenizer.json",
-        )
-
-
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
-
-
-def nonfinite_settings(config: Config) -> list[str]:
-    """``section.field=value`` for every non-finite number in the config (inf, nan)."""
-    found = []
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(value, float) and not math.isfinite(value):
-            found.append(f"{prefix}={value}")
-
-    walk("", config.model_dump())
-    return found
-
-
-def _nonfinite(run: RunState, step: int, loss: float, resumed_from: int | None) -> TrainResult:
-    """The failed result (and its events) for a NaN/inf loss, naming the likely causes."""
-    last = _good_checkpoint(run, step)
-    where = f"last good checkpoint: {last}" if last else "no checkpoint was saved before it"
-    msg = f"training diverged: loss became {loss} at step {step}; {where}"
-    bad = nonfinite_settings(run.config)
-    then = _restart_hint(run, last)
-    if bad:
-        fix = f"the config has non-finite values ({', '.join(bad)}): set finite ones, {then}"
-    elif step == (resumed_from or 0) + 1:
-        fix = (
-            "the first step's loss comes before any update, so the learning rate is not the "
-            "cause: check model.* settings (softcap, rope_base) and the data, " + then
-        )
-    else:
-        fix = (
-            "lower optim.lr_multiplier (or optim.matrix_lr / embedding_lr), keep optim.grad_clip "
-            "> 0, " + then
-        )
-    run.emit(
-        "error", message=msg, remediation=fix, kind="nan", last_checkpoint=_str(last), step=step
-    )
-    run.emit("run_end", step=step, status="failed", final_val_bpb=run.val_bpb)
-    return TrainResult("failed", step, run.val_bpb, last, f"{msg}\n  → {fix}")
-
-
-def _good_checkpoint(run: RunState, first_bad: int) -> Path | None:
-    """The newest committed checkpoint whose weights predate the first bad loss: step k's loss is
-    computed with the weights saved at step k-1, so those are suspect too."""
-    before = [c for c in rundir.list_checkpoints(run.run_dir) if c.step < first_bad - 1]
-    return before[-1].path if before else None
-
-
-def _restart_hint(run: RunState, good: Path | None) -> str:
-    """How to go on from ``good``: resume when it is the run's newest checkpoint, else its weights."""
-    if good is None:
-        return "then start again"
-    latest = rundir.latest_checkpoint(run.run_dir)
-    if latest is not None and latest.path == good:
-        return f"then `nanochat-tui run --resume {run.run_dir}`"
-    return f"then start from its weights: `--set run.init_from={good}`"
-
-
-def _divergence_message(run: RunState, watch, step: int, loss: float) -> tuple[str, str]:
-    good = _good_checkpoint(run, watch.streak_start or step)
-    where = f"last good checkpoint: {good}" if good else "no checkpoint was saved before it"
-    message = (
-        f"training diverged: loss {loss:.4g} at step {step} has stayed above "
-        f"{watch.factor:g}× its best ({watch.best:.4g}) for {watch.streak} steps since step "
-        f"{watch.streak_start}; {where}"
-    )
-    fix = (
-        "lower optim.lr_multiplier (or optim.matrix_lr / embedding_lr), keep optim.grad_clip > 0, "
-        + _restart_hint(run, good)
-    )
-    fix += (
-        "; train.divergence_factor / train.divergence_steps tune the check, "
-        "train.on_divergence=warn|off relaxes it"
-    )
-    return message, fix
