@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["tui", *argv])
     module = importlib.import_module(f"nanochat_tui.commands.{COMMANDS[args.command][0]}")
+    from nanochat_tui import logging_setup
     from nanochat_tui.errors import UserError
+
+    logging_setup.setup_logging(getattr(args, "debug", False))
 
     try:
         code = int(module.run(args) or 0)
