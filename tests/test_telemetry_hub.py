@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -266,6 +267,6 @@ def test_library_logging_goes_to_the_app_log_not_the_terminal(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
     )
     assert done.returncode == 0 and done.stderr == ""
-    log_text = open(done.stdout.strip(), encoding="utf-8").read()
+    log_text = Path(done.stdout.strip()).read_text(encoding="utf-8")
     for line in ("export refused", "connection reset", "a library warning"):
         assert line in log_text
