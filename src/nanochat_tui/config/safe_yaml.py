@@ -36,7 +36,12 @@ def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-class StrictLoader(yaml.SafeLoader):
+# libyaml (shipped in PyYAML's wheels) scans in C: a 1 MiB plain scalar takes milliseconds
+# instead of seconds.
+_BASE = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+
+
+class StrictLoader(_BASE):  # type: ignore[misc, valid-type]
     """SafeLoader with YAML 1.2 core-schema scalars (no 1.1 yes/no/on/off, sexagesimal, 0777)."""
 
 
@@ -77,7 +82,26 @@ _OPEN = (
 _CLOSE = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
 
 
+# Brackets outside quoted strings and comments. YAML scanners look ahead over every open flow
+# collection (quadratic in the nesting), so nesting is bounded on the raw text first.
+_FLOW = re.compile(r"""[\[\]{}]|"(?:\\.|[^"\\])*"|'(?:''|[^'])*'|(?:^|(?<=\s))#[^\n]*""", re.M)
+
+
+def _check_flow_depth(text: str) -> None:
+    depth = 0
+    for match in _FLOW.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = text.count("\n", 0, match.start()) + 1
+                raise YamlInputError(f"nested more than {MAX_DEPTH} levels deep (line {line})")
+        elif char in "]}":
+            depth = max(0, depth - 1)
+
+
 def _check_depth(text: str) -> None:
+    _check_flow_depth(text)
     depth = 0
     for token in yaml.scan(text, Loader=StrictLoader):
         if isinstance(token, _OPEN):
