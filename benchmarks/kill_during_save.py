@@ -23,8 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 STEPS = 12
 SETS = [
@@ -108,8 +110,9 @@ def _saving(ckpt_root: Path) -> bool:
         return False
 
 
-def trial(home: Path, seed: int, ref: dict[int, float], timeout: float = 600) -> Trial:
-    """One kill-during-save trial; raises AssertionError when something was lost."""
+def trial(home: Path, seed: int, ref: Any, timeout: float = 600) -> Trial:
+    """One kill-during-save trial; raises AssertionError when something was lost. ``ref`` is the
+    uninterrupted run's losses, or a Future of them (trials may run beside the reference)."""
     from nanochat_tui import rundir
     from nanochat_tui.jax_engine.inference import ChatModel
 
@@ -158,6 +161,8 @@ def trial(home: Path, seed: int, ref: dict[int, float], timeout: float = 600) ->
         assert done.returncode == 0, f"resume failed: {done.stderr[-2000:]}"
         assert f"finished at step {STEPS}" in done.stdout, done.stdout
 
+    if isinstance(ref, Future):
+        ref = ref.result()
     segments = step_losses(run_dir)
     seen: dict[int, float] = {}
     exact = True
@@ -179,22 +184,37 @@ def trial(home: Path, seed: int, ref: dict[int, float], timeout: float = 600) ->
     )
 
 
+def run_trials(home: Path, seeds: list[int], jobs: int) -> list[Trial | AssertionError]:
+    """The reference run and the trials, ``jobs`` processes at a time (kill timing does not
+    depend on speed: a trial kills when it sees a save in flight)."""
+    with ThreadPoolExecutor(max_workers=jobs + 1) as pool:
+        ref = pool.submit(reference, home)
+        futures = [pool.submit(trial, home, seed, ref) for seed in seeds]
+        out: list[Trial | AssertionError] = []
+        for future in futures:
+            try:
+                out.append(future.result())
+            except AssertionError as err:
+                out.append(err)
+        return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="trials run side by side")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kill-during-save-") as tmp:
         home = Path(tmp)
-        ref = reference(home)
-        print(f"{'seed':>4} {'in save':>7} {'killed@':>7} {'listed':>12} {'resume@':>7} exact  secs")
-        results = []
-        for i in range(args.trials):
-            seed = args.seed + i
-            try:
-                t = trial(home, seed, ref)
-            except AssertionError as err:
-                print(f"{seed:>4} FAILED: {err}")
+        seeds = [args.seed + i for i in range(args.trials)]
+        print(
+            f"{'seed':>4} {'in save':>7} {'killed@':>7} {'listed':>12} {'resume@':>7} exact  secs"
+        )
+        results: list[Trial | None] = []
+        for seed, t in zip(seeds, run_trials(home, seeds, args.jobs), strict=True):
+            if isinstance(t, AssertionError):
+                print(f"{seed:>4} FAILED: {t}")
                 results.append(None)
                 continue
             results.append(t)
