@@ -129,20 +129,22 @@ async def test_picker_marks_origin_and_lists_broken_prefabs(screen_text) -> None
 
     from nanochat_tui import paths
     from nanochat_tui.config import load_prefab, save_prefab
+    from nanochat_tui.tui.screens.config import ConfigPane
 
     save_prefab(load_prefab("tiny"), "mine")
     (paths.user_prefabs_dir() / "bad.yaml").write_bytes(b"\xff\xfe not utf-8")
     app = NanochatApp(prefab="tiny")
+    notes: list[str] = []
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        select = app.query_one("#prefab", Select)
-        labels = {value: str(label) for label, value in select._options if value is not None}
+        app.notify = lambda message, **kwargs: notes.append(str(message))
+        labels = {v: str(label) for label, v in app.query_one(ConfigPane)._prefab_options()}
         assert labels["tiny"] == "tiny  bundled" and labels["mine"] == "mine  user"
         assert labels["bad"] == "✗ bad  broken"
-        select.value = "bad"  # choosing it says why, and keeps the current prefab
+        app.query_one("#prefab", Select).value = "bad"  # says why, keeps the current prefab
         await pilot.pause()
         assert app.state.prefab_name == "tiny"
-        assert "UTF-16" in " ".join(str(n.message) for n in app._notifications)
+        assert any("UTF-16" in note for note in notes), notes
 
 
 async def test_save_under_a_bundled_name_is_refused_in_the_dialog(screen_text, type_into) -> None:
