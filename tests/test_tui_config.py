@@ -193,3 +193,15 @@ async def test_every_tab_stop_on_the_config_pane_shows_focus() -> None:
             app.set_focus(None)
             await pilot.pause()
             assert looks(widget) != focused, f"{widget} shows no focus indicator"
+
+
+async def test_a_pathological_field_value_shows_an_error_not_a_crash(screen_text) -> None:
+    """`ui=[[[…` 2000 deep crashed with RecursionError; typed into a field it must only be ✗."""
+    from nanochat_tui.tui.screens.config import ConfigPane
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        error = app.query_one(ConfigPane).apply_edit("model.depth", "[" * 2000)
+        assert error and "nested more than 32 levels" in error
+        assert app.state.config.model.depth == 2

@@ -405,7 +405,10 @@ class ConfigPane(Widget):
         current = self._current_value(dotted)
         if raw == format_value(current):
             return None
-        value = parse_value(raw)
+        try:
+            value = parse_value(raw)
+        except ConfigError as err:  # nested too deep, too long
+            return _short_error(str(err), dotted)
         if dotted.startswith("plugins."):
             error = self._plugin_error(dotted, value)
             if error:
