@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from nanochat_tui import logging_setup
     from nanochat_tui.errors import UserError
 
-    logging_setup.setup_logging(getattr(args, "debug", False))
+    try:
+        logging_setup.setup_logging(getattr(args, "debug", False))
+    except OSError as err:  # an unwritable data dir must not stop `config keys`
+        print(f"warning: no app log ({err.strerror}: {err.filename})", file=sys.stderr)
 
     try:
         code = int(module.run(args) or 0)

@@ -311,7 +311,12 @@ def load_config(prefab: str, overrides: list[str] | None = None) -> Config:
 
 
 def to_yaml(config: Config) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return yaml.dump(
+        config.model_dump(mode="json"),
+        Dumper=safe_yaml.QuotingDumper,
+        sort_keys=False,
+        allow_unicode=True,
+    )
 
 
 def save_prefab(config: Config, name: str, *, overwrite: bool = False) -> Path:

@@ -70,6 +70,17 @@ def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
     return float(text.replace(".inf", "inf").replace(".nan", "nan"))
 
 
+class QuotingDumper(yaml.SafeDumper):
+    """SafeDumper that quotes a string either YAML 1.1 or StrictLoader would read as something
+    else ('yes', '1e5', '.inf'), so what it writes reads back the same with any loader."""
+
+
+QuotingDumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in yaml.SafeDumper.yaml_implicit_resolvers.items()
+}
+for _first, _resolvers in StrictLoader.yaml_implicit_resolvers.items():
+    QuotingDumper.yaml_implicit_resolvers.setdefault(_first, []).extend(_resolvers)
+
 StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 StrictLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
