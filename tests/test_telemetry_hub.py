@@ -270,3 +270,33 @@ def test_library_logging_goes_to_the_app_log_not_the_terminal(tmp_path):
     log_text = Path(done.stdout.strip()).read_text(encoding="utf-8")
     for line in ("export refused", "connection reset", "a library warning"):
         assert line in log_text
+
+
+def test_a_failure_the_sink_reports_is_not_cleared_by_deliveries(tmp_path):
+    """OTel's exports fail on their own thread while handle() keeps succeeding: the status must
+    stay failed until the sink reports an export that worked."""
+
+    class Reporting:
+        name = "reporting"
+
+        def bind_health(self, report):
+            self.report = report
+
+        def handle(self, event):
+            pass
+
+        def close(self):
+            pass
+
+    sink = Reporting()
+    hub = TelemetryHub(tmp_path, sinks=[sink])
+    sink.report("failed", "export refused")
+    for step in range(5):
+        hub.emit(make_event("step", step=step, loss=1.0))
+    time.sleep(0.2)
+    assert hub.health()["reporting"]["status"] == "failed"
+    sink.report("ok")
+    assert hub.health()["reporting"]["status"] == "ok"
+    hub.close()
+    statuses = [e["status"] for e in read_events(tmp_path / "events.jsonl") if e["type"] == "sink"]
+    assert statuses == ["failed", "ok"]

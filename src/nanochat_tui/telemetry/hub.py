@@ -97,6 +97,7 @@ class _SinkWorker:
         self._stall_s = stall_s
         self._on_health = on_health
         self._call_started: float | None = None
+        self._sink_reported_failure = False
         bind = getattr(sink, "bind_health", None)
         if callable(bind):
             bind(self.report)
@@ -124,6 +125,7 @@ class _SinkWorker:
     def report(self, status: str, error: str | None = None) -> None:
         """Health a sink reports about work done off the hub's thread (e.g. OTel's batch export):
         FAILED/RETRYING with a reason, or OK once it works again."""
+        self._sink_reported_failure = status != OK
         if status == OK and self.health.status == OK:
             return
         self._set_status(status, _scrub_text(error) if error else None)
@@ -167,8 +169,8 @@ class _SinkWorker:
                     self._cond.wait(delay * (0.5 + random.random()))
                 continue
             self.health.delivered += 1
-            if self.health.status != OK:
-                self._set_status(OK)
+            if self.health.status != OK and not self._sink_reported_failure:
+                self._set_status(OK)  # a failure the sink reported clears only by its report
             return
 
     def _loop(self) -> None:
