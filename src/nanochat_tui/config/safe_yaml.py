@@ -2,8 +2,8 @@
 
 A prefab or an override is read under limits so no input can hang, crash or flood the terminal:
 regular files only (a FIFO never blocks: the file is stat-ed first and opened non-blocking), at
-most ``MAX_BYTES``, UTF-8 only, nesting at most ``MAX_DEPTH`` (checked on the token stream, which
-is iterative, before PyYAML's recursive composer runs), aliases expanding to at most
+most ``MAX_BYTES``, UTF-8 only, nesting at most ``MAX_DEPTH`` (brackets on the raw text, then the
+token stream, both linear, before the recursive composer runs), aliases expanding to at most
 ``MAX_NODES`` nodes ("billion laughs"), no recursive aliases. Scalars resolve as YAML 1.2 core
 does: ``yes``/``no``/``on``/``off`` stay strings, so they never become booleans or 0/1.
 
