@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from nanochat_tui.config import (
     ConfigError,
@@ -109,3 +110,18 @@ def test_known_keys_cover_sections_and_estimates():
     eight = next(r for r in rows if r.accelerator == "8× H100")
     assert h100.hours == pytest.approx(8 * eight.hours)
     assert 0.1 < eight.hours < 3  # d12 on 8×H100: minutes, not days
+
+
+@pytest.mark.parametrize("name", ["1e5", "yes", "on", ".inf", "0x10", "null", "1:30", "12"])
+def test_saved_configs_read_back_identically(name):
+    """Strings that look like numbers or booleans to YAML 1.1 or 1.2 are quoted when written."""
+    from nanochat_tui.config import to_yaml
+    from nanochat_tui.config.loader import validate
+    from nanochat_tui.config.safe_yaml import parse
+
+    cfg = load_config("tiny", [f"data.text_field={name!r}"] if name == "12" else [])
+    cfg = cfg.model_copy(update={"description": name, "hardware": name})
+    cfg.run.name = name
+    again = validate(parse(to_yaml(cfg)))
+    assert again == cfg
+    assert yaml.safe_load(to_yaml(cfg))["run"]["name"] == name  # a YAML 1.1 reader agrees

@@ -109,3 +109,28 @@ def test_resume_continues_to_more_steps(cli_run, capsys) -> None:
     out = capsys.readouterr().out
     assert "resuming" in out and "finished at step 44" in out
     assert rundir.latest_checkpoint(run_dir).step == 44
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.softcap=inf", "finite"),  # issue 10: was accepted and written to config.yaml
+        ("model.softcap=20", "different model (model.softcap)"),
+        ("model.depth=2", "different model (model.depth)"),
+    ],
+)
+def test_resume_refuses_model_changes_without_touching_the_run(
+    cli_run, capsys, override, message
+) -> None:
+    from pathlib import Path
+
+    run_dir = Path(_run_dir(cli_run[1]))
+    before = {
+        name: (run_dir / name).read_bytes()
+        for name in (rundir.CONFIG, rundir.RUN_RECORD, rundir.EVENTS)
+    }
+    assert main(["run", "--resume", str(run_dir), "--set", override, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    for name, data in before.items():
+        assert (run_dir / name).read_bytes() == data, f"{name} was rewritten"

@@ -69,7 +69,7 @@ def test_auth_cli_set_status_delete(monkeypatch, capsys) -> None:
     out, err = capsys.readouterr()
     assert KEY not in out + err and KEY[-4:] not in out + err
     assert "stored" in out and "warning" in err and "0600" in err
-    assert "offline" in out
+    assert "not checked online" in out and "--verify" in out
     assert main(["auth", "status"]) == 0
     out, _ = capsys.readouterr()
     assert "0600 file" in out and "warning" in out and KEY not in out
@@ -91,3 +91,50 @@ def test_auth_cli_rejects_bad_key(monkeypatch, capsys) -> None:
 def test_online_check_is_skipped_offline(monkeypatch, mode) -> None:
     monkeypatch.setenv("WANDB_MODE", mode)
     assert "offline" in secrets.verify_wandb_online(KEY)
+
+
+def test_auth_contacts_wandb_only_when_asked_and_says_so_first(monkeypatch, capsys) -> None:
+    """Regression (issue 10): `auth set wandb` sent the key to api.wandb.ai without saying so."""
+    import socket
+
+    from nanochat_tui.cli import main
+
+    def no_network(*args, **kwargs):
+        raise AssertionError(f"network contacted: {args}")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setattr("sys.stdin", io.StringIO(KEY + "\n"))
+    assert main(["auth", "set", "wandb"]) == 0
+    assert main(["auth", "status"]) == 0
+    out, _ = capsys.readouterr()
+    assert "not checked online" in out and "api.wandb.ai" in out
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setattr("sys.stdin", io.StringIO(KEY + "\n"))
+    assert main(["auth", "set", "wandb", "--verify"]) == 0
+    out, _ = capsys.readouterr()
+    said, result = out.index("checking the key with https://api.wandb.ai"), out.index("offline (")
+    assert said < result and KEY not in out
+
+
+def test_crash_dump_scrubs_stored_secret_in_env_var_with_another_name(
+    monkeypatch, tmp_path
+) -> None:
+    """Regression (issue 10): a stored key held in an env var named e.g. MY_CFG was written
+    verbatim; so were credential-shaped values in unrelated env vars."""
+    odd = "local-" + "Zq" * 25  # no generic pattern matches it: only the stored value can
+    secrets.set_secret("wandb", odd)
+    secrets.reset_cache()  # a fresh process: it has not read the key itself
+    monkeypatch.setenv("MY_CFG", odd)
+    monkeypatch.setenv("DEPLOY_THING", "sk-" + "Ab1" * 10)
+    monkeypatch.setenv("OTHER", "Xy7" * 10)  # mixed-case letters+digits token shape
+    monkeypatch.setenv("ENDPOINT", "https://bob:hunter2secret@example.org/v1")
+    monkeypatch.setenv("HARMLESS", "/usr/local/bin:/usr/bin")
+    try:
+        raise RuntimeError(f"failed with {odd}")
+    except RuntimeError as err:
+        text = write_crash_dump(err, tmp_path).read_text()
+    for value in (odd, "sk-" + "Ab1" * 10, "Xy7" * 10, "hunter2secret"):
+        assert value not in text
+    assert "MY_CFG=***" in text and "/usr/local/bin:/usr/bin" in text

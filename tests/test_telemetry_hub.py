@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -118,9 +119,12 @@ def test_failing_sink_retries_then_fails_with_scrubbed_error(tmp_path):
     assert "hf_abc" not in health["last_error"]
     assert sink.calls == 3
     hub.close()
-    logs = [e for e in read_events(tmp_path / "events.jsonl") if e["type"] == "log"]
-    assert [e["health"] for e in logs] == ["retrying", "failed"]
-    assert all("hf_abc" not in e["message"] for e in logs)
+    sinks = [e for e in read_events(tmp_path / "events.jsonl") if e["type"] == "sink"]
+    assert [(e["name"], e["status"]) for e in sinks] == [
+        ("broken", "retrying"),
+        ("broken", "failed"),
+    ]
+    assert all("hf_abc" not in e["error"] and "ConnectionError" in e["error"] for e in sinks)
 
 
 def test_sink_recovers_after_transient_failures(tmp_path):
@@ -133,8 +137,9 @@ def test_sink_recovers_after_transient_failures(tmp_path):
     assert sink.got and sink.got[0]["step"] == 3
     assert hub.health()["broken"]["status"] == "ok"
     hub.close()
-    healths = [e["health"] for e in read_events(tmp_path / "events.jsonl") if e["type"] == "log"]
-    assert healths == ["retrying", "ok"]
+    events = read_events(tmp_path / "events.jsonl")
+    assert [e["status"] for e in events if e["type"] == "sink"] == ["retrying", "ok"]
+    assert [e["error"] for e in events if e["type"] == "sink"][1] is None
 
 
 def test_callback_errors_are_swallowed_and_sources_polled(tmp_path):
@@ -212,3 +217,86 @@ def test_otel_spans_and_metrics_in_memory():
         m.name for rm in metrics.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
     }
     assert {"nanochat.train.loss", "nanochat.train.tokens_per_s", "nanochat.train.mfu"} <= names
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_refused_otel_endpoint_becomes_a_sink_health_event(tmp_path):
+    """Regression (issue 10): a refused OTLP endpoint gave 0 health events (the exporter's failures
+    happen on OTel's own thread and were only logged)."""
+    from nanochat_tui.config import load_config
+    from nanochat_tui.telemetry.otel_sink import OtelSink
+
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    cfg = load_config(
+        "tiny", ["telemetry.otel.enabled=true", f"telemetry.otel.endpoint={endpoint}"]
+    )
+    hub = TelemetryHub(tmp_path, sinks=[OtelSink(cfg, "r")])
+    hub.emit(make_event("run_start"))
+    hub.emit(make_event("step", step=1, loss=1.0))
+    hub.emit(make_event("run_end", step=1, status="finished"))
+    hub.close()  # flushes the batch exporter: the export is refused
+    sinks = [e for e in read_events(tmp_path / "events.jsonl") if e["type"] == "sink"]
+    assert sinks and sinks[-1]["name"] == "otel" and sinks[-1]["status"] == "failed"
+    assert endpoint in sinks[-1]["error"]
+
+
+def test_library_logging_goes_to_the_app_log_not_the_terminal(tmp_path):
+    """Regression (issue 10): 57 raw `WARNING:opentelemetry...` lines reached the terminal."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, warnings\n"
+        "from nanochat_tui import logging_setup\n"
+        "path = logging_setup.setup_logging()\n"
+        "logging.getLogger('opentelemetry.exporter.otlp').warning('export refused')\n"
+        "logging.getLogger('urllib3.connectionpool').error('connection reset')\n"
+        "warnings.warn('a library warning')\n"
+        "print(path)\n"
+    )
+    env = {**os.environ, "NANOCHAT_TUI_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0 and done.stderr == ""
+    log_text = Path(done.stdout.strip()).read_text(encoding="utf-8")
+    for line in ("export refused", "connection reset", "a library warning"):
+        assert line in log_text
+
+
+def test_a_failure_the_sink_reports_is_not_cleared_by_deliveries(tmp_path):
+    """OTel's exports fail on their own thread while handle() keeps succeeding: the status must
+    stay failed until the sink reports an export that worked."""
+
+    class Reporting:
+        name = "reporting"
+
+        def bind_health(self, report):
+            self.report = report
+
+        def handle(self, event):
+            pass
+
+        def close(self):
+            pass
+
+    sink = Reporting()
+    hub = TelemetryHub(tmp_path, sinks=[sink])
+    sink.report("failed", "export refused")
+    for step in range(5):
+        hub.emit(make_event("step", step=step, loss=1.0))
+    time.sleep(0.2)
+    assert hub.health()["reporting"]["status"] == "failed"
+    sink.report("ok")
+    assert hub.health()["reporting"]["status"] == "ok"
+    hub.close()
+    statuses = [e["status"] for e in read_events(tmp_path / "events.jsonl") if e["type"] == "sink"]
+    assert statuses == ["failed", "ok"]

@@ -120,3 +120,88 @@ def test_estimates_show_mfu_assumption() -> None:
     from nanochat_tui.tui.screens.config import mfu_note
 
     assert "assumed" in mfu_note(load_prefab("tiny")).plain
+
+
+async def test_picker_marks_origin_and_lists_broken_prefabs(screen_text) -> None:
+    """Regression (issue 16): the picker listed broken prefabs unmarked (and one broken file must
+    not stop the others from loading)."""
+    from textual.widgets import Select
+
+    from nanochat_tui import paths
+    from nanochat_tui.config import load_prefab, save_prefab
+    from nanochat_tui.tui.screens.config import ConfigPane
+
+    save_prefab(load_prefab("tiny"), "mine")
+    (paths.user_prefabs_dir() / "bad.yaml").write_bytes(b"\xff\xfe not utf-8")
+    app = NanochatApp(prefab="tiny")
+    notes: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.notify = lambda message, **kwargs: notes.append(str(message))
+        labels = {v: str(label) for label, v in app.query_one(ConfigPane)._prefab_options()}
+        assert labels["tiny"] == "tiny  bundled" and labels["mine"] == "mine  user"
+        assert labels["bad"] == "✗ bad  broken"
+        app.query_one("#prefab", Select).value = "bad"  # says why, keeps the current prefab
+        await pilot.pause()
+        assert app.state.prefab_name == "tiny"
+        assert any("UTF-16" in note for note in notes), notes
+
+
+async def test_save_under_a_bundled_name_is_refused_in_the_dialog(screen_text, type_into) -> None:
+    from nanochat_tui.config import list_prefabs
+    from nanochat_tui.tui.screens.config import SavePrefabScreen
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await type_into(pilot, "#save-name", "ten")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, SavePrefabScreen)  # still open, the name kept
+        assert app.screen.query_one("#save-name", Input).value == "ten"
+        assert "'ten' is a bundled prefab" in screen_text(app)
+    assert list_prefabs()["ten"].parent.name == "prefabs"
+    assert "config" not in list_prefabs()["ten"].parts[-3:]  # still the bundled file
+
+
+async def test_every_tab_stop_on_the_config_pane_shows_focus() -> None:
+    """Regression (issue 16): the Config pane had an invisible first tab stop (the scrolling
+    fields container); every focusable widget must look different when focused."""
+    from textual.geometry import Region
+
+    from nanochat_tui.tui.screens.config import ConfigPane
+
+    def looks(widget) -> list[str]:
+        return [
+            strip.text + repr([seg.style for seg in strip])
+            for node in widget.walk_children(with_self=True)
+            for strip in node.render_lines(Region(0, 0, node.size.width, node.size.height))
+        ]
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        pane = app.query_one(ConfigPane)
+        chain = [w for w in app.screen.focus_chain if pane in w.ancestors_with_self]
+        assert chain and chain[0].id == "prefab"
+        for widget in chain:
+            widget.focus()
+            await pilot.pause()
+            focused = looks(widget)
+            app.set_focus(None)
+            await pilot.pause()
+            assert looks(widget) != focused, f"{widget} shows no focus indicator"
+
+
+async def test_a_pathological_field_value_shows_an_error_not_a_crash(screen_text) -> None:
+    """`ui=[[[…` 2000 deep crashed with RecursionError; typed into a field it must only be ✗."""
+    from nanochat_tui.tui.screens.config import ConfigPane
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        error = app.query_one(ConfigPane).apply_edit("model.depth", "[" * 2000)
+        assert error and "nested more than 32 levels" in error
+        assert app.state.config.model.depth == 2

@@ -46,10 +46,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser.parse_args(["tui", *argv])
     module = importlib.import_module(f"nanochat_tui.commands.{COMMANDS[args.command][0]}")
+    from nanochat_tui import logging_setup
     from nanochat_tui.errors import UserError
 
     try:
-        return int(module.run(args) or 0)
+        logging_setup.setup_logging(getattr(args, "debug", False))
+    except OSError as err:  # an unwritable data dir must not stop `config keys`
+        print(f"warning: no app log ({err.strerror}: {err.filename})", file=sys.stderr)
+
+    try:
+        code = int(module.run(args) or 0)
+        sys.stdout.flush()  # a closed pipe surfaces here, not in the interpreter's exit flush
+        return code
+    except BrokenPipeError:
+        return _closed_pipe()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -72,6 +82,22 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _closed_pipe() -> int:
+    """stdout's reader went away (``nanochat-tui config keys | head``): stop quietly, like cat.
+
+    Python would report the failed flush at exit, so stdout is pointed at /dev/null first.
+    """
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a writer whose pipe closed
 
 
 if __name__ == "__main__":

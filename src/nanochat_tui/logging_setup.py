@@ -84,8 +84,23 @@ def setup_logging(debug: bool = False) -> Path:
     if _listener_handler not in logger.handlers:
         logger.addHandler(_listener_handler)
     logger.propagate = False
+    route_library_logging(_file_handler)
     set_debug(debug)
     return path
+
+
+def route_library_logging(handler: logging.Handler) -> None:
+    """Send every other library's log records (opentelemetry, urllib3, wandb, absl, jax, ...) and
+    Python warnings to the app log, never to the terminal: without a handler on the root logger,
+    Python prints WARNING records to stderr (over a progress bar, after a final summary, in
+    ``--quiet`` mode). Our own records keep their handlers (``nanochat_tui`` does not propagate).
+    """
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_nanochat_app_log", False)]:
+        root.removeHandler(old)
+    handler._nanochat_app_log = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    logging.captureWarnings(True)
 
 
 def set_debug(debug: bool) -> None:

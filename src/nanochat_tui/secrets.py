@@ -19,6 +19,8 @@ SERVICE = "nanochat-tui"
 SECRETS_FILE = "secrets.json"
 # name -> environment variable that may also provide it (read only, never written)
 ENV_VARS = {"wandb": "WANDB_API_KEY"}
+KNOWN_SECRETS = ("wandb",)
+WANDB_HOST = "api.wandb.ai"  # the only host an explicit key check contacts
 FALLBACK_WARNING = (
     "no usable OS keyring (headless Linux / SSH?): the key is stored in {path} (mode 0600, "
     "readable by your user only). Install a keyring backend (e.g. gnome-keyring or "
@@ -64,6 +66,11 @@ def _remember(value: str | None) -> str | None:
 def cached_secret_values() -> list[str]:
     """Every secret value this process has read or stored (for scrubbing crash dumps and logs)."""
     return sorted(_seen)
+
+
+def stored_secret_values() -> list[str]:
+    """The values of every secret stored now (keyring, 0600 file, env), for scrubbing only."""
+    return [v for name in KNOWN_SECRETS if (v := get_secret(name))]
 
 
 def reset_cache() -> None:
@@ -223,16 +230,28 @@ def secret_status(name: str) -> SecretStatus:
     return SecretStatus(False, None)
 
 
-def wandb_offline_reason() -> str | None:
-    """Why an online check is impossible right now, or None when it may be tried."""
+def wandb_mode_from_env() -> str | None:
+    """'WANDB_MODE=offline' when the environment forces W&B offline, else None (no network used)."""
     if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
         return f"WANDB_MODE={os.environ['WANDB_MODE']}"
+    return None
+
+
+def wandb_offline_reason() -> str | None:
+    """Why an online check is impossible right now, or None when it may be tried.
+
+    Opens a TCP connection to WANDB_HOST unless the environment forces offline mode: call it
+    only after telling the user that W&B is being contacted.
+    """
+    forced = wandb_mode_from_env()
+    if forced:
+        return forced
     import socket
 
     try:
-        socket.create_connection(("api.wandb.ai", 443), timeout=2).close()
+        socket.create_connection((WANDB_HOST, 443), timeout=2).close()
     except OSError:
-        return "no network route to api.wandb.ai"
+        return f"no network route to {WANDB_HOST}"
     return None
 
 
@@ -249,7 +268,7 @@ def verify_wandb_online(key: str) -> str:
         from wandb.sdk.lib.wbauth.host_url import HostUrl
         from wandb.sdk.lib.wbauth.validation import check_api_key_validity
 
-        problem = check_api_key_validity(host=HostUrl("https://api.wandb.ai"), api_key=key)
+        problem = check_api_key_validity(host=HostUrl(f"https://{WANDB_HOST}"), api_key=key)
     except Exception as err:  # wandb internals move between versions
         return f"could not verify online ({type(err).__name__}); format OK"
     return f"rejected by W&B: {problem}" if problem else "verified with W&B ✓"

@@ -47,9 +47,29 @@ def load_run_config(args: argparse.Namespace):
 
             raise UserError(f"{run_dir} is not a directory", "pass a run directory to --resume")
         config = load_from_run(run_dir)
-        return (apply_overrides(config, args.overrides) if args.overrides else config), run_dir
+        if not args.overrides:
+            return config, run_dir
+        changed = apply_overrides(config, args.overrides)
+        refuse_model_change(config, changed, run_dir)
+        return changed, run_dir
     config = load_config(args.prefab, args.overrides)
     return config, None
+
+
+def refuse_model_change(saved, changed, run_dir: Path) -> None:
+    """A resume continues the same model: any model.* change is refused before anything (the
+    run's config.yaml included) is touched."""
+    from nanochat_tui.config import diff
+    from nanochat_tui.errors import UserError
+
+    keys = [key for key, _old, _new in diff(saved, changed) if key.startswith("model.")]
+    if keys:
+        raise UserError(
+            f"cannot resume {run_dir.name} with a different model ({', '.join(keys)}); "
+            "nothing was changed",
+            "resume without those --set values; to try them, start a new run "
+            "(nanochat-tui run PREFAB --set ...)",
+        )
 
 
 def execute_headless(config, run_dir: Path, *, resume: bool, control, callbacks: list) -> Any:
@@ -95,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
             result = execute_headless(
                 config, run_dir, resume=resume_dir is not None, control=control, callbacks=[display]
             )
+    except BaseException:
+        if resume_dir is None:
+            discard_unstarted(run_dir)
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
     _print_summary(result, run_dir)
@@ -102,6 +126,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {result.error or 'training failed'}", file=sys.stderr)
         return 1
     return 0
+
+
+def discard_unstarted(run_dir: Path) -> bool:
+    """Remove a new run's directory when the run failed before it started (no ``run_start``
+    event): its name is free again and `runs` shows no empty record. The error is printed."""
+    import shutil
+
+    from nanochat_tui import rundir
+
+    try:
+        started = b'"run_start"' in (run_dir / rundir.EVENTS).read_bytes()
+    except OSError:
+        started = False
+    if started:
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
 
 
 def _install_sigint(control) -> Any:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from nanochat_tui import paths
+from nanochat_tui.config import safe_yaml
+from nanochat_tui.config.safe_yaml import YamlInputError, excerpt
 from nanochat_tui.config.schema import PATCHABLE_FIELDS, Config
+
+INT64_MAX = 2**63 - 1
 
 
 class ConfigError(ValueError):
@@ -84,17 +90,37 @@ def _format_validation_error(err: ValidationError, source: str = "") -> str:
             close = difflib.get_close_matches(loc, known_keys(), n=1)
             hint = f" — did you mean '{close[0]}'?" if close else ""
             lines.append(f"unknown key '{loc}'{hint}")
-        elif loc:
-            lines.append(f"{loc}: {msg} (got {e.get('input')!r})")
+        elif loc and not isinstance(e.get("input"), dict | list):
+            lines.append(f"{loc}: {msg} (got {excerpt(e.get('input'))})")
+        elif loc:  # a check across fields of a section: its message names them
+            lines.append(f"{loc}: {msg}")
         else:
             lines.append(msg)
     where = f" in {source}" if source else ""
     return f"invalid config{where}: " + "; ".join(lines)
 
 
+def _check_int64(value: Any, where: str) -> None:
+    """Refuse integers that no field can hold (pydantic would take 10**40 for an ``int``)."""
+    stack = [(value, where)]
+    while stack:
+        item, loc = stack.pop()
+        if isinstance(item, dict):
+            stack.extend((v, f"{loc}.{k}" if loc else str(k)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{loc}[{i}]") for i, v in enumerate(item))
+        elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > INT64_MAX:
+            raise ConfigError(
+                f"invalid config: {loc or 'value'}: integer out of range "
+                f"(got {excerpt(item, 24)}; at most {INT64_MAX})"
+            )
+
+
 def validate(data: dict[str, Any], source: str = "") -> Config:
+    """The one place a config tree becomes a Config: strict types, finite numbers, int64 ints."""
+    _check_int64(data, "")
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, strict=True)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
 
@@ -112,19 +138,17 @@ def field_error(config: Config, dotted: str, raw: str) -> str | None:
 
 
 def parse_value(raw: str) -> Any:
-    """'12' -> 12, '3e-4' -> 0.0003, 'true' -> True, 'null'/'' -> None, else the string."""
+    """'12' -> 12, '3e-4' -> 0.0003, 'true' -> True, 'null'/'' -> None, '[1, 2]' -> a list, else
+    the string. YAML 1.2 scalars: 'no', 'on', '0x10' stay strings (strict validation then names
+    the field). Raises ConfigError for input over the size or nesting limits."""
     if raw.strip() == "":
         return None
     try:
-        value = yaml.safe_load(raw)
+        return safe_yaml.parse(raw)
+    except YamlInputError as err:
+        raise ConfigError(f"invalid override: value {err}") from None
     except yaml.YAMLError:
         return raw
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value for c in ".eE") else value
-        except ValueError:
-            return value
-    return value
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
@@ -177,6 +201,21 @@ def validate_patch(config: Config, changes: dict[str, Any]) -> Config:
 # ---------------------------------------------------------------- prefabs
 
 
+BUNDLED_PREFIX = "bundled:"
+
+
+@dataclass(frozen=True)
+class PrefabEntry:
+    """One prefab file as `config prefabs` and the TUI picker show it."""
+
+    name: str  # what load_prefab takes ("bundled:tiny" for a bundled prefab a user one shadows)
+    path: Path
+    origin: str  # "bundled" | "user"
+    hardware: str = ""
+    error: str | None = None  # why it does not load (the file is listed, not used)
+    shadowed: bool = False  # a bundled prefab hidden behind a user prefab of the same name
+
+
 def list_prefabs() -> dict[str, Path]:
     """name -> path for bundled prefabs, then user prefabs (a user prefab shadows a bundled one)."""
     found: dict[str, Path] = {}
@@ -187,26 +226,68 @@ def list_prefabs() -> dict[str, Path]:
     return found
 
 
+def bundled_prefab_names() -> set[str]:
+    folder = paths.bundled_prefabs_dir()
+    return {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+
+
+def scan_prefabs() -> list[PrefabEntry]:
+    """Every prefab file, bundled first, each loaded to find out whether it works.
+
+    A broken file (bad YAML, not UTF-8, invalid values, a FIFO, ...) is listed with its reason
+    instead of stopping the listing. A bundled prefab shadowed by a user prefab stays reachable as
+    ``bundled:NAME``.
+    """
+    user_names = {p.stem for p in paths.user_prefabs_dir().glob("*.yaml")}
+    entries: list[PrefabEntry] = []
+    for origin, folder in (
+        ("bundled", paths.bundled_prefabs_dir()),
+        ("user", paths.user_prefabs_dir()),
+    ):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.yaml")):
+            shadowed = origin == "bundled" and path.stem in user_names
+            name = f"{BUNDLED_PREFIX}{path.stem}" if shadowed else path.stem
+            try:
+                config = _load_file(path)
+            except ConfigError as err:
+                entries.append(PrefabEntry(name, path, origin, error=str(err), shadowed=shadowed))
+                continue
+            entries.append(PrefabEntry(name, path, origin, config.hardware, shadowed=shadowed))
+    return entries
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
+    """A prefab/run config file as a dict, read under safe_yaml's limits; ConfigError otherwise."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = safe_yaml.parse(safe_yaml.read_text(path)) or {}
+    except YamlInputError as err:
+        text = str(err)
+        raise ConfigError(text if str(path) in text else f"{path}: {text}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(
             f"{path} is not valid YAML{where}: fix the file or pick another prefab"
         ) from None
-    except OSError as err:
-        raise ConfigError(f"cannot read {path}: {err.strerror}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (model:, train:, ...)")
     return data
 
 
 def load_prefab(name_or_path: str) -> Config:
-    """Load a prefab by name (bundled or user) or by path to a YAML file."""
+    """Load a prefab by name (user first, then bundled; ``bundled:NAME`` for the bundled one) or
+    by path to a YAML file."""
     path = Path(name_or_path).expanduser()
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+    if name_or_path.startswith(BUNDLED_PREFIX):
+        path = paths.bundled_prefabs_dir() / f"{name_or_path.removeprefix(BUNDLED_PREFIX)}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"no bundled prefab named '{path.stem}'; bundled: "
+                + ", ".join(sorted(bundled_prefab_names()))
+            )
+    elif not (path.suffix in (".yaml", ".yml") and os.path.lexists(path)):
         prefabs = list_prefabs()
         if name_or_path not in prefabs:
             close = difflib.get_close_matches(name_or_path, list(prefabs), n=1, cutoff=0.5)
@@ -215,6 +296,10 @@ def load_prefab(name_or_path: str) -> Config:
                 f"no prefab named '{name_or_path}'{hint}; available: {', '.join(prefabs) or 'none'}"
             )
         path = prefabs[name_or_path]
+    return _load_file(path)
+
+
+def _load_file(path: Path) -> Config:
     data = load_yaml(path)
     data.setdefault("name", path.stem)
     return validate(data, str(path))
@@ -226,13 +311,22 @@ def load_config(prefab: str, overrides: list[str] | None = None) -> Config:
 
 
 def to_yaml(config: Config) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    return yaml.dump(
+        config.model_dump(mode="json"),
+        Dumper=safe_yaml.QuotingDumper,
+        sort_keys=False,
+        allow_unicode=True,
+    )
 
 
 def save_prefab(config: Config, name: str, *, overwrite: bool = False) -> Path:
     """Save as a user prefab. Refuses to clobber unless ``overwrite``; writes atomically."""
-    if not name or not all(c.isalnum() or c in "-_." for c in name):
+    if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
         raise ConfigError(f"prefab name '{name}' may use only letters, digits, '-', '_' and '.'")
+    if name in bundled_prefab_names():
+        raise ConfigError(
+            f"'{name}' is a bundled prefab; save under another name (e.g. '{name}-custom')"
+        )
     path = paths.user_prefabs_dir() / f"{name}.yaml"
     if path.exists() and not overwrite:
         raise FileExistsError(path)
@@ -243,7 +337,6 @@ def save_prefab(config: Config, name: str, *, overwrite: bool = False) -> Path:
 
 def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
     """Write via a temp file + rename so a crash never leaves a half-written file."""
-    import os
     import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -33,8 +33,10 @@ class ModelConfig(Section):
     vocab_size: int = Field(
         65536, ge=260, le=1_048_576, description="Tokenizer vocabulary (incl. specials)"
     )
-    softcap: float = Field(15.0, ge=0.0, description="Logit soft-cap c·tanh(x/c); 0 disables")
-    rope_base: float = Field(10000.0, gt=0, description="Rotary embedding base frequency")
+    softcap: float = Field(
+        15.0, ge=0.0, le=1000.0, description="Logit soft-cap c·tanh(x/c); 0 disables"
+    )
+    rope_base: float = Field(10000.0, ge=1.0, le=1e9, description="Rotary embedding base frequency")
 
     @property
     def model_dim(self) -> int:
@@ -107,7 +109,7 @@ class OptimConfig(Section):
     final_lr_frac: float = Field(
         0.0, ge=0, le=1, description="LR at the end, as a fraction of peak"
     )
-    grad_clip: float = Field(1.0, ge=0, description="Global grad-norm clip (0 disables)")
+    grad_clip: float = Field(1.0, ge=0, le=1e6, description="Global grad-norm clip (0 disables)")
     lr_multiplier: float = Field(
         1.0, gt=0, le=100, description="Live multiplier on every lr (patchable)"
     )
@@ -129,7 +131,7 @@ class TrainConfig(Section):
         -1, ge=-1, description="Optimizer steps; -1 = from param:data ratio"
     )
     target_param_data_ratio: float = Field(
-        20.0, gt=0, description="Chinchilla tokens per parameter when num_iterations = -1"
+        20.0, gt=0, le=1e6, description="Chinchilla tokens per parameter when num_iterations = -1"
     )
     eval_every: int = Field(250, ge=0, description="Validate every N steps (0 = only at the end)")
     eval_tokens: int = Field(10 * 524288, ge=1, description="Validation tokens per evaluation")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -90,13 +91,39 @@ def get_registry(load_plugins: bool = True) -> Registry:
         builtins.register(registry)
         if load_plugins:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
-                try:
-                    ep.load()(registry)
-                except Exception as err:  # a broken plugin must not take the app down
-                    registry.failed[ep.name] = f"{type(err).__name__}: {err}"
-                    log.warning("plugin %s failed to load: %s", ep.name, err)
+                registry = load_plugin(registry, ep.name, ep.load)
         _registry = registry
     return _registry
+
+
+def load_plugin(registry: Registry, name: str, load: Callable[[], Any]) -> Registry:
+    """Import one plugin and let it register, all or nothing.
+
+    The plugin registers into a copy; the copy replaces ``registry`` only if import and
+    registration both finish. Anything a plugin raises — ``SystemExit``, a ``BaseException`` of
+    its own, a ``KeyboardInterrupt`` subclass — disables that plugin with a message in
+    ``registry.failed``; only a real Ctrl+C (exactly ``KeyboardInterrupt``) goes on up.
+    """
+    trial = Registry(
+        dict(registry.screens),
+        dict(registry.panels),
+        dict(registry.categories),
+        dict(registry.sources),
+        dict(registry.failed),
+    )
+    try:
+        register = load()
+        if not callable(register):
+            raise TypeError(f"entry point is {type(register).__name__}, not a register function")
+        register(trial)
+    except BaseException as err:  # a plugin must not take the app down
+        if type(err) is KeyboardInterrupt:
+            raise
+        reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        registry.failed[name] = f"disabled ({reason[:200]})"
+        log.warning("plugin %s disabled: %s", name, reason[:500])
+        return registry
+    return trial
 
 
 def reset_registry() -> None:

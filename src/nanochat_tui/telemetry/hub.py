@@ -9,7 +9,9 @@ Order of delivery for each event:
      Training never waits for a sink.
 
 ``hub.health()`` reports each sink as ok / retrying / failed with its last error (secrets
-scrubbed), and every change of health is also written as a "log" event so the TUI can show it.
+scrubbed), and every change of health is also written as a ``sink`` event so the TUI can show it.
+A sink whose real work happens on a thread of its own (OTel's batch exporter) reports its health
+through ``bind_health(report)``.
 The hub also polls plugin telemetry sources (``registry.sources``) and emits heartbeats.
 """
 
@@ -45,9 +47,13 @@ class Sink(Protocol):
 
 
 def _scrubbed(err: BaseException) -> str:
+    return _scrub_text(f"{type(err).__name__}: {err}")
+
+
+def _scrub_text(text: str) -> str:
     from nanochat_tui.crash import known_secret_values, scrub
 
-    return scrub(f"{type(err).__name__}: {err}", known_secret_values())[:300]
+    return scrub(text, known_secret_values())[:300]
 
 
 @dataclass
@@ -91,6 +97,10 @@ class _SinkWorker:
         self._stall_s = stall_s
         self._on_health = on_health
         self._call_started: float | None = None
+        self._sink_reported_failure = False
+        bind = getattr(sink, "bind_health", None)
+        if callable(bind):
+            bind(self.report)
         self._thread = threading.Thread(
             target=self._loop, name=f"telemetry-{self.health.name}", daemon=True
         )
@@ -111,6 +121,14 @@ class _SinkWorker:
             self.health.last_error = error
         if changed:
             self._on_health(self.snapshot())
+
+    def report(self, status: str, error: str | None = None) -> None:
+        """Health a sink reports about work done off the hub's thread (e.g. OTel's batch export):
+        FAILED/RETRYING with a reason, or OK once it works again."""
+        self._sink_reported_failure = status != OK
+        if status == OK and self.health.status == OK:
+            return
+        self._set_status(status, _scrub_text(error) if error else None)
 
     def snapshot(self) -> SinkHealth:
         with self._cond:
@@ -151,8 +169,8 @@ class _SinkWorker:
                     self._cond.wait(delay * (0.5 + random.random()))
                 continue
             self.health.delivered += 1
-            if self.health.status != OK:
-                self._set_status(OK)
+            if self.health.status != OK and not self._sink_reported_failure:
+                self._set_status(OK)  # a failure the sink reported clears only by its report
             return
 
     def _loop(self) -> None:
@@ -266,20 +284,25 @@ class TelemetryHub:
         return None
 
     def _health_changed(self, health: SinkHealth) -> None:
-        level = (
-            "info" if health.status == OK else "warning" if health.status == RETRYING else "error"
-        )
-        detail = f" ({health.last_error})" if health.last_error and health.status != OK else ""
+        """A ``sink`` event (telemetry/events.py) for each change: the status bar and the event
+        log show it; written straight to events.jsonl and the callbacks, never to the sinks (a
+        failing sink must not feed itself)."""
         event = make_event(
-            "log",
-            level=level,
-            message=f"telemetry sink {health.name}: {health.status}{detail}",
-            sink=health.name,
-            health=health.status,
+            "sink",
+            name=health.name,
+            status=health.status,
+            error=health.last_error if health.status != OK else None,
+            dropped=health.dropped,
         )
         if self._last_step is not None:
             event["step"] = self._last_step
-        # Write directly (not to sinks: a failing sink must not feed itself).
+        log.log(
+            logging.INFO if health.status == OK else logging.WARNING,
+            "telemetry sink %s: %s%s",
+            health.name,
+            health.status,
+            f" ({health.last_error})" if event["error"] else "",
+        )
         if self._writer is not None and not self._closed:
             self._writer(event)
         for callback in self._callbacks:
@@ -300,7 +323,7 @@ class TelemetryHub:
                 try:
                     for event in _poll_source(name, source, iterators):
                         self.emit(event)
-                except Exception as err:
+                except BaseException as err:  # plugin code: SystemExit would end this thread
                     log.warning("telemetry source %s failed: %s", name, _scrubbed(err))
                     self._sources.pop(name, None)
                     self.emit(
@@ -368,6 +391,8 @@ def load_sources(run_dir: Path, config: Any) -> dict[str, Any]:
     for name, ref in get_registry().sources.items():
         try:
             out[name] = resolve(ref)(run_dir, config)
-        except Exception as err:
+        except BaseException as err:  # a plugin's SystemExit must not end the run
+            if type(err) is KeyboardInterrupt:
+                raise
             log.warning("telemetry source %s could not start: %s", name, _scrubbed(err))
     return out

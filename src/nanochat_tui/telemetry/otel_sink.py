@@ -16,6 +16,24 @@ def otel_wanted(config: Any) -> bool:
     return bool(config.telemetry.otel.enabled or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
+def _reporting(exporter_cls: type, on_result: Any) -> type:
+    """A subclass of an OTLP exporter that tells ``on_result(what, ok)`` how each export went."""
+
+    class Reporting(exporter_cls):  # type: ignore[misc, valid-type]
+        def export(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                result = super().export(*args, **kwargs)
+            except Exception:
+                on_result(self._what, False)
+                raise
+            on_result(self._what, getattr(result, "name", str(result)) == "SUCCESS")
+            return result
+
+    Reporting._what = "metric" if "Metric" in exporter_cls.__name__ else "span"
+    Reporting.__name__ = f"Reporting{exporter_cls.__name__}"
+    return Reporting
+
+
 def _ns(seconds: float) -> int:
     return int(seconds * 1e9)
 
@@ -37,6 +55,7 @@ class OtelSink:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 
         otel = config.telemetry.otel
+        self._report: Any = None
         self.run_name = run_name or config.run.name or "run"
         self.endpoint = otel.endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
         resource = Resource.create(
@@ -48,9 +67,13 @@ class OtelSink:
             from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
             base = self.endpoint.rstrip("/")
-            span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", timeout=5)
+            span_exporter = _reporting(OTLPSpanExporter, self._exported)(
+                endpoint=f"{base}/v1/traces", timeout=5
+            )
             metric_reader = PeriodicExportingMetricReader(
-                OTLPMetricExporter(endpoint=f"{base}/v1/metrics", timeout=5),
+                _reporting(OTLPMetricExporter, self._exported)(
+                    endpoint=f"{base}/v1/metrics", timeout=5
+                ),
                 export_interval_millis=10_000,
             )
             processor = BatchSpanProcessor(span_exporter)
@@ -78,6 +101,19 @@ class OtelSink:
         }
         self._run_span: Any = None
         self._closed = False
+
+    def bind_health(self, report: Any) -> None:
+        """The hub's health channel: exports run on OTel's own threads, so their failures are
+        reported here rather than raised from ``handle``."""
+        self._report = report
+
+    def _exported(self, what: str, ok: bool) -> None:
+        if self._report is None:
+            return
+        if ok:
+            self._report("ok")
+        else:
+            self._report("failed", f"{what} export to {self.endpoint} failed (see the app log)")
 
     def _context(self) -> Any:
         from opentelemetry import trace
@@ -152,6 +188,6 @@ class OtelSink:
             self._run_span = None
         self._tracer_provider.force_flush(5_000)
         self._tracer_provider.shutdown()
-        with contextlib.suppress(Exception):
-            self._meter_provider.force_flush(5_000)
+        with contextlib.suppress(Exception):  # a final export, then no atexit export later
+            self._meter_provider.shutdown(timeout_millis=5_000)
         self._closed = True

@@ -81,8 +81,7 @@ class AuthPane(Widget):
     def key_typed(self, event: Input.Changed) -> None:
         event.stop()
         check = self.query_one("#auth-check", Static)
-        if not event.value:
-            check.update("")
+        if not event.value:  # cleared by the user (keep the result of a store or a check)
             return
         problem = secrets.check_wandb_key(event.value)
         check.update(
@@ -108,18 +107,25 @@ class AuthPane(Widget):
         log.info("W&B key stored (backend=%s)", result.backend)
         self.refresh_status()
         where = "keyring" if result.backend == "keyring" else "0600 file"
-        check.update(Text(f"stored in {where} ✓ (value hidden)", "green"))
+        check.update(
+            Text.assemble(
+                (f"stored in {where} ✓ (value hidden)", "green"),
+                (f"\nnot checked online — ctrl+t checks it with {secrets.WANDB_HOST}", "dim"),
+            )
+        )
         if result.warning:
             self.app.notify(result.warning, severity="warning", timeout=10)
         else:
             self.app.notify(f"W&B key stored in {where}", timeout=4)
         self.post_message(AuthChanged("wandb"))
-        self.verify_online()
 
     def action_verify(self) -> None:
         if not secrets.secret_status("wandb").stored:
             self.app.notify("no W&B key stored yet", severity="warning")
             return
+        self.query_one("#auth-check", Static).update(
+            Text(f"checking the key with https://{secrets.WANDB_HOST} …", "dim")
+        )
         self.verify_online()
 
     @work(thread=True, exclusive=True, group="auth-verify")
@@ -156,6 +162,10 @@ class AuthPane(Widget):
                 "focus the masked key field",
                 lambda: self.query_one("#wandb-key").focus(),
             ),
-            ("Check W&B key online", "login check (offline: format only)", self.action_verify),
+            (
+                "Check W&B key online",
+                f"contacts {secrets.WANDB_HOST} (offline: format only)",
+                self.action_verify,
+            ),
             ("Delete W&B key", "remove it from keyring and file (asks first)", self.action_delete),
         ]

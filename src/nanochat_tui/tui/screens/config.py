@@ -18,7 +18,7 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, Select, Static
 
-from nanochat_tui.config import ConfigError, diff, list_prefabs, save_prefab
+from nanochat_tui.config import ConfigError, diff, save_prefab
 from nanochat_tui.config.estimates import (
     ASSUMED_MFU,
     DEFAULT_MFU,
@@ -27,7 +27,15 @@ from nanochat_tui.config.estimates import (
     num_params,
     total_tokens,
 )
-from nanochat_tui.config.loader import field_info, get_value, known_keys, parse_value
+from nanochat_tui.config.loader import (
+    PrefabEntry,
+    bundled_prefab_names,
+    field_info,
+    get_value,
+    known_keys,
+    parse_value,
+    scan_prefabs,
+)
 from nanochat_tui.plugins import CategoryEntry, resolve
 from nanochat_tui.tui.messages import ConfigChanged
 
@@ -63,6 +71,13 @@ def human_hours(hours: float) -> str:
     if hours < 48:
         return f"{hours:.1f}h"
     return f"{hours / 24:.1f}d"
+
+
+def prefab_label(entry: PrefabEntry) -> Text:
+    """'tiny  bundled', 'mine  user', '✗ bad  broken' for the picker."""
+    if entry.error:
+        return Text.assemble(("✗ ", "red"), entry.name, ("  broken", "red"))
+    return Text.assemble(entry.name, (f"  {entry.origin}", "dim"))
 
 
 def field_id(dotted: str) -> str:
@@ -204,10 +219,12 @@ class SavePrefabScreen(ModalScreen[str | None]):
     def submitted(self, event: Input.Submitted) -> None:
         event.stop()
         name = event.value.strip()
-        if not name or not all(c.isalnum() or c in "-_." for c in name):
-            self.query_one("#save-error", Static).update(
-                "use only letters, digits, '-', '_' and '.'"
-            )
+        error = self.query_one("#save-error", Static)
+        if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+            error.update("use only letters, digits, '-', '_' and '.'")
+            return
+        if name in bundled_prefab_names():
+            error.update(f"'{name}' is a bundled prefab; pick another name (e.g. {name}-custom)")
             return
         self.dismiss(name)
 
@@ -241,6 +258,7 @@ class ConfigPane(Widget):
     ConfigPane #est-mfu, ConfigPane #est-summary { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     ConfigPane #cfg-bottom { height: 10; }
     ConfigPane #diff-box { width: 1fr; border: round $primary; padding: 0 1; }
+    ConfigPane #diff-box:focus { border: round $accent; background-tint: $foreground 5%; }
     ConfigPane #est-box { width: 44; border: round $primary; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -275,7 +293,7 @@ class ConfigPane(Widget):
             yield Static("", id="prefab-desc")
         with Horizontal(id="cfg-body"):
             yield OptionList(*[c.title for c in self.categories], id="categories")
-            with VerticalScroll(id="fields"):
+            with VerticalScroll(id="fields", can_focus=False):  # its inputs are the tab stops
                 yield from self._category_widgets(0)
         with Horizontal(id="cfg-bottom"):
             with VerticalScroll(id="diff-box") as box:
@@ -315,10 +333,12 @@ class ConfigPane(Widget):
     def initial_focus(self) -> Widget:
         return self.query_one("#categories", OptionList)
 
-    def _prefab_options(self) -> list[tuple[str, str]]:
-        options = [(name, name) for name in list_prefabs()]
-        if self.state.prefab_name not in dict(options):
-            options.append((self.state.prefab_name, self.state.prefab_name))
+    def _prefab_options(self) -> list[tuple[Text, str]]:
+        """Bundled, then user prefabs, each marked; broken files marked ✗ (choosing one shows
+        why it does not load)."""
+        options = [(prefab_label(entry), entry.name) for entry in scan_prefabs()]
+        if self.state.prefab_name not in {value for _label, value in options}:
+            options.append((Text(self.state.prefab_name), self.state.prefab_name))
         return options
 
     def sync_prefab_select(self) -> None:
@@ -385,7 +405,10 @@ class ConfigPane(Widget):
         current = self._current_value(dotted)
         if raw == format_value(current):
             return None
-        value = parse_value(raw)
+        try:
+            value = parse_value(raw)
+        except ConfigError as err:  # nested too deep, too long
+            return _short_error(str(err), dotted)
         if dotted.startswith("plugins."):
             error = self._plugin_error(dotted, value)
             if error:
@@ -485,8 +508,8 @@ class ConfigPane(Widget):
             self.app.notify(
                 "fix the fields marked ✗ first (they are not applied)", severity="warning"
             )
-        base = self.state.prefab_name
-        suggestion = base if base not in _bundled_names() else f"{base}-custom"
+        base = self.state.prefab_name.removeprefix("bundled:")
+        suggestion = base if base not in bundled_prefab_names() else f"{base}-custom"
         self.app.push_screen(SavePrefabScreen(suggestion), self._save_named)
 
     def _save_named(self, name: str | None, overwrite: bool = False) -> None:
@@ -549,12 +572,6 @@ class ConfigPane(Widget):
                 )
             )
         return cmds
-
-
-def _bundled_names() -> set[str]:
-    from nanochat_tui import paths
-
-    return {p.stem for p in paths.bundled_prefabs_dir().glob("*.yaml")}
 
 
 def _short_error(message: str, dotted: str) -> str:
