@@ -267,6 +267,22 @@ def default_run_name(config: Config) -> str:
     return f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def run_dir_for(config: Config, name: str) -> Path:
+    """Where a run named ``name`` of ``config`` lives (``run.runs_dir`` or the user runs dir)."""
+    parent = Path(config.run.runs_dir).expanduser() if config.run.runs_dir else paths.runs_dir()
+    return parent / name
+
+
+def name_problem(config: Config, name: str) -> str | None:
+    """Why ``name`` cannot name a new run of ``config`` (bad characters, taken), or None."""
+    if not NAME_RE.match(name):
+        return "use letters, digits, '.', '_' and '-' (at most 100 characters)"
+    run_dir = run_dir_for(config, name)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        return f"a run named '{name}' exists ({run_dir}); pick another name or resume it"
+    return None
+
+
 def resolve_run_dir(config: Config, name: str | None = None) -> tuple[Config, Path]:
     """Pick the run name and directory; refuse an existing non-empty directory."""
     name = name or config.run.name or default_run_name(config)
@@ -275,8 +291,7 @@ def resolve_run_dir(config: Config, name: str | None = None) -> tuple[Config, Pa
             f"run name {name!r} is not usable as a directory name",
             "use letters, digits, '.', '_' and '-' (at most 100 characters)",
         )
-    parent = Path(config.run.runs_dir).expanduser() if config.run.runs_dir else paths.runs_dir()
-    run_dir = parent / name
+    run_dir = run_dir_for(config, name)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(
             f"run directory {run_dir} already exists and is not empty",

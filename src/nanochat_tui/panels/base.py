@@ -169,6 +169,7 @@ class MetricStore:
         self.counts: dict[str, int] = {}
         self.started_wall: float | None = None
         self.last_time: float | None = None
+        self.patched_iterations: int | None = None
 
     # ------------------------------------------------------------ ingest
 
@@ -221,6 +222,7 @@ class MetricStore:
         elif kind == "run_start":
             self.run_start = event
             self.run_end = {}
+            self.patched_iterations = None  # a resumed run states its own length again
             if isinstance(t, (int, float)):
                 self.started_wall = t
         elif kind == "sample":
@@ -229,6 +231,9 @@ class MetricStore:
             self.checkpoints.append(event)
         elif kind == "patch":
             self.patches.append(event)
+            n_iter = event.get("num_iterations")
+            if event.get("ok") and isinstance(n_iter, int) and n_iter > 0:
+                self.patched_iterations = n_iter  # the bar and the ETA follow the patched length
         elif kind == "log":
             self.logs.append(event)
         elif kind == "error":
@@ -254,6 +259,9 @@ class MetricStore:
 
     @property
     def num_iterations(self) -> int | None:
+        """The run's length in steps: the latest applied patch's, else run_start's."""
+        if self.patched_iterations is not None:
+            return self.patched_iterations
         n = self.run_start.get("num_iterations")
         return int(n) if isinstance(n, (int, float)) and n > 0 else None
 

@@ -55,12 +55,9 @@ DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
     ),
 )
 TAIL_INTERVAL_S = 0.05
-# Adaptive refresh: the share of one core the event loop may use while a run streams. Above it
-# the timer's ticks are skipped (the effective interval doubles, up to MAX_STRETCH × refresh_ms);
-# well below it the stretch halves again. Key actions always repaint at once.
-UI_CPU_BUDGET = 0.04
-MAX_STRETCH = 8
-MAX_STRETCHED_MS = 2000
+# The header shows the measured redraw interval when it lags the configured one by more than this
+# factor (a loaded machine): the rate is never stretched on purpose, and never shown as faster.
+LAG_SHOWN = 1.25
 _SPEC_KEYS = ("source", "title", "width", "height")
 
 
@@ -306,9 +303,8 @@ class LivePane(Widget, can_focus=True):
         self.action_paint_count = 0  # completed repaints after key actions (benchmark hook)
         self.last_action_paint = 0.0
         self._timer: Any = None
-        self.stretch = 1  # effective refresh = refresh_ms × stretch (see UI_CPU_BUDGET)
-        self._skipped = 0
-        self._cpu_mark = (time.thread_time(), time.perf_counter())
+        self.measured_ms: float | None = None  # EMA of the interval between redraws while shown
+        self._last_tick: float | None = None
         self._generation = 0  # bumps on every (re)attach so a stale tail worker stops feeding
 
     # ------------------------------------------------------------ composition
@@ -421,6 +417,7 @@ class LivePane(Widget, can_focus=True):
     # ------------------------------------------------------------ redraw timer
 
     def _restart_timer(self) -> None:
+        self.measured_ms, self._last_tick = None, None
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_interval(
@@ -430,17 +427,26 @@ class LivePane(Widget, can_focus=True):
     def _tick(self, force: bool = False) -> None:
         if not force:
             if not self._shown():
-                return  # another pane is active: redraw when it is shown again
-            if self.store.status != "running":
-                self.stretch, self._skipped = 1, 0  # nothing streams: the full rate is cheap
-            self._skipped += 1
-            if self._skipped < self.stretch:
+                self._last_tick = None  # another pane is active: redraw when shown again
                 return
-            self._skipped = 0
-            self._adapt()
+            self._measure()
         if self.grid.tick(force=force):
             self._update_header()
             self.call_after_refresh(self._painted)
+
+    def _measure(self) -> None:
+        """Fold the time since the previous timer tick into ``measured_ms`` (what the user gets)."""
+        now = time.perf_counter()
+        if self._last_tick is not None:
+            ms = (now - self._last_tick) * 1000
+            self.measured_ms = ms if self.measured_ms is None else 0.8 * self.measured_ms + 0.2 * ms
+        self._last_tick = now
+
+    def effective_ms(self) -> float:
+        """The refresh interval the screen really gets (configured, or measured if slower)."""
+        target = float(self.current.refresh_ms)
+        measured = self.measured_ms
+        return measured if measured is not None and measured > target * LAG_SHOWN else target
 
     def _shown(self) -> bool:
         """False while this pane (or an ancestor, e.g. the app's pane switcher) is hidden."""
@@ -450,22 +456,6 @@ class LivePane(Widget, can_focus=True):
                 return False
             node = node.parent
         return True
-
-    def _adapt(self) -> None:
-        """Stretch the refresh while the event loop uses more than UI_CPU_BUDGET of a core
-        (fast step rates, big screens), so the UI can't take a training run's CPU/GIL time."""
-        cpu, wall = time.thread_time(), time.perf_counter()
-        used = (cpu - self._cpu_mark[0]) / max(1e-6, wall - self._cpu_mark[1])
-        self._cpu_mark = (cpu, wall)
-        limit = max(1, min(MAX_STRETCH, MAX_STRETCHED_MS // max(1, self.current.refresh_ms)))
-        if self.store.status != "running" or self.grid.drawn_version == self.store.version:
-            return  # only a streaming run is worth throttling for
-        if self.stretch > limit:
-            self.stretch = limit
-        elif used > UI_CPU_BUDGET and self.stretch < limit:
-            self.stretch = min(limit, self.stretch * 2)
-        elif used < UI_CPU_BUDGET / 3 and self.stretch > 1:
-            self.stretch //= 2
 
     def _painted(self) -> None:
         self.paint_count += 1
@@ -491,8 +481,9 @@ class LivePane(Widget, can_focus=True):
             text.append(self.run_name, style="bold")
             text.append(f" [{store.status}] step {store.step:,}")
         text.append(f"  ⟳{self.current.refresh_ms}ms", style="dim")
-        if self.stretch > 1:
-            text.append(f" (×{self.stretch}: busy)", style="dim")
+        effective = self.effective_ms()
+        if effective > self.current.refresh_ms:
+            text.append(f" (actual {effective:.0f}ms)", style="yellow")
         header = self.query_one("#live-header", Static)
         if text != getattr(header, "_last_content", None):
             header._last_content = text  # type: ignore[attr-defined]

@@ -219,14 +219,12 @@ class RunsPane(Widget, can_focus=False):
         if self.state is None:
             self.notify("no active config", severity="error")
             return
-        from nanochat_tui.orchestrator.runner import NAME_RE, default_run_name
+        from nanochat_tui.orchestrator.runner import default_run_name, name_problem
 
         config = self.state.config
 
-        def check(name: str) -> str | None:
-            if name and not NAME_RE.match(name):
-                return "use letters, digits, '.', '_' and '-' (at most 100 characters)"
-            return None
+        def check(name: str) -> str | None:  # shown in the dialog, which keeps the typed name
+            return name_problem(config, name) if name else None
 
         def done(name: str | None) -> None:
             if name is not None:
