@@ -136,7 +136,8 @@ async def test_live_pane_rebuilds_from_event_log(tmp_path):
 
     from textual.app import App
 
-    from nanochat_tui.tui.screens.live import LivePane, parse_panel_text
+    from nanochat_tui.tui.panel_spec import parse_panel_text
+    from nanochat_tui.tui.screens.live import LivePane
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -6,7 +6,7 @@ import pytest
 
 from nanochat_tui import paths
 from nanochat_tui.tui.app import NanochatApp
-from nanochat_tui.tui.screens.live import PromptModal
+from nanochat_tui.tui.screens.prompt import PromptModal
 
 
 @pytest.fixture

@@ -59,6 +59,10 @@ class FakeRun:
     def stop(self) -> None:
         self.stopped = True
 
+    def stop_and_wait(self, timeout: float | None = None) -> str:
+        self.stopped = True
+        return "stopped"
+
 
 @pytest.fixture
 def extra_panes():
@@ -199,15 +203,18 @@ async def test_quit_with_alive_thread_run_asks(screen_text) -> None:
         await pilot.press("q")
         await pilot.pause()
         await pilot.pause()
-        from nanochat_tui.tui.screens.confirm import ConfirmScreen
+        from nanochat_tui.tui.screens.quit import QuitScreen
 
-        assert isinstance(app.screen, ConfirmScreen)
-        assert "quitting stops it" in app.screen.question
-        await pilot.press("n")
+        assert isinstance(app.screen, QuitScreen)
+        assert "stop it gracefully" in str(app.screen.query_one("#quit-question").render())
+        await pilot.press("c")
         await pilot.pause()
         assert not run.stopped and app.is_running
-        await pilot.press("q", "y")
-        await pilot.pause()
+        await pilot.press("q", "s")
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if not app.is_running:
+                break
     assert run.stopped
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from nanochat_tui import paths, rundir
 from nanochat_tui.config import ConfigError, validate_patch
@@ -523,6 +523,19 @@ class ThreadRun(RunHandle):
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def stop_and_wait(self, timeout: float | None = None) -> str:
+        """Ask the run to stop (it checkpoints, emits run_end, records ``stopped``) and wait for
+        it; returns the final status. Quitting the app must go through here: a daemon thread
+        killed by interpreter exit leaves the run looking crashed with no checkpoint."""
+        if self._thread.is_alive():
+            self.inbox.put({"cmd": "stop"})
+            if not self.join(timeout):
+                raise UserError(
+                    f"run {self.name} did not stop within {timeout:.0f} s",
+                    "wait for the current step (or evaluation) to finish and try again",
+                )
+        return super().status()
+
     def _send(self, command: dict[str, Any]) -> None:
         if not self._thread.is_alive():
             raise UserError("run is not running", NOT_RUNNING)
@@ -676,6 +689,29 @@ def _spawn_detached(
     if wait_ready:
         handle.wait_ready()
     return handle
+
+
+def resume_run(run_dir: Path, *, mode: str = "thread", wait_ready: bool = True) -> RunHandle:
+    """Resume a stopped or crashed run from its latest checkpoint, with its own config."""
+    run_dir = Path(run_dir).expanduser()
+    if rundir.latest_checkpoint(run_dir) is None:
+        raise UserError(
+            f"{run_dir.name} has no checkpoint to resume from",
+            "start a new run instead (a run saves its first checkpoint at train.checkpoint_every)",
+        )
+    return start_run(load_run_config(run_dir), mode=mode, resume_dir=run_dir, wait_ready=wait_ready)
+
+
+def move_to_background(run: ThreadRun, timeout: float | None = None) -> DetachedRun:
+    """Hand a thread run to a detached process: stop it (a checkpoint at the current step), then
+    resume from that checkpoint in its own session, so no step is lost and the app may exit."""
+    status = run.stop_and_wait(timeout)
+    if status != "stopped":
+        raise UserError(
+            f"run {run.name} ended as '{status}' instead of stopping",
+            "see its events (the event log panel) before resuming it from the Runs pane",
+        )
+    return cast(DetachedRun, resume_run(run.run_dir, mode="detached"))
 
 
 def attach(run_dir: Path) -> RunHandle:

@@ -170,6 +170,7 @@ class MetricStore:
         self.started_wall: float | None = None
         self.last_time: float | None = None
         self.patched_iterations: int | None = None
+        self.phase: dict[str, Any] = {}  # the latest start-up "phase" event
 
     # ------------------------------------------------------------ ingest
 
@@ -223,6 +224,7 @@ class MetricStore:
             self.run_start = event
             self.run_end = {}
             self.patched_iterations = None  # a resumed run states its own length again
+            self.phase = {}
             if isinstance(t, (int, float)):
                 self.started_wall = t
         elif kind == "sample":
@@ -241,6 +243,8 @@ class MetricStore:
             self.logs.append({"level": "error", "message": event.get("message", ""), **event})
         elif kind == "run_end":
             self.run_end = event
+        elif kind == "phase":
+            self.phase = event
         elif kind == "heartbeat":
             self.last_heartbeat = t if isinstance(t, (int, float)) else time.time()
 
@@ -264,6 +268,19 @@ class MetricStore:
             return self.patched_iterations
         n = self.run_start.get("num_iterations")
         return int(n) if isinstance(n, (int, float)) and n > 0 else None
+
+    def starting_phase(self, now: float | None = None) -> tuple[str, float, str] | None:
+        """(phase, seconds since the run started, detail) while the run is starting up: a phase
+        event arrived, it is not "training" and no step has come yet; else None."""
+        phase = self.phase
+        if not phase or phase.get("phase") == "training" or self.last_step or self.run_end:
+            return None
+        elapsed = float(phase.get("elapsed_s") or 0.0)
+        t = phase.get("time")
+        if isinstance(t, (int, float)):  # keep counting between phase events
+            elapsed += max(0.0, (time.time() if now is None else now) - t)
+        name = str(phase.get("phase", "?")).replace("_", " ")
+        return name, elapsed, str(phase.get("detail") or "")
 
     @property
     def status(self) -> str:

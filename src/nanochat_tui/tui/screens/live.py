@@ -5,14 +5,17 @@ read by tailing ``run_dir/events.jsonl`` in a thread worker (so a thread run, a 
 finished run all look the same, and attaching rebuilds every panel from the full log); panels are
 redrawn on a ``refresh_ms`` timer, only when new events arrived (coalescing = backpressure).
 
-Keys: ] / [ next/previous screen · a add panel · e edit focused panel · x remove focused panel ·
+Keys: c checkpoint now · p patch · s stop · u resume (the attached run; tui/steer.py) ·
+] / [ next/previous screen · a add panel · e edit focused panel · x remove focused panel ·
 + / - faster/slower refresh · w save the layout to a prefab.
+
+Before the first step the header shows the start-up phase (``phase`` events: tokenizer, data,
+model, compile, first step) with the time since the run started.
 """
 
 from __future__ import annotations
 
 import gc
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,18 +25,20 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
-from textual.screen import ModalScreen
+from textual.containers import Grid
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Input, Static
+from textual.widgets import ContentSwitcher, Static
 from textual.worker import get_current_worker
 
 from nanochat_tui.config import ConfigError
 from nanochat_tui.config.schema import PanelSpec, ScreenSpec, UIConfig
-from nanochat_tui.panels.base import THRESHOLD_KEYS, MetricStore, Panel
+from nanochat_tui.panels.base import MetricStore, Panel
 from nanochat_tui.panels.chart import chart_builder
 from nanochat_tui.telemetry.jsonl import JsonlTailer
+from nanochat_tui.tui import steer
 from nanochat_tui.tui.messages import DeviceInfo
+from nanochat_tui.tui.panel_spec import panel_text, parse_panel_text
+from nanochat_tui.tui.screens.prompt import PromptModal
 
 DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec(
@@ -58,7 +63,6 @@ TAIL_INTERVAL_S = 0.05
 # The header shows the measured redraw interval when it lags the configured one by more than this
 # factor (a loaded machine): the rate is never stretched on purpose, and never shown as faster.
 LAG_SHOWN = 1.25
-_SPEC_KEYS = ("source", "title", "width", "height")
 
 
 def freeze_heap() -> None:
@@ -72,9 +76,6 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-# ---------------------------------------------------------------- a one-line prompt modal
-
-
 def run_device(run_start: dict[str, Any]) -> dict[str, Any]:
     """A status-bar device summary from a run_start event (``device`` is "platform:kind")."""
     platform, _, kind = str(run_start.get("device") or "?").partition(":")
@@ -83,120 +84,6 @@ def run_device(run_start: dict[str, Any]) -> dict[str, Any]:
         "device_kind": kind or platform,
         "count": run_start.get("device_count", 1),
     }
-
-
-class PromptModal(ModalScreen[str | None]):
-    """One input line; ``validate(text) -> error or None`` runs on enter and shows errors inline."""
-
-    DEFAULT_CSS = """
-    PromptModal { align: center middle; }
-    PromptModal > Vertical {
-        width: 76; max-width: 95%; height: auto; padding: 1 2;
-        border: round $accent; background: $surface;
-    }
-    PromptModal .help { color: $text-muted; margin-bottom: 1; }
-    PromptModal .error { color: $error; height: auto; }
-    """
-    BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
-
-    def __init__(
-        self,
-        title: str,
-        *,
-        help: str = "",
-        value: str = "",
-        placeholder: str = "",
-        validate: Callable[[str], str | None] | None = None,
-    ) -> None:
-        super().__init__()
-        self.title_text, self.help_text, self.value = title, help, value
-        self.placeholder = placeholder
-        self.validator = validate
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(Text(self.title_text, style="bold"))
-            if self.help_text:
-                yield Static(Text(self.help_text), classes="help")
-            yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
-            yield Static("", classes="error", id="prompt-error")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        text = event.value.strip()
-        error = self.validator(text) if self.validator else None
-        if error:
-            self.query_one("#prompt-error", Static).update(Text(error))
-            return
-        self.dismiss(text)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-# ---------------------------------------------------------------- panel spec editing
-
-
-def parse_panel_text(text: str, base: PanelSpec | None = None) -> PanelSpec:
-    """'loss source=loss above=4 smoothing=0.9' -> PanelSpec (first word = type when adding).
-
-    Keys: source, title, width, height, above/below/warn_above/warn_below (thresholds; 'none'
-    removes one); anything else goes to options. Raises ConfigError with a readable message.
-    """
-    from nanochat_tui.config.loader import parse_value
-    from nanochat_tui.plugins import get_registry
-
-    try:
-        words = shlex.split(text)
-    except ValueError as err:
-        raise ConfigError(f"cannot parse '{text}': {err}") from None
-    data: dict[str, Any] = base.model_dump() if base else {}
-    if base is None:
-        if not words or "=" in words[0]:
-            raise ConfigError("start with a panel type, e.g. 'loss source=loss above=4'")
-        data["type"] = words.pop(0)
-    if data["type"] not in get_registry().panels:
-        known = ", ".join(sorted(get_registry().panels))
-        raise ConfigError(f"unknown panel type '{data['type']}'; known: {known}")
-    data.setdefault("thresholds", {})
-    data.setdefault("options", {})
-    for word in words:
-        key, eq, raw = word.partition("=")
-        if not eq:
-            raise ConfigError(f"'{word}' is not key=value (e.g. source=val_bpb, above=3.5)")
-        value = parse_value(raw)
-        if key in THRESHOLD_KEYS:
-            if value is None or raw.lower() == "none":
-                data["thresholds"].pop(key, None)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                data["thresholds"][key] = float(value)
-            else:
-                raise ConfigError(f"threshold {key} must be a number (got {raw!r})")
-        elif key in _SPEC_KEYS:
-            data[key] = value
-        else:
-            data["options"][key] = value
-    try:
-        return PanelSpec.model_validate(data)
-    except Exception as err:  # pydantic ValidationError -> one readable line
-        errors = getattr(err, "errors", lambda: [])()
-        msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(err)
-        raise ConfigError(f"invalid panel: {msg}") from None
-
-
-def panel_text(spec: PanelSpec) -> str:
-    """The editable one-line form of a spec (without its type)."""
-    parts = []
-    for key in _SPEC_KEYS:
-        value = getattr(spec, key)
-        if value is not None and not (key in ("width", "height") and value == 1):
-            parts.append(f"{key}={shlex.quote(str(value))}")
-    parts += [f"{k}={v}" for k, v in spec.thresholds.items()]
-    parts += [f"{k}={v}" for k, v in spec.options.items()]
-    return " ".join(parts)
 
 
 # ---------------------------------------------------------------- the grid of panels
@@ -289,6 +176,10 @@ class LivePane(Widget, can_focus=True):
         Binding("plus,equals_sign", "faster", "Refresh faster", id="live.faster"),
         Binding("minus", "slower", "Refresh slower", id="live.slower"),
         Binding("w", "save_layout", "Save layout to a prefab", id="live.save_layout"),
+        Binding("c", "checkpoint", "Checkpoint the attached run now", id="live.checkpoint"),
+        Binding("p", "patch", "Patch the attached run (key=value)", id="live.patch"),
+        Binding("s", "stop", "Stop the attached run (asks first)", id="live.stop"),
+        Binding("u", "resume", "Resume the attached run if it stopped", id="live.resume"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -314,7 +205,7 @@ class LivePane(Widget, can_focus=True):
         self.screens = self._screens_from_config()
         yield self._switcher()
         yield Static(
-            Text("[ ] screen · a add · e edit · x remove · +/- refresh · w save layout"),
+            Text("c ckpt · p patch · s stop · u resume · [ ] screen · a/e/x panel · +/- · w save"),
             id="live-hint",
         )
 
@@ -433,6 +324,8 @@ class LivePane(Widget, can_focus=True):
         if self.grid.tick(force=force):
             self._update_header()
             self.call_after_refresh(self._painted)
+        elif self.store.phase:
+            self._update_header()  # the start-up phase's clock keeps running between events
 
     def _measure(self) -> None:
         """Fold the time since the previous timer tick into ``measured_ms`` (what the user gets)."""
@@ -479,7 +372,14 @@ class LivePane(Widget, can_focus=True):
         else:
             store = self.store
             text.append(self.run_name, style="bold")
-            text.append(f" [{store.status}] step {store.step:,}")
+            text.append(f" [{store.status}] ")
+            phase = store.starting_phase()
+            if phase is not None:
+                name, elapsed, detail = phase
+                text.append(f"starting: {name}", style="bold yellow")
+                text.append(f" {elapsed:.0f}s" + (f" ({detail})" if detail else ""), style="yellow")
+            else:
+                text.append(f"step {store.step:,}")
         text.append(f"  ⟳{self.current.refresh_ms}ms", style="dim")
         effective = self.effective_ms()
         if effective > self.current.refresh_ms:
@@ -536,6 +436,18 @@ class LivePane(Widget, can_focus=True):
 
     def action_slower(self) -> None:
         self._set_refresh(self.current.refresh_ms * 2)
+
+    def action_checkpoint(self) -> None:
+        steer.checkpoint(self.app)
+
+    def action_patch(self) -> None:
+        steer.patch(self.app)
+
+    def action_stop(self) -> None:
+        steer.stop(self.app)
+
+    def action_resume(self) -> None:
+        steer.resume(self.app)
 
     def _focused_index(self) -> int | None:
         panels = self.grid.panels
