@@ -721,12 +721,12 @@ def attach(run_dir: Path) -> RunHandle:
     if not rundir.is_run_dir(run_dir) and not (run_dir / rundir.RUN_RECORD).is_file():
         raise UserError(f"{run_dir} is not a run directory", "see `nanochat-tui runs` for runs")
     live = _THREAD_RUNS.get(str(run_dir.resolve()))
-    if live is not None:
+    if live is not None and live.is_alive():
         return live
     record = read_record(run_dir)
-    if record.get("mode") == "detached":
+    if record.get("mode") == "detached":  # also a thread run since moved to the background
         return DetachedRun(run_dir)
-    return _ForeignRun(run_dir, record)
+    return live if live is not None else _ForeignRun(run_dir, record)
 
 
 class _ForeignRun(RunHandle):
