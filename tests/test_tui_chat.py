@@ -96,11 +96,14 @@ async def test_chat_reply_stats_and_transcript(run_dir):
         stats = views[-1].stats
         assert stats and stats["completion_tokens"] >= 1 and stats["ttft_s"] is not None
         assert "tok/s" in str(views[-1].render()) or "ttft" in str(views[-1].render())
+        # the first message showed a loading phase instead of a frozen pane
+        assert views[-1].phases[0].startswith("loading checkpoint step")
         # loading the model initialised JAX: the status bar now names the device
         assert "device: cpu" in str(app.status_bar.render())
-        # a second turn carries history
+        # a second turn carries history (the model is loaded: no loading phase)
         await pilot.press(*"and?", "enter")
         await wait_reply(pilot, pane)
+        assert not any(p.startswith("loading") for p in list(pane.query(MessageView))[-1].phases)
         assert [v.role for v in pane.query(MessageView)] == [
             "user",
             "assistant",

@@ -76,6 +76,13 @@ class MessageView(Static):
         self.body = content
         self.stats = stats
         self.pending = False
+        self.phase = ""  # shown while the reply has no text yet: "loading checkpoint…"
+        self.phases: list[str] = []
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.phases.append(phase)
+        self._render_text()
 
     def on_mount(self) -> None:
         self._render_text()
@@ -94,6 +101,8 @@ class MessageView(Static):
         text = Text()
         text.append(f"{label} ", style=style)
         text.append(self.body)
+        if self.pending and self.phase and not self.body:
+            text.append(self.phase, style="dim italic")
         if self.pending:
             text.append("▌", style="blink")
         if self.stats:
@@ -310,7 +319,14 @@ class ChatPane(Widget):
     ) -> None:
         worker = get_current_worker()
         try:
+            if self._model is None or self._model_key != str(self.checkpoint.path):
+                self.app.call_from_thread(
+                    reply.set_phase,
+                    f"loading checkpoint step {self.checkpoint.step} "
+                    "(first message: start-up, weights and compile)… ",
+                )
             model = self._load_model()
+            self.app.call_from_thread(reply.set_phase, "generating… ")
             kwargs = {
                 "max_tokens": params["max_tokens"],
                 "temperature": params["temperature"],
