@@ -119,6 +119,7 @@ class ChatPane(Widget):
     ChatPane #chat-settings { height: 1; padding: 0 1; }
     ChatPane #chat-settings Label { margin: 0 1 0 0; }
     ChatPane #chat-settings Input { width: 9; height: 1; border: none; padding: 0; margin-right: 2; }
+    ChatPane #chat-settings Input:focus { background: $accent 30%; }
     ChatPane #chat-settings Input.-invalid { color: $error; }
     ChatPane #chat-log { height: 1fr; }
     ChatPane #chat-log:focus { background: $boost; }

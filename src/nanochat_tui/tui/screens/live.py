@@ -156,6 +156,7 @@ class LivePane(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     LivePane { layout: vertical; height: 1fr; }
+    LivePane:focus { background-tint: $accent 8%; }
     LivePane > #live-screens { height: 1fr; }
     LivePane > #live-header { height: 1; background: $boost; padding: 0 1; }
     LivePane > #live-hint { height: 1; color: $text-muted; padding: 0 1; }

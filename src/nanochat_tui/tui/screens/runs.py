@@ -44,7 +44,8 @@ class RunsPane(Widget, can_focus=False):
     DEFAULT_CSS = """
     RunsPane { layout: vertical; height: 1fr; }
     RunsPane > #runs-header { height: auto; padding: 0 1; background: $boost; }
-    RunsPane > DataTable { height: 1fr; }
+    RunsPane > DataTable { height: 1fr; border-left: tall $panel; }
+    RunsPane > DataTable:focus { border-left: tall $accent; }
     RunsPane > #runs-hint { height: 1; color: $text-muted; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
