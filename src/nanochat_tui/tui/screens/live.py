@@ -414,9 +414,15 @@ class LivePane(Widget, can_focus=True):
 
     def _after_switch(self) -> None:
         self._restart_timer()
-        self.grid.tick()  # only if this screen is behind the store
         self._update_header()
         self.call_after_refresh(self._action_painted)
+        # the switch paints first (the screen as it was last drawn); its panels catch up with the
+        # store right after, so redrawing them never sits between the key and the repaint
+        self.call_after_refresh(self._catch_up)
+
+    def _catch_up(self) -> None:
+        if self.grid.tick():  # only if this screen is behind the store
+            self._update_header()
 
     def action_next_screen(self) -> None:
         self._switch_to(self.screen_index + 1)
