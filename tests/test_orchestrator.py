@@ -18,15 +18,9 @@ from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.control import ControlInbox
 from nanochat_tui.orchestrator import control
 from nanochat_tui.orchestrator.detached import make_handler
-from nanochat_tui.orchestrator.runner import (
-    attach,
-    events_digest,
-    list_runs,
-    process_start_time,
-    resolve_run_dir,
-    summarize,
-    update_record,
-)
+from nanochat_tui.orchestrator.records import process_start_time, update_record
+from nanochat_tui.orchestrator.runner import attach, resolve_run_dir
+from nanochat_tui.orchestrator.summaries import events_digest, list_runs, summarize
 
 
 def make_run(parent: Path, name: str, events: list[dict], **record) -> Path:

@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from nanochat_tui.orchestrator import runner
 
     if args.command == "runs":
-        summaries = runner.list_runs(args.dir)
+        from nanochat_tui.orchestrator.summaries import list_runs
+
+        summaries = list_runs(args.dir)
         if args.json:
             import json
 

@@ -97,7 +97,7 @@ class ComparePane(Widget):
 
     @work(thread=True, group="compare-list", exclusive=True, exit_on_error=False)
     def _list_runs(self) -> None:
-        from nanochat_tui.orchestrator.runner import list_runs
+        from nanochat_tui.orchestrator.summaries import list_runs
 
         summaries = list_runs()
         self.app.call_from_thread(self._fill, summaries)

@@ -97,7 +97,7 @@ class RunsPane(Widget, can_focus=False):
 
     @work(thread=True, group="runs-poll", exclusive=True, exit_on_error=False)
     def _poll_runs(self) -> None:
-        from nanochat_tui.orchestrator.runner import list_runs
+        from nanochat_tui.orchestrator.summaries import list_runs
 
         worker = get_current_worker()
         first = True
