@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from nanochat_tui.panels.base import MetricStore, Series, threshold_style
+from nanochat_tui.panels.base import threshold_style
+from nanochat_tui.panels.store import MetricStore, Series
 
 
 def _steps(n: int, start: int = 1):

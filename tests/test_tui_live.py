@@ -138,7 +138,7 @@ async def test_edit_live_screens_and_save_layout(tmp_path):
 async def test_refresh_keeps_its_rate_under_load_shows_the_real_one_and_skips_when_hidden(
     tmp_path,
 ):
-    from nanochat_tui.panels.base import MetricStore
+    from nanochat_tui.panels.store import MetricStore
     from nanochat_tui.tui.app import NanochatApp
     from nanochat_tui.tui.screens.live import LivePane
 

@@ -32,8 +32,9 @@ from textual.worker import get_current_worker
 
 from nanochat_tui.config import ConfigError
 from nanochat_tui.config.schema import PanelSpec, ScreenSpec, UIConfig
-from nanochat_tui.panels.base import MetricStore, Panel
+from nanochat_tui.panels.base import Panel
 from nanochat_tui.panels.chart import chart_builder
+from nanochat_tui.panels.store import MetricStore
 from nanochat_tui.telemetry.jsonl import JsonlTailer
 from nanochat_tui.tui import steer
 from nanochat_tui.tui.messages import DeviceInfo
