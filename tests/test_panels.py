@@ -100,7 +100,7 @@ async def test_thousand_events_between_refreshes_cost_one_redraw():
     from textual.app import App
 
     from nanochat_tui.config.schema import PanelSpec, ScreenSpec
-    from nanochat_tui.tui.screens.live import PanelGrid
+    from nanochat_tui.tui.widgets.panel_grid import PanelGrid
 
     store = MetricStore()
 
@@ -254,7 +254,7 @@ async def test_progress_bar_follows_a_patched_num_iterations():
     from textual.app import App
 
     from nanochat_tui.config.schema import PanelSpec, ScreenSpec
-    from nanochat_tui.tui.screens.live import PanelGrid
+    from nanochat_tui.tui.widgets.panel_grid import PanelGrid
 
     store = MetricStore()
 

@@ -25,14 +25,12 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Static
 from textual.worker import get_current_worker
 
 from nanochat_tui.config import ConfigError
 from nanochat_tui.config.schema import PanelSpec, ScreenSpec, UIConfig
-from nanochat_tui.panels.base import Panel
 from nanochat_tui.panels.chart import chart_builder
 from nanochat_tui.panels.store import MetricStore
 from nanochat_tui.telemetry.jsonl import JsonlTailer
@@ -40,6 +38,7 @@ from nanochat_tui.tui import steer
 from nanochat_tui.tui.messages import DeviceInfo
 from nanochat_tui.tui.panel_spec import panel_text, parse_panel_text
 from nanochat_tui.tui.screens.prompt import PromptModal
+from nanochat_tui.tui.widgets.panel_grid import PanelGrid
 
 DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec(
@@ -85,68 +84,6 @@ def run_device(run_start: dict[str, Any]) -> dict[str, Any]:
         "device_kind": kind or platform,
         "count": run_start.get("device_count", 1),
     }
-
-
-# ---------------------------------------------------------------- the grid of panels
-
-
-class PanelGrid(Grid):
-    """The panels of one screen + the coalescing redraw: ``tick()`` redraws only when dirty.
-
-    Every declared screen gets its own grid, mounted once; switching screens only toggles which
-    grid is displayed (ContentSwitcher), so ``]``/``[`` never remount a panel. Hidden grids are
-    not redrawn.
-    """
-
-    DEFAULT_CSS = """
-    PanelGrid { grid-gutter: 0 1; height: 1fr; }
-    """
-
-    def __init__(self, store: MetricStore, spec: ScreenSpec | None = None, **kwargs: Any) -> None:
-        spec = spec or ScreenSpec(name="empty", panels=[])
-        super().__init__(*self._make_panels(spec), **kwargs)
-        self.store = store
-        self.spec = spec
-        self.drawn_version = -1
-        self.redraws = 0
-        self.styles.grid_size_columns = spec.columns
-
-    @staticmethod
-    def _make_panels(spec: ScreenSpec) -> list[Widget]:
-        from nanochat_tui.panels.builtin import panel_class
-
-        widgets: list[Widget] = []
-        for panel_spec in spec.panels:
-            try:
-                widgets.append(panel_class(panel_spec.type)(panel_spec))
-            except KeyError as err:
-                widgets.append(Static(Text(str(err).strip("'\""), style="red")))
-        return widgets
-
-    @property
-    def panels(self) -> list[Panel]:
-        return list(self.query_children(Panel))
-
-    async def show_screen(self, spec: ScreenSpec) -> None:
-        """Replace the panels with those of ``spec`` (after an edit: add/edit/remove)."""
-        self.spec = spec
-        await self.remove_children()
-        self.styles.grid_size_columns = spec.columns
-        await self.mount_all(self._make_panels(spec))
-        self.drawn_version = -1
-
-    def tick(self, *, force: bool = False) -> bool:
-        """Redraw every panel once if the store changed since the last redraw; True if it did."""
-        store = self.store
-        if not force and store.version == self.drawn_version:
-            return False
-        with store.lock:
-            version = store.version
-            for panel in self.panels:
-                panel.update_from(store)
-        self.drawn_version = version
-        self.redraws += 1
-        return True
 
 
 # ---------------------------------------------------------------- the pane
