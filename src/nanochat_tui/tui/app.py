@@ -525,6 +525,10 @@ class NanochatApp(App[int]):
 
     async def action_quit(self) -> None:
         """Quit; a live in-app (thread) run is first stopped or moved to the background."""
+        from nanochat_tui.tui.screens.quit import QuitScreen
+
+        if self.quitting is not None or isinstance(self.screen, QuitScreen):
+            return  # already asking, or the hand-off is under way (the app exits after it)
         run = self._state.run if self._state is not None else None
         try:
             alive = run is not None and getattr(run, "mode", "") == "thread" and run.is_alive()
@@ -533,7 +537,6 @@ class NanochatApp(App[int]):
         if not alive:
             self.exit(0)
             return
-        from nanochat_tui.tui.screens.quit import QuitScreen
 
         def answered(choice: str | None) -> None:
             if choice in ("stop", "background"):
@@ -566,10 +569,13 @@ class NanochatApp(App[int]):
             else:
                 run.stop_and_wait(QUIT_STOP_TIMEOUT_S)
         except (UserError, OSError) as err:
-            self.quitting = None
-            self.call_from_thread(self.report_error, f"not quitting: {err}")
+            self.call_from_thread(self._quit_failed, str(err))
             return
         self.call_from_thread(self.exit, 0)
+
+    def _quit_failed(self, error: str) -> None:
+        self.quitting = None
+        self.report_error(f"not quitting: {error}")
 
     def _set_attached(self, handle: Any) -> None:
         self.state.run = handle  # saved in state.json: the next start re-attaches to it
