@@ -17,7 +17,7 @@ SIZES = [(80, 24), (160, 48)]
 async def _picked_and_drawn(pilot) -> None:
     from nanochat_tui.panels.chart import chart_builder
 
-    await pilot.press("7")
+    await pilot.press("8")
     pane = pilot.app.query_one("ComparePane")
     listing = pane.query_one("#compare-runs")
     deadline = time.monotonic() + 10

@@ -104,7 +104,7 @@ async def test_compare_pane_pick_overlay_switch_axis_metric_and_export():
     make_run(runs_dir, "lr-low", lr=0.05, depth=4, steps=10, t0=500.0)
     app = NanochatApp(prefab="tiny")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("7")
+        await pilot.press("8")
         await pilot.pause()
         pane = app.query_one(ComparePane)
         listing = pane.query_one("#compare-runs")

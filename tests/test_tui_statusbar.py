@@ -48,3 +48,24 @@ async def test_80_columns_keep_device_and_wandb():
         assert len(text.rstrip()) <= 80
         assert "dev cpu" in text and text.rstrip().endswith("W&B none·offline")
         assert "a-very-long" in text and "…" in text
+
+
+@pytest.mark.anyio
+async def test_quit_dialog_lines_fit_80_columns(screen_text):
+    from nanochat_tui.tui.screens.quit import QuitScreen
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app.push_screen(QuitScreen("a-week-long-run"))
+        await pilot.pause()
+        text = screen_text(app)
+        for line in (
+            "s  stop it gracefully: checkpoint now, status 'stopped'",
+            "b  move it to the background: a detached process resumes",
+            "from a fresh checkpoint and keeps training",
+            "Cancel (c)",
+            "Background (b)",
+            "Stop (s)",
+        ):
+            assert line in text, line

@@ -1,4 +1,4 @@
-"""Compare pane (key 7): overlay several runs' metrics and see how their configs differ.
+"""Compare pane (key 8): overlay several runs' metrics and see how their configs differ.
 
 Pick runs with space in the list (every run under the runs dir); the chart overlays the chosen
 metric against step, tokens seen or wall time; below it, the config keys whose values differ.

@@ -44,9 +44,9 @@ class QuitScreen(ModalScreen[str | None]):
         with Vertical():
             yield Static(
                 f"Run '{self.run_name}' trains inside this app. Before quitting:\n"
-                "  s  stop it gracefully (checkpoint now, status 'stopped'; resume later)\n"
-                "  b  move it to the background (a detached process resumes from a fresh\n"
-                "     checkpoint and keeps training after the app exits)\n"
+                "  s  stop it gracefully: checkpoint now, status 'stopped'\n"
+                "  b  move it to the background: a detached process resumes\n"
+                "     from a fresh checkpoint and keeps training\n"
                 "  c  cancel and stay",
                 id="quit-question",
                 markup=False,
