@@ -233,7 +233,7 @@ def spread(values: list[float]) -> str:
 
 
 def _steps_seen(run_dir: Path) -> int:
-    from nanochat_tui.orchestrator.runner import events_digest
+    from nanochat_tui.orchestrator.summaries import events_digest
 
     return events_digest(run_dir / "events.jsonl").step or 0
 

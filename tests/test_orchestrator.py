@@ -18,15 +18,9 @@ from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.control import ControlInbox
 from nanochat_tui.orchestrator import control
 from nanochat_tui.orchestrator.detached import make_handler
-from nanochat_tui.orchestrator.runner import (
-    attach,
-    events_digest,
-    list_runs,
-    process_start_time,
-    resolve_run_dir,
-    summarize,
-    update_record,
-)
+from nanochat_tui.orchestrator.records import process_start_time, update_record
+from nanochat_tui.orchestrator.runner import attach, resolve_run_dir
+from nanochat_tui.orchestrator.summaries import events_digest, list_runs, summarize
 
 
 def make_run(parent: Path, name: str, events: list[dict], **record) -> Path:
@@ -260,3 +254,31 @@ def test_runs_and_control_cli(tmp_path, capsys):
                 command="control", run_dir=run_dir, action="patch", changes=["model.depth=3"]
             )
         )
+
+
+def test_control_status_before_the_first_step_says_no_step_yet(tmp_path, capsys):
+    from nanochat_tui.commands import runs_cmd
+
+    run_dir = make_run(
+        tmp_path, "young", [{"type": "run_start"}], mode="detached", pid=os.getpid(),
+        pid_started=process_start_time(os.getpid()), started=time.time(),
+    )  # fmt: skip
+    args = argparse.Namespace(command="control", run_dir=run_dir, action="status", changes=[])
+    assert runs_cmd.run(args) == 0
+    out = capsys.readouterr().out
+    assert "None" not in out and "young: running, no step yet [detached]" in out
+    with (run_dir / "events.jsonl").open("a") as fh:
+        fh.write(json.dumps({"type": "step", "time": 2000.0, "step": 1200}) + "\n")
+    runs_cmd.run(args)
+    assert "running, at step 1,200 [detached]" in capsys.readouterr().out
+
+
+def test_name_problem_explains_bad_and_taken_names(tmp_path):
+    from nanochat_tui.orchestrator.runner import name_problem
+
+    config = Config().model_copy(update={"name": "tiny"})
+    config.run.runs_dir = str(tmp_path)
+    assert name_problem(config, "fresh") is None
+    assert "letters, digits" in name_problem(config, "../x")
+    make_run(tmp_path, "taken", STEPS)
+    assert "a run named 'taken' exists" in name_problem(config, "taken")

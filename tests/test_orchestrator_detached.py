@@ -23,7 +23,8 @@ from helpers import wait_for_event as wait_for
 from nanochat_tui import rundir
 from nanochat_tui.config import Config, ConfigError, apply_overrides, to_yaml
 from nanochat_tui.errors import UserError
-from nanochat_tui.orchestrator.runner import DetachedRun, attach, list_runs, read_record
+from nanochat_tui.orchestrator.runner import DetachedRun, attach, read_record
+from nanochat_tui.orchestrator.summaries import list_runs
 from nanochat_tui.telemetry.jsonl import JsonlTailer, read_events
 
 # num_iterations: long enough to still be running; the tests stop it

@@ -11,7 +11,8 @@ from helpers import tiny
 from helpers import wait_for_event as wait_for
 from nanochat_tui.config import Config, ConfigError, apply_overrides
 from nanochat_tui.errors import UserError
-from nanochat_tui.orchestrator.runner import ThreadRun, attach, list_runs, start_run
+from nanochat_tui.orchestrator.runner import ThreadRun, attach, start_run
+from nanochat_tui.orchestrator.summaries import list_runs
 from nanochat_tui.telemetry.jsonl import read_events
 
 TINY = tiny({"train.num_iterations": 100_000, "train.eval_tokens": 512})

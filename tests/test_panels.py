@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from nanochat_tui.panels.base import MetricStore, Series, threshold_style
+from nanochat_tui.panels.base import threshold_style
+from nanochat_tui.panels.store import MetricStore, Series
 
 
 def _steps(n: int, start: int = 1):
@@ -99,7 +100,7 @@ async def test_thousand_events_between_refreshes_cost_one_redraw():
     from textual.app import App
 
     from nanochat_tui.config.schema import PanelSpec, ScreenSpec
-    from nanochat_tui.tui.screens.live import PanelGrid
+    from nanochat_tui.tui.widgets.panel_grid import PanelGrid
 
     store = MetricStore()
 
@@ -136,7 +137,8 @@ async def test_live_pane_rebuilds_from_event_log(tmp_path):
 
     from textual.app import App
 
-    from nanochat_tui.tui.screens.live import LivePane, parse_panel_text
+    from nanochat_tui.tui.panel_spec import parse_panel_text
+    from nanochat_tui.tui.screens.live import LivePane
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -245,3 +247,35 @@ async def test_screen_switch_keeps_panels_mounted_and_skips_hidden_redraws(tmp_p
             del Panel.on_mount
         else:
             Panel.on_mount = original  # type: ignore[method-assign]
+
+
+@pytest.mark.anyio
+async def test_progress_bar_follows_a_patched_num_iterations():
+    from textual.app import App
+
+    from nanochat_tui.config.schema import PanelSpec, ScreenSpec
+    from nanochat_tui.tui.widgets.panel_grid import PanelGrid
+
+    store = MetricStore()
+
+    class Host(App):
+        def compose(self):
+            yield PanelGrid(store)
+
+    app = Host()
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = app.query_one(PanelGrid)
+        await grid.show_screen(ScreenSpec(name="t", panels=[PanelSpec(type="progress")]))
+        await pilot.pause()
+        store.ingest([{"type": "run_start", "time": 1.0, "num_iterations": 100}])
+        store.ingest([{"type": "step", "time": 2.0, "step": 50, "loss": 3.0}])
+        grid.tick()
+        body = str(grid.panels[0].query_one("#progress-body").render())
+        assert "step 50/100" in body and "50.0%" in body
+        # a refused patch changes nothing; an applied one moves the bar and the total
+        store.ingest([{"type": "patch", "step": 50, "ok": False, "num_iterations": 999}])
+        store.ingest([{"type": "patch", "step": 50, "ok": True, "num_iterations": 200}])
+        grid.tick()
+        body = str(grid.panels[0].query_one("#progress-body").render())
+        assert "step 50/200" in body and "25.0%" in body
+        assert store.num_iterations == 200

@@ -68,3 +68,27 @@ def test_top_k_restricts_choices():
     picks = {int(sample_token(logits, jax.random.key(i), 1.0, 2)[0]) for i in range(50)}
     assert picks == {1, 2}
     assert int(sample_token(logits, jax.random.key(0), 0.0, None)[0]) == 1
+
+
+def test_new_prompt_lengths_and_temperatures_reuse_the_compiled_prefill(model):
+    """Time to first token must not pay a compile per prompt length or temperature: prompts are
+    padded to power-of-two buckets and the temperature is traced. Counted with jax.monitoring."""
+    compiles: list[str] = []
+
+    def listener(event: str, duration: float, **_kw) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        list(generate(model, [1, 2, 3], max_new_tokens=4, temperature=0.7, top_k=5, seed=0))
+        warm = len(compiles)
+        assert warm >= 1  # the listener sees compiles (the first call compiled)
+        for length, temperature in ((5, 0.7), (9, 1.3), (13, 0.2), (16, 0.9)):
+            prompt = [(7 * i) % 299 + 1 for i in range(length)]
+            list(generate(model, prompt, max_new_tokens=4, temperature=temperature, top_k=5))
+        assert len(compiles) == warm, "a new prompt length or temperature recompiled"
+        list(generate(model, list(range(1, 18)), max_new_tokens=4, temperature=0.7, top_k=5))
+        assert len(compiles) > warm  # the next bucket (32) compiles once: the counter is live
+    finally:
+        jax.monitoring.clear_event_listeners()

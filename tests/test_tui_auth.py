@@ -21,7 +21,8 @@ async def _enter_key(pilot, key: str) -> None:
 
 
 async def test_store_key_never_shown_logged_or_dumped(screen_text) -> None:
-    app = NanochatApp()
+    # W&B logging on, so the status row shows where the key is (with it off it says "W&B off")
+    app = NanochatApp(overrides=["telemetry.wandb.enabled=true"])
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         await pilot.press("6")

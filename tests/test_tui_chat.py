@@ -10,6 +10,7 @@ from textual.widgets import Input, OptionList, Static, TextArea
 
 from helpers import tiny_overrides
 from nanochat_tui import paths
+from nanochat_tui.errors import UserError
 from nanochat_tui.eval_presets import load_presets
 from nanochat_tui.transcripts import list_transcripts, read_transcript
 from nanochat_tui.tui.app import NanochatApp
@@ -95,11 +96,14 @@ async def test_chat_reply_stats_and_transcript(run_dir):
         stats = views[-1].stats
         assert stats and stats["completion_tokens"] >= 1 and stats["ttft_s"] is not None
         assert "tok/s" in str(views[-1].render()) or "ttft" in str(views[-1].render())
+        # the first message showed a loading phase instead of a frozen pane
+        assert views[-1].phases[0].startswith("loading checkpoint step")
         # loading the model initialised JAX: the status bar now names the device
         assert "device: cpu" in str(app.status_bar.render())
-        # a second turn carries history
+        # a second turn carries history (the model is loaded: no loading phase)
         await pilot.press(*"and?", "enter")
         await wait_reply(pilot, pane)
+        assert not any(p.startswith("loading") for p in list(pane.query(MessageView))[-1].phases)
         assert [v.role for v in pane.query(MessageView)] == [
             "user",
             "assistant",
@@ -159,6 +163,64 @@ async def test_bad_setting_is_refused(run_dir):
 
 
 @pytest.mark.anyio
+async def test_every_bad_sampling_field_named_and_typed_message_kept(run_dir):
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await load_with_keys(pilot, app)
+        pane = app.query_one(ChatPane)
+        app.query_one("#temperature", Input).value = "-1"
+        app.query_one("#top-k", Input).value = "many"
+        await pilot.pause()
+        with pytest.raises(UserError) as caught:
+            pane.sampling()
+        message = str(caught.value)
+        assert "temperature: -1 is out of range" in message
+        assert "top-k: 'many' is not a whole number" in message
+        box = app.query_one("#chat-input", Input)
+        box.focus()
+        await pilot.press(*"keep me", "enter")
+        await pilot.pause()
+        assert box.value == "keep me" and pane.messages == []
+        assert app.query_one("#top-k", Input).has_class("-invalid")
+
+
+@pytest.mark.anyio
+async def test_tab_never_leaves_text_fields_so_q_and_digits_type(run_dir):
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await load_with_keys(pilot, app)
+        box = app.query_one("#chat-input", Input)
+        box.focus()
+        for _ in range(4):
+            await pilot.press("tab")
+            await pilot.pause()
+            assert isinstance(app.focused, Input)
+        assert app.focused is box
+        await pilot.press("q", "5")
+        await pilot.pause()
+        assert app.is_running and app.active_pane == "chat"
+        assert box.value == "q5"
+
+
+@pytest.mark.anyio
+async def test_ctrl_u_in_presets_clears_the_field_and_does_not_use(run_dir):
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await load_with_keys(pilot, app)
+        pane = app.query_one(ChatPane)
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, PresetsScreen)
+        name = screen.query_one("#preset-name", Input)
+        name.focus()
+        await pilot.press("end", "ctrl+u")
+        await pilot.pause()
+        assert app.screen is screen and name.value == ""
+        assert pane.mode == "chat" and not pane.generating
+
+
+@pytest.mark.anyio
 async def test_preset_edited_persists_across_restart(run_dir):
     app = NanochatApp(prefab="tiny")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -190,7 +252,7 @@ async def test_preset_edited_persists_across_restart(run_dir):
         assert isinstance(screen, PresetsScreen)
         assert screen.query_one("#preset-prompt", TextArea).text == "Edited prompt: the json module"
         # using it sends it (complete mode) to the checkpoint restored from state.json
-        await pilot.press("ctrl+u")
+        await pilot.press("ctrl+r")
         await pilot.pause()
         pane = app.query_one(ChatPane)
         await wait_reply(pilot, pane)

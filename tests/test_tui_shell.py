@@ -59,14 +59,28 @@ class FakeRun:
     def stop(self) -> None:
         self.stopped = True
 
+    def stop_and_wait(self, timeout: float | None = None) -> str:
+        self.stopped = True
+        return "stopped"
+
+
+async def started(pilot, timeout: float = 20.0) -> None:
+    """Wait for the two-frame start-up (state built, start pane mounted); slow on a loaded box."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not pilot.app.started and time.monotonic() < deadline:
+        await pilot.pause(0.02)
+    await pilot.pause()
+
 
 @pytest.fixture
 def extra_panes():
     reset_registry()
     registry = get_registry()
     registry.add_screen("echo", "Echo", "7", "test_tui_shell:EchoPane", order=70)
-    registry.add_screen("broken", "Broken", "8", "no_such_module_xyz:Pane", order=80)
-    registry.add_screen("boom", "Boom", "9", "test_tui_shell:BoomPane", order=90)
+    registry.add_screen("broken", "Broken", "9", "no_such_module_xyz:Pane", order=80)
+    registry.add_screen("boom", "Boom", "0", "test_tui_shell:BoomPane", order=90)
     yield registry
     reset_registry()
 
@@ -74,7 +88,7 @@ def extra_panes():
 async def test_keys_switch_panes_and_tabs_show_titles(screen_text) -> None:
     app = NanochatApp()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         assert app.active_pane == "config"
         text = screen_text(app)
         for label in ("1 Config", "6 Auth", "? help"):
@@ -111,7 +125,7 @@ async def test_help_lists_keymap(screen_text) -> None:
 async def test_palette_lists_current_pane_actions(screen_text) -> None:
     app = NanochatApp()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await pilot.press("ctrl+p")
         await pilot.pause(0.3)
         text = screen_text(app)
@@ -133,7 +147,7 @@ async def test_user_keymap_remaps_keys() -> None:
     (paths.config_dir() / "keymap.yaml").write_text("pane.auth: a\napp.help: f1\n")
     app = NanochatApp()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await pilot.press("6")
         await pilot.pause()
         assert app.active_pane == "config"  # 6 no longer switches
@@ -151,19 +165,19 @@ async def test_bad_keymap_file_warns_not_crashes() -> None:
     (paths.config_dir() / "keymap.yaml").write_text("pane.auth: [\n")
     app = NanochatApp()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         assert any("keymap ignored" in w for w in app.startup_warnings)
 
 
 async def test_state_restored_on_restart(type_into) -> None:
     app = NanochatApp()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await type_into(pilot, "#f-model--depth", "3")
         await pilot.press("escape", "6", "q")
     app2 = NanochatApp()
     async with app2.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         assert app2.active_pane == "auth"
         assert app2.state.prefab_name == "tiny"
         assert app2.state.overrides == {"model.depth": 3}
@@ -173,7 +187,7 @@ async def test_state_restored_on_restart(type_into) -> None:
 async def test_shared_messages_rebroadcast_and_broken_pane(extra_panes, screen_text) -> None:
     app = NanochatApp()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await pilot.press("7")
         await pilot.pause()
         echo = app.query_one(EchoPane)
@@ -182,7 +196,7 @@ async def test_shared_messages_rebroadcast_and_broken_pane(extra_panes, screen_t
         app.query_one("#pane-config").post_message(ConfigChanged(app.state.config))
         await pilot.pause()
         assert echo.received == ["config"]
-        await pilot.press("8")
+        await pilot.press("9")
         await pilot.pause()
         text = screen_text(app)
         assert "could not be opened" in text and "no_such_module_xyz" in text
@@ -194,27 +208,30 @@ async def test_quit_with_alive_thread_run_asks(screen_text) -> None:
     run = FakeRun()
     app.state.run = run
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         assert "r1 running" in screen_text(app)
         await pilot.press("q")
         await pilot.pause()
         await pilot.pause()
-        from nanochat_tui.tui.screens.confirm import ConfirmScreen
+        from nanochat_tui.tui.screens.quit import QuitScreen
 
-        assert isinstance(app.screen, ConfirmScreen)
-        assert "quitting stops it" in app.screen.question
-        await pilot.press("n")
+        assert isinstance(app.screen, QuitScreen)
+        assert "stop it gracefully" in str(app.screen.query_one("#quit-question").render())
+        await pilot.press("c")
         await pilot.pause()
         assert not run.stopped and app.is_running
-        await pilot.press("q", "y")
-        await pilot.pause()
+        await pilot.press("q", "s")
+        for _ in range(20):
+            await pilot.pause(0.05)
+            if not app.is_running:
+                break
     assert run.stopped
 
 
 async def test_debug_toggle_shows_log_and_writes_file() -> None:
     app = NanochatApp()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         panel = app.query_one("#debug-log")
         assert not panel.display
         await pilot.press("ctrl+d")
@@ -236,7 +253,7 @@ async def test_crash_writes_dump_without_secret(extra_panes) -> None:
     with pytest.raises(RuntimeError):
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            await pilot.press("9")
+            await pilot.press("0")
             await pilot.pause()
     assert app.crash_path is not None and app.crash_path.is_file()
     body = app.crash_path.read_text()
@@ -255,7 +272,7 @@ async def test_checkpoint_and_device_reach_status_bar_and_persist(screen_text) -
     meta_path(step_dir).write_text(json.dumps({"step": 100, "run_name": "run1"}))
     app = NanochatApp()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         assert "device: not initialised" in screen_text(app)
         pane = app.query_one("#pane-config")
         pane.post_message(CheckpointLoaded(CheckpointInfo(step_dir, 100, {"step": 100})))
@@ -281,7 +298,7 @@ async def test_start_draws_chrome_first_then_builds_state_and_pane(screen_text) 
 
     app._display = record
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
         await pilot.pause()
         assert app.started and app.active_pane == "config"
         assert not app.query("#loading")
@@ -295,6 +312,6 @@ async def test_bad_explicit_prefab_leaves_with_its_error() -> None:
 
     app = NanochatApp(prefab="no-such-prefab-xyz")
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
+        await started(pilot)
     assert isinstance(app.startup_error, ConfigError)
     assert app.return_code == 2

@@ -5,21 +5,32 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nanochat_tui.sampling_params import argparse_type
+
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path", help="run directory (latest checkpoint) or a checkpoint step directory"
     )
     parser.add_argument(
-        "--temperature", type=float, default=0.8, help="sampling temperature (0 = greedy)"
+        "--temperature",
+        type=argparse_type("temperature"),
+        default=0.8,
+        help="sampling temperature (0 = greedy)",
     )
     parser.add_argument(
-        "--top-k", type=int, default=50, help="sample from the k most likely tokens (0 = all)"
+        "--top-k",
+        type=argparse_type("top_k"),
+        default=50,
+        help="sample from the k most likely tokens (0 = all)",
     )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     if name == "chat":
         parser.add_argument(
-            "--max-tokens", type=int, default=128, help="reply length limit in tokens"
+            "--max-tokens",
+            type=argparse_type("max_tokens"),
+            default=128,
+            help="reply length limit in tokens",
         )
         parser.add_argument("--prompt", help="send one message, print the reply and exit")
         parser.add_argument(
@@ -27,7 +38,10 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         )
     else:
         parser.add_argument(
-            "--max-tokens", type=int, default=48, help="tokens per sample continuation"
+            "--max-tokens",
+            type=argparse_type("max_tokens"),
+            default=48,
+            help="tokens per sample continuation",
         )
         parser.add_argument(
             "--tokens", type=int, default=0, help="val tokens to score (default train.eval_tokens)"

@@ -40,11 +40,20 @@ def format_table(summaries) -> str:
     )
 
 
+def status_line(s) -> str:
+    """'NAME: STATUS (detail) at step N [mode]'; before the first step 'no step yet'."""
+    detail = f" ({s.detail})" if s.detail else ""
+    where = "no step yet" if s.step is None else f"at step {s.step:,}"
+    return f"{s.name}: {s.status}{detail}, {where} [{s.mode}]"
+
+
 def run(args: argparse.Namespace) -> int:
     from nanochat_tui.orchestrator import runner
 
     if args.command == "runs":
-        summaries = runner.list_runs(args.dir)
+        from nanochat_tui.orchestrator.summaries import list_runs
+
+        summaries = list_runs(args.dir)
         if args.json:
             import json
 
@@ -61,10 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     handle = runner.attach(args.run_dir)
     if args.action == "status":
-        s = handle.summary()
-        print(
-            f"{s.name}: {s.status}{f' ({s.detail})' if s.detail else ''} at step {s.step} [{s.mode}]"
-        )
+        print(status_line(handle.summary()))
         return 0
     if args.action == "patch":
         if not args.changes:

@@ -5,7 +5,8 @@ produce the same tokens (exactly so for greedy decoding, ``temperature=0``). A s
 ``stop_ids`` ends the stream and is not yielded.
 
 Prompt and cache lengths are rounded up to powers of two so a chat session compiles a handful of
-shapes, not one per prompt length; the padding is harmless because the decode mask only lets a
+shapes, not one per prompt length (and the temperature is traced, not static, so changing it in
+the Chat pane does not compile either); the padding is harmless because the decode mask only lets a
 query see cache slots at or before its own position, and every slot is rewritten before it is seen.
 """
 
@@ -18,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from nanochat_tui.jax_engine.model import GPT, KVCache
@@ -27,11 +29,27 @@ def _bucket(n: int, minimum: int = 16) -> int:
     return max(minimum, 1 << (max(n, 1) - 1).bit_length())
 
 
+def _padded_ids(ids: Sequence[int], length: int) -> jax.Array:
+    """``int32[1, length]``: ``ids`` then zeros, built on the host (a device-side scatter would
+    compile once per prompt length)."""
+    out = np.zeros((1, length), np.int32)
+    out[0, : len(ids)] = ids
+    return jnp.asarray(out)
+
+
 def sample_token(
-    logits: jax.Array, key: jax.Array, temperature: float, top_k: int | None
+    logits: jax.Array,
+    key: jax.Array,
+    temperature: float | jax.Array,
+    top_k: int | None,
+    *,
+    greedy: bool | None = None,
 ) -> jax.Array:
-    """Sample ids ``int32[B]`` from ``logits[B, V]``; ``temperature <= 0`` means greedy."""
-    if temperature <= 0:
+    """Sample ids ``int32[B]`` from ``logits[B, V]``; ``temperature <= 0`` means greedy.
+
+    Under ``jit`` pass ``greedy`` (static) and a traced ``temperature``: a new temperature then
+    reuses the compiled function instead of compiling another."""
+    if greedy if greedy is not None else temperature <= 0:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     logits = logits.astype(jnp.float32) / temperature
     if top_k is not None and 0 < top_k < logits.shape[-1]:
@@ -58,24 +76,25 @@ def _compiled(model: GPT) -> _Compiled:
     if (fns := _COMPILED.get(model)) is not None:
         return fns
     graphdef = nnx.graphdef(model)
-    static = ("temperature", "top_k")
+    # greedy and top_k change the program; the temperature is data (a new value: no recompile)
+    static = ("greedy", "top_k")
 
     @partial(jax.jit, static_argnames=static, donate_argnames=("cache",))
-    def prefill(state, idx, cache, last, key, temperature, top_k):
+    def prefill(state, idx, cache, last, key, temperature, greedy, top_k):
         logits, cache = nnx.merge(graphdef, state).decode(idx, cache, 0)
         row = jax.lax.dynamic_index_in_dim(logits, last, axis=1, keepdims=False)
-        return sample_token(row, key, temperature, top_k), cache
+        return sample_token(row, key, temperature, top_k, greedy=greedy), cache
 
     @partial(jax.jit, static_argnames=static, donate_argnames=("cache",))
-    def decode_one(state, tok, cache, pos, key, temperature, top_k):
+    def decode_one(state, tok, cache, pos, key, temperature, greedy, top_k):
         logits, cache = nnx.merge(graphdef, state).decode(tok[:, None], cache, pos)
-        return sample_token(logits[:, -1], key, temperature, top_k), cache
+        return sample_token(logits[:, -1], key, temperature, top_k, greedy=greedy), cache
 
     @partial(jax.jit, static_argnames=static)
-    def full_next(state, idx, last, key, temperature, top_k):
+    def full_next(state, idx, last, key, temperature, greedy, top_k):
         logits = nnx.merge(graphdef, state)(idx)
         row = jax.lax.dynamic_index_in_dim(logits, last, axis=1, keepdims=False)
-        return sample_token(row, key, temperature, top_k)
+        return sample_token(row, key, temperature, top_k, greedy=greedy)
 
     fns = _COMPILED[model] = _Compiled(prefill, decode_one, full_next)
     return fns
@@ -105,12 +124,13 @@ def generate(
     n = len(prompt_ids)
     padded = _bucket(n)
     cache: KVCache = model.init_cache(1, _bucket(padded + max_new_tokens))
-    idx = jnp.zeros((1, padded), jnp.int32).at[0, :n].set(jnp.asarray(prompt_ids, jnp.int32))
+    idx = _padded_ids(prompt_ids, padded)
     key = jax.random.key(seed)
     stops = set(stop_ids)
     fns, state = _compiled(model), nnx.state(model)
+    temp, greedy = jnp.float32(max(temperature, 0.0)), temperature <= 0
     tok, cache = fns.prefill(
-        state, idx, cache, n - 1, jax.random.fold_in(key, 0), temperature, top_k
+        state, idx, cache, jnp.int32(n - 1), jax.random.fold_in(key, 0), temp, greedy, top_k
     )
     for i in range(max_new_tokens):
         t = int(tok[0])
@@ -125,7 +145,8 @@ def generate(
             cache,
             jnp.int32(n + i),
             jax.random.fold_in(key, i + 1),
-            temperature,
+            temp,
+            greedy,
             top_k,
         )
 
@@ -146,10 +167,12 @@ def generate_uncached(
     key = jax.random.key(seed)
     stops = set(stop_ids)
     fns, state = _compiled(model), nnx.state(model)
+    temp, greedy = jnp.float32(max(temperature, 0.0)), temperature <= 0
     for i in range(max_new_tokens):
-        idx = jnp.zeros((1, _bucket(len(ids))), jnp.int32).at[0, : len(ids)].set(jnp.asarray(ids))
+        idx = _padded_ids(ids, _bucket(len(ids)))
         last = jnp.int32(len(ids) - 1)  # causal: the zero padding after it cannot change its logits
-        t = int(fns.full_next(state, idx, last, jax.random.fold_in(key, i), temperature, top_k)[0])
+        key_i = jax.random.fold_in(key, i)
+        t = int(fns.full_next(state, idx, last, key_i, temp, greedy, top_k)[0])
         if t in stops:
             return
         yield t

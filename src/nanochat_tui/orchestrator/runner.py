@@ -5,7 +5,11 @@
                                  "detached": ``python -m nanochat_tui.orchestrator.detached RUN_DIR``
                                  in its own session; survives the TUI exiting and SSH dropping
     attach(run_dir)              a RunHandle for any run (live or not) from its directory
-    list_runs()                  status of every run under the runs dir
+    resume_run(run_dir)          continue a stopped/crashed run from its latest checkpoint
+    move_to_background(run)      stop a thread run at a checkpoint and resume it detached
+
+run.json lives in orchestrator/records.py, statuses (``summarize``, ``list_runs``) in
+orchestrator/summaries.py.
 
 Both modes look the same to a UI: read run_dir/events.jsonl with JsonlTailer and steer through
 ``RunHandle.checkpoint_now() / patch() / stop()``. run.json records pid/host/mode/status.
@@ -14,7 +18,6 @@ Both modes look the same to a UI: read run_dir/events.jsonl with JsonlTailer and
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import socket
@@ -23,9 +26,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from nanochat_tui import paths, rundir
 from nanochat_tui.config import ConfigError, validate_patch
@@ -33,231 +35,19 @@ from nanochat_tui.config.loader import load_yaml, parse_value, to_yaml, validate
 from nanochat_tui.config.schema import Config
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.control import ControlInbox
+from nanochat_tui.orchestrator.records import (
+    pid_alive,
+    process_start_time,
+    read_record,
+    this_process_record,
+    update_record,
+)
+from nanochat_tui.orchestrator.summaries import RunSummary, summarize
 from nanochat_tui.telemetry.events import Event, make_event
 
-STATUSES = ("running", "finished", "stopped", "failed", "unknown")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 HEARTBEAT_S = float(os.environ.get("NANOCHAT_TUI_HEARTBEAT_S", "5"))
 NOT_RUNNING = "check `nanochat-tui runs`; resume it with `nanochat-tui run --resume RUN_DIR`"
-
-
-# ---------------------------------------------------------------- run.json
-
-
-def read_record(run_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((Path(run_dir) / rundir.RUN_RECORD).read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def update_record(run_dir: Path, /, **fields: Any) -> dict[str, Any]:
-    """Merge fields into run.json (atomic write)."""
-    record = read_record(run_dir)
-    record.update(fields)
-    write_atomic(
-        Path(run_dir) / rundir.RUN_RECORD, json.dumps(record, indent=2, default=str) + "\n"
-    )
-    return record
-
-
-def process_start_time(pid: int) -> float | None:
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:
-        return None
-
-
-def pid_alive(pid: int | None, started: float | None = None) -> bool:
-    """True if ``pid`` runs (not a zombie) and, when known, started at ``started`` (no pid reuse)."""
-    if not pid:
-        return False
-    try:
-        import psutil
-
-        proc = psutil.Process(int(pid))
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - float(started)) < 1.0
-    except Exception:
-        return False
-
-
-def this_process_record(mode: str) -> dict[str, Any]:
-    return {
-        "pid": os.getpid(),
-        "pid_started": process_start_time(os.getpid()),
-        "host": socket.gethostname(),
-        "mode": mode,
-    }
-
-
-# ---------------------------------------------------------------- summaries
-
-
-@dataclass
-class RunSummary:
-    run_dir: Path
-    name: str
-    status: str  # running | finished | stopped | failed | unknown
-    step: int | None
-    mode: str  # thread | detached | unknown
-    started: float | None
-    detail: str = ""  # e.g. "crashed" (process gone without run_end), "starting"
-    pid: int | None = None
-    host: str | None = None
-    last_event: float | None = None
-
-
-@dataclass
-class _Digest:
-    """What a run summary needs from events.jsonl, folded incrementally (see ``events_digest``)."""
-
-    offset: int = 0  # bytes consumed (always at a line boundary)
-    mtime_ns: int = 0
-    inode: int = 0
-    step: int | None = None
-    end: Event | None = None
-    first_time: float | None = None
-    last_time: float | None = None
-
-
-_DIGESTS: dict[str, _Digest] = {}
-_DIGEST_LOCK = threading.Lock()
-_BOUNDARY = (b"run_end", b"run_start")
-
-
-def _fold_lines(digest: _Digest, data: bytes) -> None:
-    """Fold complete lines: only run_start/run_end lines and the newest line with a step are
-    JSON-parsed (a byte search finds them), so a 200-events/s log costs almost nothing."""
-    lines = data.split(b"\n")
-    for line in lines:
-        if any(word in line for word in _BOUNDARY):
-            with contextlib.suppress(ValueError):
-                ev = json.loads(line)
-                if ev.get("type") == "run_end":
-                    digest.end = ev
-                elif ev.get("type") == "run_start":
-                    digest.end = None  # a resumed run starts again after an earlier run_end
-    if digest.first_time is None:
-        for line in lines:
-            if line.strip():
-                with contextlib.suppress(ValueError):
-                    digest.first_time = json.loads(line).get("time")
-                break
-    found_time = False
-    for line in reversed(lines):
-        if not line.strip():
-            continue
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if not found_time:
-            digest.last_time, found_time = ev.get("time"), True
-        if isinstance(ev.get("step"), int):
-            digest.step = ev["step"]
-            break
-        if b'"step"' not in data:
-            break
-
-
-def events_digest(path: Path, max_bytes: int = 256 * 1024) -> _Digest:
-    """Step / last run_end / first and last event time of an events.jsonl, cached per file.
-
-    A ``stat`` tells whether anything changed; only the bytes appended since the last call are
-    read (a first look at a huge log reads its last ``max_bytes``). A shrunk or replaced file is
-    re-read. Thread-safe; returns a copy.
-    """
-    key = str(path)
-    try:
-        st = os.stat(path)
-    except OSError:
-        return _Digest()
-    with _DIGEST_LOCK:
-        digest = _DIGESTS.get(key)
-        if (
-            digest is not None
-            and st.st_size == digest.offset
-            and st.st_mtime_ns == digest.mtime_ns
-            and st.st_ino == digest.inode
-        ):
-            return _Digest(**digest.__dict__)
-        if digest is None or st.st_size < digest.offset or st.st_ino != digest.inode:
-            digest = _Digest()
-        start = digest.offset
-        try:
-            with open(path, "rb") as fh:
-                if start == 0 and st.st_size > max_bytes:
-                    start = st.st_size - max_bytes
-                    fh.seek(start)
-                    data = fh.read(st.st_size - start)
-                    cut = data.find(b"\n") + 1  # the first line may be cut
-                    start, data = start + cut, data[cut:]
-                else:
-                    fh.seek(start)
-                    data = fh.read(st.st_size - start)
-        except OSError:
-            return _Digest()
-        complete = data.rfind(b"\n") + 1  # a partial last line waits for its newline
-        if complete:
-            _fold_lines(digest, data[:complete])
-        digest.offset = start + complete
-        digest.mtime_ns, digest.inode = st.st_mtime_ns, st.st_ino
-        _DIGESTS[key] = digest
-        return _Digest(**digest.__dict__)
-
-
-def summarize(run_dir: Path) -> RunSummary:
-    """Status from run.json + the last run_end event + pid liveness (cheap: see events_digest)."""
-    run_dir = Path(run_dir)
-    record = read_record(run_dir)
-    digest = events_digest(run_dir / rundir.EVENTS)
-    step = digest.step
-    end = digest.end
-    name = record.get("name") or run_dir.name
-    mode = record.get("mode", "unknown")
-    started = record.get("started") or digest.first_time
-    pid = record.get("pid")
-    summary = RunSummary(
-        run_dir, name, "unknown", step, mode, started, pid=pid, host=record.get("host")
-    )
-    summary.last_event = digest.last_time
-    same_host = record.get("host") in (None, socket.gethostname())
-    alive = bool(record) and same_host and pid_alive(pid, record.get("pid_started"))
-    if (
-        end is not None
-        and alive
-        and float(record.get("started") or 0) > float(end.get("time") or 0)
-    ):
-        end = None  # resumed after that run_end; the new process has not emitted run_start yet
-    if end is not None:
-        summary.status = end.get("status", "unknown")
-        if end.get("step") is not None:
-            summary.step = end["step"]
-        return summary
-    if not record:
-        return summary
-    if not same_host:
-        summary.status, summary.detail = record.get("status", "unknown"), f"on {record.get('host')}"
-        return summary
-    if alive:
-        summary.status = "running"
-        summary.detail = "starting" if record.get("status") == "starting" else ""
-    elif record.get("status") in ("finished", "stopped", "failed"):
-        summary.status = record["status"]
-    else:
-        summary.status, summary.detail = "failed", "crashed"
-    return summary
-
-
-def list_runs(runs_dir: Path | None = None) -> list[RunSummary]:
-    """Every run under ``runs_dir`` (default: the user runs dir), newest first."""
-    parent = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
-    return [summarize(d) for d in rundir.list_run_dirs(parent)]
 
 
 # ---------------------------------------------------------------- run directories
@@ -265,6 +55,22 @@ def list_runs(runs_dir: Path | None = None) -> list[RunSummary]:
 
 def default_run_name(config: Config) -> str:
     return f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_dir_for(config: Config, name: str) -> Path:
+    """Where a run named ``name`` of ``config`` lives (``run.runs_dir`` or the user runs dir)."""
+    parent = Path(config.run.runs_dir).expanduser() if config.run.runs_dir else paths.runs_dir()
+    return parent / name
+
+
+def name_problem(config: Config, name: str) -> str | None:
+    """Why ``name`` cannot name a new run of ``config`` (bad characters, taken), or None."""
+    if not NAME_RE.match(name):
+        return "use letters, digits, '.', '_' and '-' (at most 100 characters)"
+    run_dir = run_dir_for(config, name)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        return f"a run named '{name}' exists ({run_dir}); pick another name or resume it"
+    return None
 
 
 def resolve_run_dir(config: Config, name: str | None = None) -> tuple[Config, Path]:
@@ -275,8 +81,7 @@ def resolve_run_dir(config: Config, name: str | None = None) -> tuple[Config, Pa
             f"run name {name!r} is not usable as a directory name",
             "use letters, digits, '.', '_' and '-' (at most 100 characters)",
         )
-    parent = Path(config.run.runs_dir).expanduser() if config.run.runs_dir else paths.runs_dir()
-    run_dir = parent / name
+    run_dir = run_dir_for(config, name)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(
             f"run directory {run_dir} already exists and is not empty",
@@ -508,6 +313,19 @@ class ThreadRun(RunHandle):
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def stop_and_wait(self, timeout: float | None = None) -> str:
+        """Ask the run to stop (it checkpoints, emits run_end, records ``stopped``) and wait for
+        it; returns the final status. Quitting the app must go through here: a daemon thread
+        killed by interpreter exit leaves the run looking crashed with no checkpoint."""
+        if self._thread.is_alive():
+            self.inbox.put({"cmd": "stop"})
+            if not self.join(timeout):
+                raise UserError(
+                    f"run {self.name} did not stop within {timeout:.0f} s",
+                    "wait for the current step (or evaluation) to finish and try again",
+                )
+        return super().status()
+
     def _send(self, command: dict[str, Any]) -> None:
         if not self._thread.is_alive():
             raise UserError("run is not running", NOT_RUNNING)
@@ -663,6 +481,29 @@ def _spawn_detached(
     return handle
 
 
+def resume_run(run_dir: Path, *, mode: str = "thread", wait_ready: bool = True) -> RunHandle:
+    """Resume a stopped or crashed run from its latest checkpoint, with its own config."""
+    run_dir = Path(run_dir).expanduser()
+    if rundir.latest_checkpoint(run_dir) is None:
+        raise UserError(
+            f"{run_dir.name} has no checkpoint to resume from",
+            "start a new run instead (a run saves its first checkpoint at train.checkpoint_every)",
+        )
+    return start_run(load_run_config(run_dir), mode=mode, resume_dir=run_dir, wait_ready=wait_ready)
+
+
+def move_to_background(run: ThreadRun, timeout: float | None = None) -> DetachedRun:
+    """Hand a thread run to a detached process: stop it (a checkpoint at the current step), then
+    resume from that checkpoint in its own session, so no step is lost and the app may exit."""
+    status = run.stop_and_wait(timeout)
+    if status != "stopped":
+        raise UserError(
+            f"run {run.name} ended as '{status}' instead of stopping",
+            "see its events (the event log panel) before resuming it from the Runs pane",
+        )
+    return cast(DetachedRun, resume_run(run.run_dir, mode="detached"))
+
+
 def attach(run_dir: Path) -> RunHandle:
     """A handle for any run directory: a live thread run of this process, a detached run, or a
     finished/foreign run (whose controls raise UserError "run is not running")."""
@@ -670,12 +511,12 @@ def attach(run_dir: Path) -> RunHandle:
     if not rundir.is_run_dir(run_dir) and not (run_dir / rundir.RUN_RECORD).is_file():
         raise UserError(f"{run_dir} is not a run directory", "see `nanochat-tui runs` for runs")
     live = _THREAD_RUNS.get(str(run_dir.resolve()))
-    if live is not None:
+    if live is not None and live.is_alive():
         return live
     record = read_record(run_dir)
-    if record.get("mode") == "detached":
+    if record.get("mode") == "detached":  # also a thread run since moved to the background
         return DetachedRun(run_dir)
-    return _ForeignRun(run_dir, record)
+    return live if live is not None else _ForeignRun(run_dir, record)
 
 
 class _ForeignRun(RunHandle):

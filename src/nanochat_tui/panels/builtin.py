@@ -21,14 +21,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Sparkline, Static
 
-from nanochat_tui.panels.base import (
-    MetricStore,
-    Panel,
-    fmt_duration,
-    fmt_num,
-    threshold_style,
-)
+from nanochat_tui.panels.base import Panel, fmt_duration, fmt_num, threshold_style
 from nanochat_tui.panels.chart import ChartView
+from nanochat_tui.panels.store import MetricStore
 
 
 def _bar(fraction: float, width: int) -> str:

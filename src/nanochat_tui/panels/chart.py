@@ -116,7 +116,13 @@ def chart_builder() -> ChartBuilder:
 
 
 def build_chart(
-    plot: Any, lines: tuple[Line, ...], ylabel: str, width: int, height: int, theme: str
+    plot: Any,
+    lines: tuple[Line, ...],
+    ylabel: str,
+    width: int,
+    height: int,
+    theme: str,
+    xlabel: str = "step",
 ) -> Text:
     """Build one chart with ``plot`` (a textual_plotext ``Plot``) as a Rich ``Text``."""
     plot.clear_data()
@@ -125,7 +131,7 @@ def build_chart(
     for xs, ys, label in lines:
         if len(xs):
             plot.plot(list(xs), list(ys), label=label if legend else None, marker="braille")
-    plot.xlabel("step")
+    plot.xlabel(xlabel)
     if ylabel:
         plot.ylabel(ylabel)
     plot.plotsize(width, height)
@@ -193,6 +199,7 @@ class ChartView(Widget):
         self._strips: list[Strip] = []
         self._lines: tuple[Line, ...] | None = None
         self._ylabel = ""
+        self._xlabel = "step"
         self._key: tuple[Any, ...] | None = None
         self._token = 0
         self.requests = 0  # build jobs queued (cache misses)
@@ -204,10 +211,11 @@ class ChartView(Widget):
     def on_unmount(self) -> None:
         _BUILDER.cancel(self)
 
-    def show(self, lines: Sequence[Line], *, ylabel: str = "") -> None:
+    def show(self, lines: Sequence[Line], *, ylabel: str = "", xlabel: str = "step") -> None:
         """Display these lines; a no-op when nothing changed since the last call."""
         self._lines = tuple((tuple(xs), tuple(ys), label) for xs, ys, label in lines)
         self._ylabel = ylabel
+        self._xlabel = xlabel
         self._submit()
 
     def _submit(self) -> None:
@@ -217,13 +225,13 @@ class ChartView(Widget):
         if width <= 0 or height <= 0:
             return  # not laid out yet (or hidden): on_resize submits
         theme = _register_theme(self.app)
-        key = (self._lines, self._ylabel, width, height, theme)
+        key = (self._lines, self._ylabel, width, height, theme, self._xlabel)
         if key == self._key:
             return
         self._key = key
         self._token = next(self._tokens)
         self.requests += 1
-        _BUILDER.submit(self, self._token, (self._lines, self._ylabel, width, height, theme))
+        _BUILDER.submit(self, self._token, key)
 
     def on_resize(self) -> None:
         self._submit()

@@ -15,6 +15,9 @@ def register(registry: Registry) -> None:
     # cockpit: Runs and Live panes + the six built-in panel types
     registry.add_screen("runs", "Runs", "4", "nanochat_tui.tui.screens.runs:RunsPane", order=40)
     registry.add_screen("live", "Live", "5", "nanochat_tui.tui.screens.live:LivePane", order=50)
+    registry.add_screen(
+        "compare", "Compare", "8", "nanochat_tui.tui.screens.compare:ComparePane", order=70
+    )
     from nanochat_tui.panels.catalog import BUILTIN_PANELS, PANEL_DESCRIPTIONS
 
     for type_, ref in BUILTIN_PANELS.items():

@@ -40,10 +40,13 @@ from nanochat_tui.tui.messages import (
     SharedMessage,
 )
 from nanochat_tui.tui.state import AppState, read_saved, restore, startup_prefab
+from nanochat_tui.tui.widgets.eventlog import EventLog
 from nanochat_tui.tui.widgets.statusbar import StatusBar
 from nanochat_tui.tui.widgets.tabstrip import TabStrip
 
 log = logging.getLogger("nanochat_tui.tui")
+# A graceful stop waits for the current step and a checkpoint: minutes on a big model.
+QUIT_STOP_TIMEOUT_S = 600.0
 
 
 class PaneError(Static):
@@ -102,6 +105,8 @@ class NanochatApp(App[int]):
             self._bindings.key_to_bindings.setdefault(binding.key, []).append(binding)
         self.active_pane: str | None = None
         self._main_thread = threading.get_ident()
+        self.quitting: str | None = None  # "stop" / "background" while a quit hand-off runs
+        self.offered_run: Any = None  # a run attached at the last exit that has since ended
 
     # ------------------------------------------------------------ shared state
 
@@ -148,6 +153,7 @@ class NanochatApp(App[int]):
             id="debug-log", classes="hidden", max_lines=500, wrap=False, markup=False
         )
         self.status_bar = StatusBar(id="status")
+        self.event_log: EventLog | None = None  # mounted the first time it is shown
         yield self.tab_strip
         with self.switcher:
             yield Static(
@@ -197,6 +203,8 @@ class NanochatApp(App[int]):
             self.notify(warning, severity="warning", timeout=8)
         if self.attach_dir is not None:
             self._attach(self.attach_dir)
+        else:
+            self._reattach_saved()
         start = self._start_pane(self.state.last_pane)
         if start and not self._pane_requested:  # a pane key pressed meanwhile wins
             await self.action_switch_pane(start)
@@ -207,6 +215,37 @@ class NanochatApp(App[int]):
         # keyring backends are slow to import: read the W&B key's place after the pane is painted
         self.call_after_refresh(self.refresh_wandb_status)
         self.set_interval(1.0, self._tick)
+
+    def attach_handle(self, handle: Any, *, switch: bool = True) -> None:
+        """Make ``handle`` the attached run (every pane hears RunChanged); show it on Live."""
+        self.post_message(RunChanged(handle))
+        if switch and self.pane_entry("live") is not None:
+            self.call_later(self.run_action, "switch_pane('live')")
+
+    def _reattach_saved(self) -> None:
+        """Re-attach the run that was attached when the app last closed (offer it if it ended)."""
+        saved = self.state.saved_run
+        if saved is None or self.state.run is not None:
+            return
+        from nanochat_tui.orchestrator.runner import attach, summarize
+
+        try:
+            summary = summarize(saved)
+            handle = attach(saved)
+        except Exception as err:
+            log.warning("cannot re-attach %s: %s", saved, err)
+            return
+        if summary.status == "running":
+            self.state.run = handle
+            self.post_message(RunChanged(handle))
+            self.notify(f"re-attached to run {summary.name} (running)", timeout=4)
+        else:
+            self.offered_run = handle
+            self.notify(
+                f"run {summary.name} ended while you were away ({summary.status}); "
+                "ctrl+p → 'Attach' shows it, or resume it from Runs (4, u)",
+                timeout=8,
+            )
 
     def _attach(self, run_dir: Path) -> None:
         try:
@@ -298,7 +337,14 @@ class NanochatApp(App[int]):
             (e.name, km.effective_key(s, self.user_keymap), e.title)
             for e, s in zip(self.pane_entries, km.pane_keys(self.pane_entries), strict=False)
         ]
-        self.tab_strip.show(tabs, active or "", "? help ^p cmds")
+        self.tab_strip.show(tabs, active or "", self.header_hint())
+
+    def header_hint(self) -> str:
+        """'? help ^p cmds', following the user's keymap."""
+        by_id = {spec.id: spec for spec in km.GLOBAL_KEYS}
+        help_key = km.display_key(km.effective_key(by_id["app.help"], self.user_keymap))
+        palette = km.display_key(km.effective_key(by_id["app.palette"], self.user_keymap))
+        return f"{help_key} help {palette} cmds"
 
     def _update_chrome(self) -> None:
         self._show_tabs(self.active_pane)
@@ -339,6 +385,9 @@ class NanochatApp(App[int]):
     def on_run_changed(self, message: RunChanged) -> None:
         if not message.broadcast:
             self.state.run = message.run
+        run = message.run
+        if self.event_log is not None:
+            self.event_log.follow(Path(run.run_dir) if run is not None else None)
         self._broadcast(message)
 
     def on_device_info(self, message: DeviceInfo) -> None:
@@ -371,15 +420,34 @@ class NanochatApp(App[int]):
     # ------------------------------------------------------------ keys, help, palette
 
     def key_rows(self) -> list[tuple[km.KeySpec, str]]:
-        """(spec, effective key) for help: global keys, pane switches, then the active pane's."""
+        """(spec, effective key) for help: global keys, pane switches, then every pane's own keys
+        (scope = the pane's title), the active pane's first."""
         specs = list(km.GLOBAL_KEYS) + km.pane_keys(self.pane_entries)
-        pane = self.active_pane_widget()
-        if pane is not None:
-            specs += km.widget_keys(pane, self.active_pane or "pane")
+        entries = sorted(self.pane_entries, key=lambda e: e.name != self.active_pane)
+        for entry in entries:
+            mounted = self.switcher.query(f"#pane-{entry.name}")
+            if mounted:
+                specs += km.widget_keys(mounted.first(), entry.title)
+                continue
+            try:
+                specs += km.widget_keys(resolve(entry.ref), entry.title)
+            except Exception as err:  # a broken pane's keys are simply not listed
+                log.debug("no keys for pane %s: %s", entry.name, err)
         return [(s, km.effective_key(s, self.user_keymap)) for s in specs]
 
     def global_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
-        cmds: list[tuple[str, str, Callable[[], object]]] = []
+        from nanochat_tui.tui import steer
+
+        cmds: list[tuple[str, str, Callable[[], object]]] = list(steer.run_commands(self))
+        offered = self.offered_run
+        if offered is not None and self._state is not None and self.state.run is None:
+            cmds.append(
+                (
+                    f"Attach to run {offered.name} (attached at the last exit)",
+                    "show it on the Live pane",
+                    lambda: self.attach_handle(offered),
+                )
+            )
         for entry in self.pane_entries:
             cmds.append(
                 (
@@ -390,6 +458,7 @@ class NanochatApp(App[int]):
             )
         cmds += [
             ("Help: keys", "every key binding and its id", self.action_help),
+            ("Toggle event log", "the attached run's events (key l)", self.action_toggle_events),
             (
                 "Toggle debug log",
                 "flip debug level and show the log panel",
@@ -405,6 +474,19 @@ class NanochatApp(App[int]):
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.key_rows(), km.keymap_display_path()))
+
+    async def action_toggle_events(self) -> None:
+        """Show or hide the attached run's event log (docked above the status row)."""
+        if self.event_log is None:
+            self.event_log = EventLog(id="event-log")
+            self.event_log.display = False
+            await self.mount(self.event_log, before=self.status_bar)
+        shown = not self.event_log.display
+        run = self._state.run if self._state is not None else None
+        self.event_log.follow(Path(run.run_dir) if run is not None else None)
+        self.event_log.set_shown(shown)
+        if shown and run is None:
+            self.notify("no run attached: the event log shows the attached run", timeout=3)
 
     def action_blur(self) -> None:
         """Leave a text field: focus the pane's non-text widget so pane keys and 1..9 work."""
@@ -442,8 +524,12 @@ class NanochatApp(App[int]):
     # ------------------------------------------------------------ quit, state, crash
 
     async def action_quit(self) -> None:
+        """Quit; a live in-app (thread) run is first stopped or moved to the background."""
+        from nanochat_tui.tui.screens.quit import QuitScreen
+
+        if self.quitting is not None or isinstance(self.screen, QuitScreen):
+            return  # already asking, or the hand-off is under way (the app exits after it)
         run = self._state.run if self._state is not None else None
-        alive = False
         try:
             alive = run is not None and getattr(run, "mode", "") == "thread" and run.is_alive()
         except Exception:
@@ -451,22 +537,48 @@ class NanochatApp(App[int]):
         if not alive:
             self.exit(0)
             return
-        from nanochat_tui.tui.screens.confirm import ConfirmScreen
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                try:
-                    run.stop()
-                except Exception as err:
-                    log.warning("stopping run on quit failed: %s", err)
-                self.exit(0)
+        def answered(choice: str | None) -> None:
+            if choice in ("stop", "background"):
+                self.quitting = choice
+                self.notify(
+                    "stopping the run: saving a checkpoint…"
+                    if choice == "stop"
+                    else "moving the run to the background: checkpoint, then a detached resume…",
+                    timeout=30,
+                )
+                self.run_worker(
+                    lambda: self._hand_off_and_exit(run, choice),
+                    thread=True,
+                    group="quit",
+                    exit_on_error=False,
+                )
 
-        self.push_screen(
-            ConfirmScreen(
-                "A training run is alive inside this app; quitting stops it. Quit anyway?"
-            ),
-            answered,
-        )
+        self.push_screen(QuitScreen(getattr(run, "name", "?")), answered)
+
+    def _hand_off_and_exit(self, run: Any, choice: str) -> None:
+        """Worker: stop the thread run (or move it to a detached process), then leave."""
+        from nanochat_tui.errors import UserError
+
+        try:
+            if choice == "background":
+                from nanochat_tui.orchestrator.runner import move_to_background
+
+                handle = move_to_background(run, timeout=QUIT_STOP_TIMEOUT_S)
+                self.call_from_thread(self._set_attached, handle)
+            else:
+                run.stop_and_wait(QUIT_STOP_TIMEOUT_S)
+        except (UserError, OSError) as err:
+            self.call_from_thread(self._quit_failed, str(err))
+            return
+        self.call_from_thread(self.exit, 0)
+
+    def _quit_failed(self, error: str) -> None:
+        self.quitting = None
+        self.report_error(f"not quitting: {error}")
+
+    def _set_attached(self, handle: Any) -> None:
+        self.state.run = handle  # saved in state.json: the next start re-attaches to it
 
     def exit(self, result: int | None = None, return_code: int = 0, message: Any = None) -> None:
         self.save_state()

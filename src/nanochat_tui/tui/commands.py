@@ -1,4 +1,5 @@
-"""The command palette provider: the active pane's ``palette_commands()`` plus global actions."""
+"""The command palette provider: the active pane's ``palette_commands()``, every other key
+binding of that pane (so each key is reachable from the palette), then the global actions."""
 
 from __future__ import annotations
 
@@ -19,8 +20,33 @@ def collect_commands(app) -> list[Command]:
             commands += list(pane.palette_commands())
         except Exception as err:  # a pane bug must not break the palette
             app.log_error(f"palette_commands of {type(pane).__name__} failed: {err}")
+    if pane is not None:
+        commands += binding_commands(app, pane, commands)
     commands += app.global_commands()
     return commands
+
+
+def binding_commands(app, pane, offered: list[Command]) -> list[Command]:
+    """A palette entry for each of the pane's bindings its ``palette_commands`` do not cover."""
+    from nanochat_tui.tui import keymap as km
+
+    covered = {getattr(callback, "__name__", "") for _t, _h, callback in offered}
+    title = pane_title(app)
+    out: list[Command] = []
+    for spec in km.widget_keys(pane, app.active_pane or "pane"):
+        name = spec.action.split("(", 1)[0]
+        if f"action_{name}" in covered:
+            continue
+        key = km.display_key(km.effective_key(spec, app.user_keymap))
+        out.append(
+            (f"{title}: {spec.description}", f"key {key}", partial(pane.run_action, spec.action))
+        )
+    return out
+
+
+def pane_title(app) -> str:
+    entry = app.pane_entry(app.active_pane or "")
+    return entry.title if entry is not None else "Pane"
 
 
 class ShellCommands(Provider):

@@ -32,6 +32,7 @@ GLOBAL_KEYS: tuple[KeySpec, ...] = (
     KeySpec("app.help", "question_mark", "Show keys and help", "global", "help"),
     KeySpec("app.palette", "ctrl+p", "Command palette", "global", "command_palette", show=False),
     KeySpec("app.debug", "ctrl+d", "Toggle debug log panel", "global", "toggle_debug"),
+    KeySpec("app.events", "l", "Toggle the run's event log panel", "global", "toggle_events"),
     KeySpec("app.quit", "q", "Quit (asks first if a run is alive)", "global", "quit"),
 )
 
@@ -53,9 +54,11 @@ def bindings_for(specs: list[KeySpec]) -> list[Binding]:
 
 
 def widget_keys(widget: object, scope: str) -> list[KeySpec]:
-    """KeySpecs of a pane's own ``BINDINGS`` (those with an id), for help and palette."""
+    """KeySpecs of a pane's own ``BINDINGS`` (those with an id), for help and palette;
+    ``widget`` may be the pane class (help lists panes that were never opened)."""
     out = []
-    for b in getattr(type(widget), "BINDINGS", []):
+    cls = widget if isinstance(widget, type) else type(widget)
+    for b in getattr(cls, "BINDINGS", []):
         if isinstance(b, Binding) and b.id:
             out.append(KeySpec(b.id, b.key, b.description, scope, b.action))
     return out

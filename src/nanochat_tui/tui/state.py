@@ -1,6 +1,7 @@
 """Shared UI state (``app.state``) and its persistence in ``config_dir()/state.json``.
 
-Saved on exit, restored on start: last pane, prefab + overrides, loaded checkpoint path.
+Saved on exit, restored on start: last pane, prefab + overrides, loaded checkpoint path, and the
+attached run's directory (the app re-attaches to it, or offers it if it has ended).
 Importing this module does not import the config layer (pydantic schema building costs ~0.15 s);
 ``restore()`` and the AppState methods import it when called.
 """
@@ -35,6 +36,7 @@ class AppState:
     device: dict[str, Any] | None = None
     last_pane: str = "config"
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted key -> value (user edits)
+    saved_run: Path | None = None  # the run attached when the app last closed (state.json)
 
     @classmethod
     def from_prefab(cls, name: str, overrides: list[str] | None = None) -> AppState:
@@ -78,6 +80,7 @@ class AppState:
             "prefab": self.prefab_name,
             "overrides": self.overrides,
             "checkpoint": str(self.checkpoint.path) if self.checkpoint else None,
+            "run": str(Path(self.run.run_dir).resolve()) if self.run is not None else None,
         }
 
     def save(self) -> Path:
@@ -138,6 +141,9 @@ def restore(
         state.overrides = {k: new for k, _o, new in diff(state.base_config, state.config)}
     if isinstance(saved.get("last_pane"), str):
         state.last_pane = saved["last_pane"]
+    run = saved.get("run")
+    if isinstance(run, str) and run and Path(run).is_dir():
+        state.saved_run = Path(run)
     ckpt = saved.get("checkpoint")
     if isinstance(ckpt, str) and ckpt:
         meta = read_meta(Path(ckpt))

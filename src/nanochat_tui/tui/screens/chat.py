@@ -42,8 +42,10 @@ ROLE_STYLE = {
 NO_CHECKPOINT = (
     "No checkpoint loaded.\n\n"
     "Press 2 to open Checkpoints, highlight one and press Enter to load it, then come back with 3.\n"
-    "No checkpoints yet? Train one first (key 5, or `nanochat-tui run tiny`)."
+    "No checkpoints yet? Train one first: press 4 (Runs), then n (or `nanochat-tui run tiny`)."
 )
+# sampling setting -> the id of its input on the settings row
+SAMPLING_FIELDS = {"temperature": "temperature", "top_k": "top-k", "max_tokens": "max-tokens"}
 
 
 def format_stats(stats: dict[str, Any]) -> str:
@@ -74,6 +76,13 @@ class MessageView(Static):
         self.body = content
         self.stats = stats
         self.pending = False
+        self.phase = ""  # shown while the reply has no text yet: "loading checkpoint…"
+        self.phases: list[str] = []
+
+    def set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.phases.append(phase)
+        self._render_text()
 
     def on_mount(self) -> None:
         self._render_text()
@@ -92,6 +101,8 @@ class MessageView(Static):
         text = Text()
         text.append(f"{label} ", style=style)
         text.append(self.body)
+        if self.pending and self.phase and not self.body:
+            text.append(self.phase, style="dim italic")
         if self.pending:
             text.append("▌", style="blink")
         if self.stats:
@@ -108,8 +119,10 @@ class ChatPane(Widget):
     ChatPane #chat-settings { height: 1; padding: 0 1; }
     ChatPane #chat-settings Label { margin: 0 1 0 0; }
     ChatPane #chat-settings Input { width: 9; height: 1; border: none; padding: 0; margin-right: 2; }
+    ChatPane #chat-settings Input:focus { background: $accent 30%; }
     ChatPane #chat-settings Input.-invalid { color: $error; }
     ChatPane #chat-log { height: 1fr; }
+    ChatPane #chat-log:focus { background: $boost; }
     ChatPane #chat-empty { padding: 1 2; color: $text-muted; }
     ChatPane #chat-input { dock: bottom; }
     """
@@ -145,7 +158,11 @@ class ChatPane(Widget):
                 yield Input("50", id="top-k", compact=True)
                 yield Label("max tokens")
                 yield Input("128", id="max-tokens", compact=True)
-            yield VerticalScroll(id="chat-log")
+            log_view = VerticalScroll(id="chat-log")
+            # a tab stop only while a transcript is shown (the input is disabled then): otherwise
+            # Tab cycles the four fields and never lands where typed keys would act as shortcuts
+            log_view.can_focus = False
+            yield log_view
             yield Input(id="chat-input")
 
     def on_mount(self) -> None:
@@ -158,6 +175,7 @@ class ChatPane(Widget):
     def _refresh_all(self) -> None:
         self._update_header()
         self._render_log()
+        self.query_one("#chat-log", VerticalScroll).can_focus = self.viewing is not None
         box = self.query_one("#chat-input", Input)
         box.disabled = self.checkpoint is None or self.viewing is not None
         box.placeholder = (
@@ -199,33 +217,26 @@ class ChatPane(Widget):
     # ------------------------------------------------------------ settings
 
     def sampling(self) -> dict[str, Any]:
-        """Temperature / top-k / max tokens from the inputs; raises UserError on a bad value."""
+        """Temperature / top-k / max tokens from the inputs; raises UserError naming every bad
+        field with its reason (each bad field is also marked red)."""
+        from nanochat_tui.sampling_params import check_field
 
-        def read(
-            widget_id: str, cast: Callable[[str], Any], lo: float, hi: float, what: str
-        ) -> Any:
+        values: dict[str, Any] = {}
+        errors: list[str] = []
+        for name, widget_id in SAMPLING_FIELDS.items():
             box = self.query_one(f"#{widget_id}", Input)
-            try:
-                value = cast(box.value.strip())
-                if not lo <= value <= hi:
-                    raise ValueError
-            except ValueError:
-                box.add_class("-invalid")
-                raise UserError(
-                    f"{what} '{box.value}' is out of range", f"use a value from {lo:g} to {hi:g}"
-                ) from None
-            box.remove_class("-invalid")
-            return value
-
-        top_k = read("top-k", int, 0, 1_000_000, "top-k")
-        return {
-            "temperature": read("temperature", float, 0.0, 5.0, "temperature"),
-            "top_k": top_k or None,
-            "max_tokens": read("max-tokens", int, 1, 8192, "max tokens"),
-        }
+            value, error = check_field(name, box.value)
+            box.set_class(error is not None, "-invalid")
+            if error:
+                errors.append(error)
+            values[name] = value
+        if errors:
+            raise UserError("; ".join(errors), "fix the red field(s); your message is kept")
+        values["top_k"] = values["top_k"] or None
+        return values
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if event.input.id in ("temperature", "top-k", "max-tokens"):
+        if event.input.id in SAMPLING_FIELDS.values():
             with contextlib.suppress(UserError):
                 self.sampling()
 
@@ -233,34 +244,35 @@ class ChatPane(Widget):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "chat-input":
-            if event.input.id in ("temperature", "top-k", "max-tokens"):
+            if event.input.id in SAMPLING_FIELDS.values():
                 self.query_one("#chat-input", Input).focus()
             return
         event.stop()
         text = event.value
-        if text.strip():
-            event.input.value = ""
-            self.send(text)
+        if text.strip() and self.send(text):
+            event.input.value = ""  # only once sent: a refused message stays in the box
 
-    def send(self, text: str, mode: str | None = None) -> None:
-        """Send a prompt (chat: a user turn; complete: text to continue) and stream the reply."""
-        if mode is not None and mode != self.mode:
-            self.mode = mode
-            self.messages = []
-            self._writer = None
+    def send(self, text: str, mode: str | None = None) -> bool:
+        """Send a prompt (chat: a user turn; complete: text to continue) and stream the reply.
+
+        Returns False (and says why) when it was not sent."""
         if self.checkpoint is None:
             self.notify("Load a checkpoint first: key 2, then Enter on a row", severity="warning")
-            return
+            return False
         if self.generating:
             self.notify("Still generating — esc stops it", severity="warning")
-            return
+            return False
         if self.viewing is not None:
             self.viewing = None
         try:
             params = self.sampling()
         except UserError as err:
-            self.notify(str(err), severity="error")
-            return
+            self.notify(str(err), severity="error", timeout=8)
+            return False
+        if mode is not None and mode != self.mode:
+            self.mode = mode
+            self.messages = []
+            self._writer = None
         role, reply_role = (
             ("user", "assistant") if self.mode == "chat" else ("prompt", "completion")
         )
@@ -284,6 +296,7 @@ class ChatPane(Widget):
         self._seed += 1
         params["seed"] = self._seed
         self._generate(self.mode, text, history, params, reply)
+        return True
 
     def _record(self, role: str, content: str, stats: dict[str, Any] | None = None) -> None:
         ckpt = self.checkpoint
@@ -307,7 +320,14 @@ class ChatPane(Widget):
     ) -> None:
         worker = get_current_worker()
         try:
+            if self._model is None or self._model_key != str(self.checkpoint.path):
+                self.app.call_from_thread(
+                    reply.set_phase,
+                    f"loading checkpoint step {self.checkpoint.step} "
+                    "(first message: start-up, weights and compile)… ",
+                )
             model = self._load_model()
+            self.app.call_from_thread(reply.set_phase, "generating… ")
             kwargs = {
                 "max_tokens": params["max_tokens"],
                 "temperature": params["temperature"],
@@ -406,6 +426,7 @@ class ChatPane(Widget):
         elif self.viewing is not None:
             self.viewing = None
             self._refresh_all()
+            self.query_one("#chat-input", Input).focus()
         else:  # nothing to stop: leave the field like everywhere else, so keys switch panes
             self.app.set_focus(None)
 
@@ -431,6 +452,9 @@ class ChatPane(Widget):
         self._update_header()
         self.query_one("#chat-input", Input).disabled = True
         self._render_log(records)
+        log_view = self.query_one("#chat-log", VerticalScroll)
+        log_view.can_focus = True
+        log_view.focus()
 
     def action_presets(self) -> None:
         try:
@@ -441,8 +465,24 @@ class ChatPane(Widget):
         self.app.push_screen(PresetsScreen(presets), self._use_preset)
 
     def _use_preset(self, preset: Preset | None) -> None:
-        if preset is not None:
+        if preset is None:
+            return
+        if preset.mode == self.mode or not self.messages:
             self.send(preset.prompt, preset.mode)
+            return
+        from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.send(preset.prompt, preset.mode)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Preset '{preset.name}' is for {preset.mode} mode; switching ends this "
+                f"conversation ({len(self.messages)} messages, saved as a transcript). Switch?"
+            ),
+            answer,
+        )
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         return [
@@ -508,7 +548,7 @@ class PresetsScreen(ModalScreen[Preset | None]):
     """
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("ctrl+s", "save", "Save preset", id="presets.save", priority=True),
-        Binding("ctrl+u", "use", "Use preset", id="presets.use", priority=True),
+        Binding("ctrl+r", "use", "Use preset", id="presets.use", priority=True),
         Binding("escape", "close", "Close", id="presets.close"),
     ]
 
@@ -530,7 +570,7 @@ class PresetsScreen(ModalScreen[Preset | None]):
                     )
                 yield TextArea(id="preset-prompt")
                 with Horizontal(id="preset-buttons"):
-                    yield Button("Use (ctrl+u)", id="use", variant="primary", compact=True)
+                    yield Button("Use (ctrl+r)", id="use", variant="primary", compact=True)
                     yield Button("Save (ctrl+s)", id="save", compact=True)
                     yield Button("Delete", id="delete", variant="error", compact=True)
                     yield Button("Close (esc)", id="close", compact=True)

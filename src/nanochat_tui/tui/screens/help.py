@@ -21,14 +21,18 @@ INTRO = (
 
 
 def key_table(rows: list[tuple[KeySpec, str]]) -> Table:
-    """A compact table of (spec, effective key) grouped by scope."""
+    """A compact table of (spec, effective key), one titled group per scope (global, each pane)."""
     table = Table(box=None, expand=True, pad_edge=False, show_header=True, header_style="bold")
     table.add_column("key", style="bold cyan", no_wrap=True, width=10)
     table.add_column("action", ratio=3)
-    table.add_column("scope", style="dim", no_wrap=True)
     table.add_column("id", style="dim", no_wrap=True, ratio=1)
+    groups: dict[str, list[tuple[KeySpec, str]]] = {}
     for spec, key in rows:
-        table.add_row(display_key(key), spec.description, spec.scope, spec.id)
+        groups.setdefault(spec.scope, []).append((spec, key))
+    for scope, members in groups.items():
+        table.add_row("", Text(scope.title() if scope == "global" else scope, "bold underline"), "")
+        for spec, key in members:
+            table.add_row(display_key(key), spec.description, spec.id)
     return table
 
 

@@ -5,14 +5,17 @@ read by tailing ``run_dir/events.jsonl`` in a thread worker (so a thread run, a 
 finished run all look the same, and attaching rebuilds every panel from the full log); panels are
 redrawn on a ``refresh_ms`` timer, only when new events arrived (coalescing = backpressure).
 
-Keys: ] / [ next/previous screen · a add panel · e edit focused panel · x remove focused panel ·
+Keys: c checkpoint now · p patch · s stop · u resume (the attached run; tui/steer.py) ·
+] / [ next/previous screen · a add panel · e edit focused panel · x remove focused panel ·
 + / - faster/slower refresh · w save the layout to a prefab.
+
+Before the first step the header shows the start-up phase (``phase`` events: tokenizer, data,
+model, compile, first step) with the time since the run started.
 """
 
 from __future__ import annotations
 
 import gc
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,18 +25,20 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
-from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Input, Static
+from textual.widgets import ContentSwitcher, Static
 from textual.worker import get_current_worker
 
 from nanochat_tui.config import ConfigError
 from nanochat_tui.config.schema import PanelSpec, ScreenSpec, UIConfig
-from nanochat_tui.panels.base import THRESHOLD_KEYS, MetricStore, Panel
 from nanochat_tui.panels.chart import chart_builder
+from nanochat_tui.panels.store import MetricStore
 from nanochat_tui.telemetry.jsonl import JsonlTailer
+from nanochat_tui.tui import steer
 from nanochat_tui.tui.messages import DeviceInfo
+from nanochat_tui.tui.panel_spec import panel_text, parse_panel_text
+from nanochat_tui.tui.screens.prompt import PromptModal
+from nanochat_tui.tui.widgets.panel_grid import PanelGrid
 
 DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec(
@@ -55,13 +60,9 @@ DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
     ),
 )
 TAIL_INTERVAL_S = 0.05
-# Adaptive refresh: the share of one core the event loop may use while a run streams. Above it
-# the timer's ticks are skipped (the effective interval doubles, up to MAX_STRETCH × refresh_ms);
-# well below it the stretch halves again. Key actions always repaint at once.
-UI_CPU_BUDGET = 0.04
-MAX_STRETCH = 8
-MAX_STRETCHED_MS = 2000
-_SPEC_KEYS = ("source", "title", "width", "height")
+# The header shows the measured redraw interval when it lags the configured one by more than this
+# factor (a loaded machine): the rate is never stretched on purpose, and never shown as faster.
+LAG_SHOWN = 1.25
 
 
 def freeze_heap() -> None:
@@ -75,9 +76,6 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-# ---------------------------------------------------------------- a one-line prompt modal
-
-
 def run_device(run_start: dict[str, Any]) -> dict[str, Any]:
     """A status-bar device summary from a run_start event (``device`` is "platform:kind")."""
     platform, _, kind = str(run_start.get("device") or "?").partition(":")
@@ -88,182 +86,6 @@ def run_device(run_start: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class PromptModal(ModalScreen[str | None]):
-    """One input line; ``validate(text) -> error or None`` runs on enter and shows errors inline."""
-
-    DEFAULT_CSS = """
-    PromptModal { align: center middle; }
-    PromptModal > Vertical {
-        width: 76; max-width: 95%; height: auto; padding: 1 2;
-        border: round $accent; background: $surface;
-    }
-    PromptModal .help { color: $text-muted; margin-bottom: 1; }
-    PromptModal .error { color: $error; height: auto; }
-    """
-    BINDINGS: ClassVar[list[Binding]] = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
-
-    def __init__(
-        self,
-        title: str,
-        *,
-        help: str = "",
-        value: str = "",
-        placeholder: str = "",
-        validate: Callable[[str], str | None] | None = None,
-    ) -> None:
-        super().__init__()
-        self.title_text, self.help_text, self.value = title, help, value
-        self.placeholder = placeholder
-        self.validator = validate
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(Text(self.title_text, style="bold"))
-            if self.help_text:
-                yield Static(Text(self.help_text), classes="help")
-            yield Input(value=self.value, placeholder=self.placeholder, id="prompt-input")
-            yield Static("", classes="error", id="prompt-error")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        text = event.value.strip()
-        error = self.validator(text) if self.validator else None
-        if error:
-            self.query_one("#prompt-error", Static).update(Text(error))
-            return
-        self.dismiss(text)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-# ---------------------------------------------------------------- panel spec editing
-
-
-def parse_panel_text(text: str, base: PanelSpec | None = None) -> PanelSpec:
-    """'loss source=loss above=4 smoothing=0.9' -> PanelSpec (first word = type when adding).
-
-    Keys: source, title, width, height, above/below/warn_above/warn_below (thresholds; 'none'
-    removes one); anything else goes to options. Raises ConfigError with a readable message.
-    """
-    from nanochat_tui.config.loader import parse_value
-    from nanochat_tui.plugins import get_registry
-
-    try:
-        words = shlex.split(text)
-    except ValueError as err:
-        raise ConfigError(f"cannot parse '{text}': {err}") from None
-    data: dict[str, Any] = base.model_dump() if base else {}
-    if base is None:
-        if not words or "=" in words[0]:
-            raise ConfigError("start with a panel type, e.g. 'loss source=loss above=4'")
-        data["type"] = words.pop(0)
-    if data["type"] not in get_registry().panels:
-        known = ", ".join(sorted(get_registry().panels))
-        raise ConfigError(f"unknown panel type '{data['type']}'; known: {known}")
-    data.setdefault("thresholds", {})
-    data.setdefault("options", {})
-    for word in words:
-        key, eq, raw = word.partition("=")
-        if not eq:
-            raise ConfigError(f"'{word}' is not key=value (e.g. source=val_bpb, above=3.5)")
-        value = parse_value(raw)
-        if key in THRESHOLD_KEYS:
-            if value is None or raw.lower() == "none":
-                data["thresholds"].pop(key, None)
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                data["thresholds"][key] = float(value)
-            else:
-                raise ConfigError(f"threshold {key} must be a number (got {raw!r})")
-        elif key in _SPEC_KEYS:
-            data[key] = value
-        else:
-            data["options"][key] = value
-    try:
-        return PanelSpec.model_validate(data)
-    except Exception as err:  # pydantic ValidationError -> one readable line
-        errors = getattr(err, "errors", lambda: [])()
-        msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors) or str(err)
-        raise ConfigError(f"invalid panel: {msg}") from None
-
-
-def panel_text(spec: PanelSpec) -> str:
-    """The editable one-line form of a spec (without its type)."""
-    parts = []
-    for key in _SPEC_KEYS:
-        value = getattr(spec, key)
-        if value is not None and not (key in ("width", "height") and value == 1):
-            parts.append(f"{key}={shlex.quote(str(value))}")
-    parts += [f"{k}={v}" for k, v in spec.thresholds.items()]
-    parts += [f"{k}={v}" for k, v in spec.options.items()]
-    return " ".join(parts)
-
-
-# ---------------------------------------------------------------- the grid of panels
-
-
-class PanelGrid(Grid):
-    """The panels of one screen + the coalescing redraw: ``tick()`` redraws only when dirty.
-
-    Every declared screen gets its own grid, mounted once; switching screens only toggles which
-    grid is displayed (ContentSwitcher), so ``]``/``[`` never remount a panel. Hidden grids are
-    not redrawn.
-    """
-
-    DEFAULT_CSS = """
-    PanelGrid { grid-gutter: 0 1; height: 1fr; }
-    """
-
-    def __init__(self, store: MetricStore, spec: ScreenSpec | None = None, **kwargs: Any) -> None:
-        spec = spec or ScreenSpec(name="empty", panels=[])
-        super().__init__(*self._make_panels(spec), **kwargs)
-        self.store = store
-        self.spec = spec
-        self.drawn_version = -1
-        self.redraws = 0
-        self.styles.grid_size_columns = spec.columns
-
-    @staticmethod
-    def _make_panels(spec: ScreenSpec) -> list[Widget]:
-        from nanochat_tui.panels.builtin import panel_class
-
-        widgets: list[Widget] = []
-        for panel_spec in spec.panels:
-            try:
-                widgets.append(panel_class(panel_spec.type)(panel_spec))
-            except KeyError as err:
-                widgets.append(Static(Text(str(err).strip("'\""), style="red")))
-        return widgets
-
-    @property
-    def panels(self) -> list[Panel]:
-        return list(self.query_children(Panel))
-
-    async def show_screen(self, spec: ScreenSpec) -> None:
-        """Replace the panels with those of ``spec`` (after an edit: add/edit/remove)."""
-        self.spec = spec
-        await self.remove_children()
-        self.styles.grid_size_columns = spec.columns
-        await self.mount_all(self._make_panels(spec))
-        self.drawn_version = -1
-
-    def tick(self, *, force: bool = False) -> bool:
-        """Redraw every panel once if the store changed since the last redraw; True if it did."""
-        store = self.store
-        if not force and store.version == self.drawn_version:
-            return False
-        with store.lock:
-            version = store.version
-            for panel in self.panels:
-                panel.update_from(store)
-        self.drawn_version = version
-        self.redraws += 1
-        return True
-
-
 # ---------------------------------------------------------------- the pane
 
 
@@ -272,6 +94,7 @@ class LivePane(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     LivePane { layout: vertical; height: 1fr; }
+    LivePane:focus { background-tint: $accent 8%; }
     LivePane > #live-screens { height: 1fr; }
     LivePane > #live-header { height: 1; background: $boost; padding: 0 1; }
     LivePane > #live-hint { height: 1; color: $text-muted; padding: 0 1; }
@@ -292,6 +115,10 @@ class LivePane(Widget, can_focus=True):
         Binding("plus,equals_sign", "faster", "Refresh faster", id="live.faster"),
         Binding("minus", "slower", "Refresh slower", id="live.slower"),
         Binding("w", "save_layout", "Save layout to a prefab", id="live.save_layout"),
+        Binding("c", "checkpoint", "Checkpoint the attached run now", id="live.checkpoint"),
+        Binding("p", "patch", "Patch the attached run (key=value)", id="live.patch"),
+        Binding("s", "stop", "Stop the attached run (asks first)", id="live.stop"),
+        Binding("u", "resume", "Resume the attached run if it stopped", id="live.resume"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -306,9 +133,8 @@ class LivePane(Widget, can_focus=True):
         self.action_paint_count = 0  # completed repaints after key actions (benchmark hook)
         self.last_action_paint = 0.0
         self._timer: Any = None
-        self.stretch = 1  # effective refresh = refresh_ms × stretch (see UI_CPU_BUDGET)
-        self._skipped = 0
-        self._cpu_mark = (time.thread_time(), time.perf_counter())
+        self.measured_ms: float | None = None  # EMA of the interval between redraws while shown
+        self._last_tick: float | None = None
         self._generation = 0  # bumps on every (re)attach so a stale tail worker stops feeding
 
     # ------------------------------------------------------------ composition
@@ -318,7 +144,7 @@ class LivePane(Widget, can_focus=True):
         self.screens = self._screens_from_config()
         yield self._switcher()
         yield Static(
-            Text("[ ] screen · a add · e edit · x remove · +/- refresh · w save layout"),
+            Text("c ckpt · p patch · s stop · u resume · [ ] screen · a/e/x panel · +/- · w save"),
             id="live-hint",
         )
 
@@ -421,6 +247,7 @@ class LivePane(Widget, can_focus=True):
     # ------------------------------------------------------------ redraw timer
 
     def _restart_timer(self) -> None:
+        self.measured_ms, self._last_tick = None, None
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_interval(
@@ -430,17 +257,28 @@ class LivePane(Widget, can_focus=True):
     def _tick(self, force: bool = False) -> None:
         if not force:
             if not self._shown():
-                return  # another pane is active: redraw when it is shown again
-            if self.store.status != "running":
-                self.stretch, self._skipped = 1, 0  # nothing streams: the full rate is cheap
-            self._skipped += 1
-            if self._skipped < self.stretch:
+                self._last_tick = None  # another pane is active: redraw when shown again
                 return
-            self._skipped = 0
-            self._adapt()
+            self._measure()
         if self.grid.tick(force=force):
             self._update_header()
             self.call_after_refresh(self._painted)
+        elif self.store.phase:
+            self._update_header()  # the start-up phase's clock keeps running between events
+
+    def _measure(self) -> None:
+        """Fold the time since the previous timer tick into ``measured_ms`` (what the user gets)."""
+        now = time.perf_counter()
+        if self._last_tick is not None:
+            ms = (now - self._last_tick) * 1000
+            self.measured_ms = ms if self.measured_ms is None else 0.8 * self.measured_ms + 0.2 * ms
+        self._last_tick = now
+
+    def effective_ms(self) -> float:
+        """The refresh interval the screen really gets (configured, or measured if slower)."""
+        target = float(self.current.refresh_ms)
+        measured = self.measured_ms
+        return measured if measured is not None and measured > target * LAG_SHOWN else target
 
     def _shown(self) -> bool:
         """False while this pane (or an ancestor, e.g. the app's pane switcher) is hidden."""
@@ -450,22 +288,6 @@ class LivePane(Widget, can_focus=True):
                 return False
             node = node.parent
         return True
-
-    def _adapt(self) -> None:
-        """Stretch the refresh while the event loop uses more than UI_CPU_BUDGET of a core
-        (fast step rates, big screens), so the UI can't take a training run's CPU/GIL time."""
-        cpu, wall = time.thread_time(), time.perf_counter()
-        used = (cpu - self._cpu_mark[0]) / max(1e-6, wall - self._cpu_mark[1])
-        self._cpu_mark = (cpu, wall)
-        limit = max(1, min(MAX_STRETCH, MAX_STRETCHED_MS // max(1, self.current.refresh_ms)))
-        if self.store.status != "running" or self.grid.drawn_version == self.store.version:
-            return  # only a streaming run is worth throttling for
-        if self.stretch > limit:
-            self.stretch = limit
-        elif used > UI_CPU_BUDGET and self.stretch < limit:
-            self.stretch = min(limit, self.stretch * 2)
-        elif used < UI_CPU_BUDGET / 3 and self.stretch > 1:
-            self.stretch //= 2
 
     def _painted(self) -> None:
         self.paint_count += 1
@@ -489,10 +311,18 @@ class LivePane(Widget, can_focus=True):
         else:
             store = self.store
             text.append(self.run_name, style="bold")
-            text.append(f" [{store.status}] step {store.step:,}")
+            text.append(f" [{store.status}] ")
+            phase = store.starting_phase()
+            if phase is not None:
+                name, elapsed, detail = phase
+                text.append(f"starting: {name}", style="bold yellow")
+                text.append(f" {elapsed:.0f}s" + (f" ({detail})" if detail else ""), style="yellow")
+            else:
+                text.append(f"step {store.step:,}")
         text.append(f"  ⟳{self.current.refresh_ms}ms", style="dim")
-        if self.stretch > 1:
-            text.append(f" (×{self.stretch}: busy)", style="dim")
+        effective = self.effective_ms()
+        if effective > self.current.refresh_ms:
+            text.append(f" (actual {effective:.0f}ms)", style="yellow")
         header = self.query_one("#live-header", Static)
         if text != getattr(header, "_last_content", None):
             header._last_content = text  # type: ignore[attr-defined]
@@ -522,9 +352,15 @@ class LivePane(Widget, can_focus=True):
 
     def _after_switch(self) -> None:
         self._restart_timer()
-        self.grid.tick()  # only if this screen is behind the store
         self._update_header()
         self.call_after_refresh(self._action_painted)
+        # the switch paints first (the screen as it was last drawn); its panels catch up with the
+        # store right after, so redrawing them never sits between the key and the repaint
+        self.call_after_refresh(self._catch_up)
+
+    def _catch_up(self) -> None:
+        if self.grid.tick():  # only if this screen is behind the store
+            self._update_header()
 
     def action_next_screen(self) -> None:
         self._switch_to(self.screen_index + 1)
@@ -545,6 +381,18 @@ class LivePane(Widget, can_focus=True):
 
     def action_slower(self) -> None:
         self._set_refresh(self.current.refresh_ms * 2)
+
+    def action_checkpoint(self) -> None:
+        steer.checkpoint(self.app)
+
+    def action_patch(self) -> None:
+        steer.patch(self.app)
+
+    def action_stop(self) -> None:
+        steer.stop(self.app)
+
+    def action_resume(self) -> None:
+        steer.resume(self.app)
 
     def _focused_index(self) -> int | None:
         panels = self.grid.panels

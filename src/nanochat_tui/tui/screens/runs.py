@@ -2,7 +2,7 @@
 
 Keys: n new run (type a name, enter) · m toggle thread/detached for new runs · enter/a attach to the
 selected run (then the Live pane shows it) · c checkpoint now · p patch (key=value, validated) ·
-s stop (asks first) · r refresh the list. The list refreshes itself every few seconds in a thread.
+s stop (asks first) · u resume the selected stopped/crashed run · r refresh the list. The list refreshes itself every few seconds in a thread.
 """
 
 from __future__ import annotations
@@ -22,23 +22,11 @@ from textual.worker import get_current_worker
 
 from nanochat_tui.config import ConfigError
 from nanochat_tui.errors import UserError
-from nanochat_tui.tui.screens.live import PromptModal
+from nanochat_tui.tui import steer
+from nanochat_tui.tui.screens.prompt import PromptModal
 
 REFRESH_S = 2.0
 _STATUS_STYLE = {"running": "green", "finished": "cyan", "stopped": "yellow", "failed": "bold red"}
-
-
-def parse_patch(text: str) -> dict[str, str]:
-    """'optim.lr_multiplier=0.5 optim.grad_clip=2' -> {key: raw value}; ConfigError if malformed."""
-    changes: dict[str, str] = {}
-    for word in text.replace(",", " ").split():
-        key, eq, value = word.partition("=")
-        if not eq or not key or not value:
-            raise ConfigError(f"'{word}' is not key=value (e.g. optim.lr_multiplier=0.5)")
-        changes[key.strip()] = value.strip()
-    if not changes:
-        raise ConfigError("type key=value, e.g. optim.lr_multiplier=0.5")
-    return changes
 
 
 def _ago(t: float | None) -> str:
@@ -56,7 +44,8 @@ class RunsPane(Widget, can_focus=False):
     DEFAULT_CSS = """
     RunsPane { layout: vertical; height: 1fr; }
     RunsPane > #runs-header { height: auto; padding: 0 1; background: $boost; }
-    RunsPane > DataTable { height: 1fr; }
+    RunsPane > DataTable { height: 1fr; border-left: tall $panel; }
+    RunsPane > DataTable:focus { border-left: tall $accent; }
     RunsPane > #runs-hint { height: 1; color: $text-muted; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
@@ -66,6 +55,7 @@ class RunsPane(Widget, can_focus=False):
         Binding("c", "checkpoint", "Checkpoint the attached run now", id="runs.checkpoint"),
         Binding("p", "patch", "Patch the attached run (key=value)", id="runs.patch"),
         Binding("s", "stop", "Stop the attached run", id="runs.stop"),
+        Binding("u", "resume", "Resume the selected stopped/crashed run", id="runs.resume"),
         Binding("r", "refresh_runs", "Refresh the run list", id="runs.refresh"),
     ]
 
@@ -84,7 +74,7 @@ class RunsPane(Widget, can_focus=False):
             table.add_column(label, width=width)
         yield table
         yield Static(
-            Text("n new · m mode · ⏎/a attach · c checkpoint · p patch · s stop · r refresh"),
+            Text("n new · m mode · ⏎ attach · c ckpt · p patch · s stop · u resume · r refresh"),
             id="runs-hint",
         )
 
@@ -107,7 +97,7 @@ class RunsPane(Widget, can_focus=False):
 
     @work(thread=True, group="runs-poll", exclusive=True, exit_on_error=False)
     def _poll_runs(self) -> None:
-        from nanochat_tui.orchestrator.runner import list_runs
+        from nanochat_tui.orchestrator.summaries import list_runs
 
         worker = get_current_worker()
         first = True
@@ -219,14 +209,12 @@ class RunsPane(Widget, can_focus=False):
         if self.state is None:
             self.notify("no active config", severity="error")
             return
-        from nanochat_tui.orchestrator.runner import NAME_RE, default_run_name
+        from nanochat_tui.orchestrator.runner import default_run_name, name_problem
 
         config = self.state.config
 
-        def check(name: str) -> str | None:
-            if name and not NAME_RE.match(name):
-                return "use letters, digits, '.', '_' and '-' (at most 100 characters)"
-            return None
+        def check(name: str) -> str | None:  # shown in the dialog, which keeps the typed name
+            return name_problem(config, name) if name else None
 
         def done(name: str | None) -> None:
             if name is not None:
@@ -303,73 +291,24 @@ class RunsPane(Widget, can_focus=False):
             return
         self._set_run(handle, True)
 
-    # ------------------------------------------------------------ controls
-
-    def _need_run(self) -> Any:
-        if self.run is None:
-            self.notify("attach to a run first (select it, enter)", severity="warning")
-        return self.run
-
-    @work(thread=True, group="runs-control", exit_on_error=False)
-    def _control(self, what: str, call: Callable[[], object]) -> None:
-        try:
-            call()
-        except (UserError, ConfigError, OSError) as err:
-            self.app.call_from_thread(
-                self.notify, str(err), title=f"{what} failed", severity="error", timeout=8
-            )
-            return
-        self.app.call_from_thread(self.notify, f"{what} sent", timeout=3)
+    # ------------------------------------------------------------ controls (tui/steer.py)
 
     def action_checkpoint(self) -> None:
-        run = self._need_run()
-        if run is not None:
-            self._control("checkpoint", run.checkpoint_now)
+        steer.checkpoint(self.app)
 
     def action_patch(self) -> None:
-        run = self._need_run()
-        if run is None:
-            return
-        from nanochat_tui.config import PATCHABLE_FIELDS, validate_patch
-        from nanochat_tui.config.loader import parse_value
-
-        def check(text: str) -> str | None:
-            try:
-                changes = parse_patch(text)
-                validate_patch(run.config, {k: parse_value(v) for k, v in changes.items()})
-            except (ConfigError, UserError) as err:
-                return str(err)
-            return None
-
-        def done(text: str | None) -> None:
-            if text:
-                changes = parse_patch(text)
-                self._control(f"patch {text}", lambda: run.patch(changes))
-
-        self.app.push_screen(
-            PromptModal(
-                f"Patch run {run.name}",
-                help="key=value … (recorded as a 'patch' event). Patchable: "
-                + ", ".join(PATCHABLE_FIELDS),
-                placeholder="optim.lr_multiplier=0.5",
-                validate=check,
-            ),
-            done,
-        )
+        steer.patch(self.app)
 
     def action_stop(self) -> None:
-        run = self._need_run()
-        if run is None:
+        steer.stop(self.app)
+
+    def action_resume(self) -> None:
+        """Resume the selected run (stopped or crashed) from its latest checkpoint."""
+        selected = self._selected_dir()
+        if selected is None:
+            self.notify("no run selected", severity="warning")
             return
-        from nanochat_tui.tui.screens.confirm import ConfirmScreen
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self._control("stop", run.stop)
-
-        self.app.push_screen(
-            ConfirmScreen(f"Stop run {run.name}? (it saves a checkpoint first)"), answer
-        )
+        steer.resume(self.app, Path(selected), self.mode)
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         """Commands offered in the palette while the Runs pane is active."""
@@ -396,5 +335,10 @@ class RunsPane(Widget, can_focus=False):
             ),
             ("Runs: patch attached run", "change a patchable config field live", self.action_patch),
             ("Runs: stop attached run", "checkpoint and stop (asks first)", self.action_stop),
+            (
+                "Runs: resume selected run",
+                f"continue a stopped/crashed run from its checkpoint ({self.mode})",
+                self.action_resume,
+            ),
             ("Runs: refresh list", "re-read the runs dir", self.action_refresh_runs),
         ]
