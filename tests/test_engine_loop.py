@@ -356,3 +356,17 @@ def test_manual_and_pinned_checkpoints_survive_rotation(tmp_path) -> None:
     assert not (run_dir / "checkpoints" / rundir.TRASH).exists()
     rundir.set_pinned(run_dir, 1, False)
     assert rundir.read_pins(run_dir) == {manual}
+
+
+def test_refused_resume_through_the_runner_leaves_record_and_events(six, tmp_path) -> None:
+    """The orchestrator's execute(): a refused resume puts run.json back and adds no event."""
+    from nanochat_tui.orchestrator.runner import execute
+
+    run_dir = _copy_run(six[0], tmp_path / "rec")
+    (run_dir / "tokenizer.json").unlink()
+    (run_dir / "run.json").write_text('{"name": "rec", "status": "stopped"}\n')
+    (run_dir / "events.jsonl").write_text('{"type": "run_end", "time": 1, "step": 6}\n')
+    before = {n: (run_dir / n).read_bytes() for n in ("run.json", "events.jsonl", "config.yaml")}
+    with pytest.raises(ResumeRefused):
+        execute(load_config(str(run_dir / "config.yaml")), run_dir, resume=True)
+    assert {n: (run_dir / n).read_bytes() for n in before} == before

@@ -315,3 +315,26 @@ async def test_bad_explicit_prefab_leaves_with_its_error() -> None:
         await started(pilot)
     assert isinstance(app.startup_error, ConfigError)
     assert app.return_code == 2
+
+
+async def test_pane_whose_module_exits_is_disabled_not_fatal(
+    tmp_path, monkeypatch, screen_text
+) -> None:
+    """A plugin pane raising SystemExit on import shows the error pane; the app keeps running."""
+    (tmp_path / "exiting_pane_mod.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reset_registry()
+    get_registry().add_screen("exits", "Exits", "7", "exiting_pane_mod:Pane", order=70)
+    try:
+        app = NanochatApp()
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot)
+            await pilot.press("7")
+            await pilot.pause()
+            assert app.active_pane == "exits"
+            assert "could not be opened" in screen_text(app)
+            await pilot.press("1")
+            await pilot.pause()
+            assert app.active_pane == "config" and app.is_running
+    finally:
+        reset_registry()

@@ -40,6 +40,7 @@ def load_run_config(args: argparse.Namespace):
 
     if args.resume:
         from nanochat_tui.orchestrator.runner import load_run_config as load_from_run
+        from nanochat_tui.orchestrator.runner import refuse_model_change
 
         run_dir = Path(args.resume).expanduser()
         if not run_dir.is_dir():
@@ -54,22 +55,6 @@ def load_run_config(args: argparse.Namespace):
         return changed, run_dir
     config = load_config(args.prefab, args.overrides)
     return config, None
-
-
-def refuse_model_change(saved, changed, run_dir: Path) -> None:
-    """A resume continues the same model: any model.* change is refused before anything (the
-    run's config.yaml included) is touched."""
-    from nanochat_tui.config import diff
-    from nanochat_tui.errors import UserError
-
-    keys = [key for key, _old, _new in diff(saved, changed) if key.startswith("model.")]
-    if keys:
-        raise UserError(
-            f"cannot resume {run_dir.name} with a different model ({', '.join(keys)}); "
-            "nothing was changed",
-            "resume without those --set values; to try them, start a new run "
-            "(nanochat-tui run PREFAB --set ...)",
-        )
 
 
 def execute_headless(config, run_dir: Path, *, resume: bool, control, callbacks: list) -> Any:

@@ -100,6 +100,21 @@ def load_run_config(run_dir: Path) -> Config:
     return validate(load_yaml(path), str(path))
 
 
+def refuse_model_change(saved: Config, changed: Config, run_dir: Path) -> None:
+    """A resume continues the same model: any model.* change is refused before anything (the
+    run's config.yaml included) is touched."""
+    from nanochat_tui.config import diff
+
+    keys = [key for key, _old, _new in diff(saved, changed) if key.startswith("model.")]
+    if keys:
+        raise UserError(
+            f"cannot resume {Path(run_dir).name} with a different model ({', '.join(keys)}); "
+            "nothing was changed",
+            "resume without those changes; to try them, start a new run "
+            "(nanochat-tui run PREFAB --set ...)",
+        )
+
+
 # ---------------------------------------------------------------- execute (any mode)
 
 
@@ -137,11 +152,13 @@ def execute(
     hub_ready: Callable[[Any], None] | None = None,
 ):
     """Run training in the current thread with telemetry wired; writes run.json. Returns TrainResult."""
+    from nanochat_tui.errors import ResumeRefused
     from nanochat_tui.jax_engine.train import train
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     name = config.run.name or run_dir.name
+    before = _RunFiles.snapshot(run_dir) if resume else None
     update_record(
         run_dir,
         name=name,
@@ -172,6 +189,13 @@ def execute(
         result = train(config, run_dir, on_event, control, resume)
         status = result.status
         return result
+    except ResumeRefused:
+        # Refused before any step: the run's record and events stay exactly as they were.
+        hub.close()
+        if before is not None:
+            before.restore()
+        status = None
+        raise
     except BaseException as err:
         if not saw_end:
             from nanochat_tui.crash import known_secret_values, scrub
@@ -189,8 +213,39 @@ def execute(
             hub.emit(make_event("run_end", step=hub.last_step, status="failed", final_val_bpb=None))
         raise
     finally:
-        update_record(run_dir, status=status, ended=time.time())
-        hub.close()
+        if status is not None:
+            update_record(run_dir, status=status, ended=time.time())
+            hub.close()
+
+
+class _RunFiles:
+    """run.json and the length of events.jsonl before a resume, to put back if it is refused."""
+
+    def __init__(self, run_dir: Path, record: bytes | None, events_size: int | None) -> None:
+        self.run_dir, self.record, self.events_size = run_dir, record, events_size
+
+    @classmethod
+    def snapshot(cls, run_dir: Path) -> _RunFiles:
+        rec, ev = run_dir / rundir.RUN_RECORD, run_dir / rundir.EVENTS
+        return cls(
+            run_dir,
+            rec.read_bytes() if rec.is_file() else None,
+            ev.stat().st_size if ev.is_file() else None,
+        )
+
+    def restore(self) -> None:
+        rec, ev = self.run_dir / rundir.RUN_RECORD, self.run_dir / rundir.EVENTS
+        if self.record is None:
+            rec.unlink(missing_ok=True)
+        else:
+            tmp = rec.with_suffix(".json.tmp")
+            tmp.write_bytes(self.record)
+            os.replace(tmp, rec)
+        if self.events_size is None:
+            ev.unlink(missing_ok=True)
+        elif ev.is_file() and ev.stat().st_size > self.events_size:
+            with open(ev, "r+b") as fh:
+                fh.truncate(self.events_size)
 
 
 def _latest_ckpt(run_dir: Path) -> str | None:
@@ -436,6 +491,7 @@ def start_run(
             raise UserError(f"{run_dir} is already running", "attach to it instead")
         if not run_dir.is_dir():
             raise UserError(f"{run_dir} is not a directory", "pass a run directory to resume")
+        refuse_model_change(load_run_config(run_dir), config, run_dir)
         config = config.model_copy(deep=True)  # the caller's config (usually the run's own + edits)
         config.run.name = config.run.name or run_dir.name
     else:

@@ -308,7 +308,9 @@ class NanochatApp(App[int]):
             if not (isinstance(cls, type) and issubclass(cls, Widget)):
                 raise TypeError(f"{entry.ref} is not a textual Widget subclass")
             return cls()
-        except Exception as err:
+        except BaseException as err:  # a plugin's pane must not take the app down
+            if type(err) is KeyboardInterrupt:
+                raise
             log.exception("pane %s failed to open", entry.name)
             return PaneError(entry, err)
 

@@ -181,7 +181,7 @@ class CheckpointsPane(Widget):
             if self.rows and self.compatible_only:
                 msg = "No checkpoint fits the active config. Press f to show all and see why."
             else:
-                msg = f"No checkpoints yet. Train a run (key 5) — runs are saved under {runs}."
+                msg = f"No checkpoints yet. Start a run on Runs (4, then n) — runs are saved under {runs}."
             widget.update(msg)
             return
         text = Text()
