@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "control": ("runs_cmd", "checkpoint / stop / patch a running run"),
     "config": ("config_cmd", "show prefabs, keys, a resolved config, or a diff"),
     "auth": ("auth_cmd", "store or check the W&B API key (never echoed)"),
+    "serve": ("serve_cmd", "serve a checkpoint over an OpenAI-compatible HTTP API"),
 }
 
 
