@@ -190,13 +190,8 @@ class GPT(nnx.Module):
     def decode(
         self, idx: jax.Array, cache: KVCache, pos: int | jax.Array
     ) -> tuple[jax.Array, KVCache]:
-        """Logits for ``t`` new tokens ``idx[B, t]`` placed at ``pos``, and the updated cache.
-
-        ``pos`` is one position for every row, or ``int32[B]``: one per row (continuous batching,
-        where each cache row holds a sequence of its own length)."""
+        """Logits for ``t`` new tokens ``idx[B, t]`` placed at ``pos``, and the updated cache."""
         pos = jnp.asarray(pos, jnp.int32)
-        if pos.ndim == 1:
-            return self._decode_rows(idx, cache, pos)
         x = norm(self.wte(idx).astype(self.dtype))
         ks, vs = [], []
         for i, block in enumerate(self.blocks):
@@ -206,20 +201,6 @@ class GPT(nnx.Module):
             ks.append(k)
             vs.append(v)
         return self._logits(x), KVCache(jnp.stack(ks), jnp.stack(vs))
-
-    def _decode_rows(
-        self, idx: jax.Array, cache: KVCache, pos: jax.Array
-    ) -> tuple[jax.Array, KVCache]:
-        """``decode`` mapped over rows, each at its own position ``pos[b]``."""
-
-        def row(ids, k, v, p):
-            logits, c = self.decode(ids[None], KVCache(k[:, None], v[:, None]), p)
-            return logits[0], c.k[:, 0], c.v[:, 0]
-
-        logits, k, v = jax.vmap(row, in_axes=(0, 1, 1, 0), out_axes=(0, 1, 1))(
-            idx, cache.k, cache.v, pos
-        )
-        return logits, KVCache(k, v)
 
 
 def token_losses(model: GPT, idx: jax.Array, targets: jax.Array) -> jax.Array:
