@@ -243,7 +243,7 @@ def long_server(server):
         yield srv
 
 
-def _wait_idle(srv: BackgroundServer, timeout: float = 10.0) -> None:
+def _wait_idle(srv: BackgroundServer, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while srv.state.engine.load() != (0, 0):
         assert time.monotonic() < deadline, "the slot was not freed"

@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nanochat_tui.jax_engine.model import GPT, KVCache
+from nanochat_tui.errors import IncompatibleCheckpoint
+from nanochat_tui.jax_engine.model import GPT
+from nanochat_tui.serve.decode import decode_rows, init_slot_cache, mismatch, write_slot
 
 # emit(token_id, None) for each generated token, then emit(None, finish_reason) exactly once
 Emit = Callable[[int | None, str | None], None]
@@ -62,8 +64,9 @@ class GenRequest:
     last: int = 0
 
 
-def _bucket(n: int, cap: int) -> int:
-    return min(cap, max(16, 1 << (max(n, 1) - 1).bit_length()))
+def _bucket(n: int, cap: int, minimum: int = 16) -> int:
+    """``n`` rounded up to a power of two (at least ``minimum``, at most ``cap``)."""
+    return min(cap, max(minimum, 1 << (max(n, 1) - 1).bit_length()))
 
 
 def sample_rows(
@@ -108,12 +111,19 @@ class BatchEngine:
         max_len: int | None = None,
         max_queue: int = 64,
     ) -> None:
+        off = mismatch(model)
+        if off > 1e-2 * (1.0 + model.config.softcap):
+            raise IncompatibleCheckpoint(
+                f"the serving step does not reproduce this model's logits (off by {off:.3g}): "
+                "it uses architecture switches the batched decoder does not implement",
+                "serve a nanochat-2025 recipe checkpoint, or chat with it via `nanochat-tui chat`",
+            )
         self.model = model
         self.slots = slots
         self.max_len = max_len or model.config.sequence_len
         self.max_queue = max_queue
         self._state = nnx.state(model)
-        self._cache: KVCache = model.init_cache(slots, self.max_len)
+        self._cache = init_slot_cache(model, slots, self.max_len)
         self._active: list[GenRequest | None] = [None] * slots
         self._pending: deque[GenRequest] = deque()
         self._cond = threading.Condition()
@@ -138,8 +148,8 @@ class BatchEngine:
     def submit(self, req: GenRequest) -> None:
         """Queue ``req``; raises QueueFull when every slot is busy and the queue is full."""
         with self._cond:
-            busy = sum(r is not None for r in self._active)
-            if busy >= self.slots and len(self._pending) >= self.max_queue:
+            busy = sum(r is not None for r in self._active) + len(self._pending)
+            if busy >= self.slots + self.max_queue:
                 raise QueueFull(retry_after=1)
             self._pending.append(req)
             self._cond.notify_all()
@@ -171,24 +181,17 @@ class BatchEngine:
         @partial(jax.jit, donate_argnames=("cache",))
         def prefill(state, cache, slot, idx, last, seed, temperature, top_k, top_p):
             model = nnx.merge(graphdef, state)
-            row = KVCache(
-                jax.lax.dynamic_slice_in_dim(cache.k, slot, 1, axis=1),
-                jax.lax.dynamic_slice_in_dim(cache.v, slot, 1, axis=1),
-            )
-            logits, row = model.decode(idx, row, 0)
+            logits, row = model.decode(idx, model.init_cache(1, idx.shape[1]), 0)
             logits = jax.lax.dynamic_index_in_dim(logits, last, axis=1, keepdims=False)
-            cache = KVCache(
-                jax.lax.dynamic_update_slice_in_dim(cache.k, row.k, slot, axis=1),
-                jax.lax.dynamic_update_slice_in_dim(cache.v, row.v, slot, axis=1),
-            )
+            cache = write_slot(cache, slot, row)
             one = jnp.zeros((1,), jnp.int32)
             tok = sample_rows(logits, one + seed, one, temperature, top_k, top_p)
             return tok[0], cache
 
-        @partial(jax.jit, donate_argnames=("cache",))
-        def step(state, cache, toks, pos, seeds, counters, temperature, top_k, top_p):
-            logits, cache = nnx.merge(graphdef, state).decode(toks[:, None], cache, pos)
-            return sample_rows(logits[:, -1], seeds, counters, temperature, top_k, top_p), cache
+        @partial(jax.jit, donate_argnames=("cache",), static_argnames=("length",))
+        def step(state, cache, toks, pos, seeds, counters, temperature, top_k, top_p, length):
+            logits, cache = decode_rows(nnx.merge(graphdef, state), toks, cache, pos, length)
+            return sample_rows(logits, seeds, counters, temperature, top_k, top_p), cache
 
         self._prefill, self._step = prefill, step
 
@@ -244,7 +247,11 @@ class BatchEngine:
         self._deliver(req, int(tok))
 
     def _advance(self) -> None:
-        rows = self._active
+        """One batched step over the live slots: rows up to the highest busy slot and cache
+        positions up to the furthest sequence, each rounded up to a power of two."""
+        top = max(i for i, r in enumerate(self._active) if r is not None) + 1
+        rows = self._active[: _bucket(top, self.slots, minimum=1)]
+        length = _bucket(max(r.pos for r in rows if r is not None) + 1, self.max_len)
         toks = np.array([r.last if r else 0 for r in rows], np.int32)
         pos = np.array([r.pos if r else 0 for r in rows], np.int32)
         seeds = np.array([r.seed if r else 0 for r in rows], np.int32)
@@ -253,7 +260,7 @@ class BatchEngine:
         top_k = np.array([r.top_k if r else 0 for r in rows], np.int32)
         top_p = np.array([r.top_p if r else 1.0 for r in rows], np.float32)
         out, self._cache = self._step(
-            self._state, self._cache, toks, pos, seeds, counters, temps, top_k, top_p
+            self._state, self._cache, toks, pos, seeds, counters, temps, top_k, top_p, length
         )
         self.steps += 1
         out = np.asarray(out)
