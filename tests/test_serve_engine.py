@@ -15,7 +15,7 @@ from nanochat_tui.config.schema import ModelConfig
 from nanochat_tui.errors import IncompatibleCheckpoint
 from nanochat_tui.jax_engine.model import GPT
 from nanochat_tui.jax_engine.sample import generate
-from nanochat_tui.serve.decode import decode_rows, init_slot_cache, mismatch, write_slot
+from nanochat_tui.serve.decode import decode_rows, init_slot_cache, mismatch, write_slots
 from nanochat_tui.serve.engine import BatchEngine, GenRequest, QueueFull, sample_rows
 from nanochat_tui.serve.text import TextStream
 
@@ -43,7 +43,7 @@ def test_decode_rows_equals_gpt_decode_per_row(model):
         cache = init_slot_cache(m, 4, 32)
         for slot, p in enumerate(prompts):
             _, row = m.decode(jnp.asarray([p]), m.init_cache(1, len(p)), 0)
-            cache = write_slot(cache, jnp.int32(slot), row)
+            cache = write_slots(cache, jnp.asarray([slot], jnp.int32), row)
         return decode_rows(m, nxt, cache, pos, 8)[0]
 
     @jax.jit

@@ -38,16 +38,17 @@ def init_slot_cache(model: GPT, slots: int, max_len: int) -> SlotCache:
     )
 
 
-def write_slot(cache: SlotCache, slot: jax.Array, row: KVCache) -> SlotCache:
-    """Copy a one-sequence ``KVCache`` (a prefill's, ``[depth, 1, T, ...]``) into ``slot``."""
+def write_slots(cache: SlotCache, slots: jax.Array, rows: KVCache) -> SlotCache:
+    """Copy prefilled sequences (a ``KVCache`` ``[depth, A, T, ...]``) into ``slots[A]``, positions
+    ``0..T-1``. A slot listed twice must come with identical rows (the engine's padding)."""
+    t = rows.k.shape[2]
 
     def put(layers: tuple[jax.Array, ...], new: jax.Array) -> tuple[jax.Array, ...]:
         return tuple(
-            jax.lax.dynamic_update_slice(layer, new[i].astype(layer.dtype), (slot, 0, 0, 0))
-            for i, layer in enumerate(layers)
+            layer.at[slots, :t].set(new[i].astype(layer.dtype)) for i, layer in enumerate(layers)
         )
 
-    return SlotCache(put(cache.k, row.k), put(cache.v, row.v))
+    return SlotCache(put(cache.k, rows.k), put(cache.v, rows.v))
 
 
 def decode_rows(
@@ -87,7 +88,7 @@ def mismatch(model: GPT) -> float:
         ids = (jnp.arange(1, 6, dtype=jnp.int32) * 7 % m.config.vocab_size)[None]
         want, _ = m.decode(ids, m.init_cache(1, 8), 0)
         _, row = m.decode(ids[:, :4], m.init_cache(1, 4), 0)
-        cache = write_slot(init_slot_cache(m, 1, 8), jnp.int32(0), row)
+        cache = write_slots(init_slot_cache(m, 1, 8), jnp.zeros((1,), jnp.int32), row)
         got, _ = decode_rows(m, ids[0, 4:], cache, jnp.array([4], jnp.int32), 8)
         return jnp.max(jnp.abs(got[0] - want[0, 4]))
 

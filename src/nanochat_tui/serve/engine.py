@@ -28,7 +28,7 @@ from flax import nnx
 
 from nanochat_tui.errors import IncompatibleCheckpoint
 from nanochat_tui.jax_engine.model import GPT
-from nanochat_tui.serve.decode import decode_rows, init_slot_cache, mismatch, write_slot
+from nanochat_tui.serve.decode import decode_rows, init_slot_cache, mismatch, write_slots
 
 # emit(token_id, None) for each generated token, then emit(None, finish_reason) exactly once
 Emit = Callable[[int | None, str | None], None]
@@ -179,14 +179,14 @@ class BatchEngine:
         graphdef = nnx.graphdef(self.model)
 
         @partial(jax.jit, donate_argnames=("cache",))
-        def prefill(state, cache, slot, idx, last, seed, temperature, top_k, top_p):
+        def prefill(state, cache, slots, idx, last, seeds, temperature, top_k, top_p):
             model = nnx.merge(graphdef, state)
-            logits, row = model.decode(idx, model.init_cache(1, idx.shape[1]), 0)
-            logits = jax.lax.dynamic_index_in_dim(logits, last, axis=1, keepdims=False)
-            cache = write_slot(cache, slot, row)
-            one = jnp.zeros((1,), jnp.int32)
-            tok = sample_rows(logits, one + seed, one, temperature, top_k, top_p)
-            return tok[0], cache
+            a, t = idx.shape
+            logits, rows = model.decode(idx, model.init_cache(a, t), 0)
+            logits = jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0]
+            zero = jnp.zeros((a,), jnp.int32)
+            toks = sample_rows(logits, seeds, zero, temperature, top_k, top_p)
+            return toks, write_slots(cache, slots, rows)
 
         @partial(jax.jit, donate_argnames=("cache",), static_argnames=("length",))
         def step(state, cache, toks, pos, seeds, counters, temperature, top_k, top_p, length):
@@ -215,8 +215,8 @@ class BatchEngine:
                         req.slot, self._active[slot] = slot, req
                         admit.append(req)
                         break
-            for req in admit:
-                self._admit(req)
+            if admit:
+                self._admit(admit)
             if any(self._active):
                 self._advance()
         for req in [*self._pending, *(r for r in self._active if r is not None)]:
@@ -228,23 +228,30 @@ class BatchEngine:
                 self._active[slot] = None
                 req.emit(None, "cancelled")
 
-    def _admit(self, req: GenRequest) -> None:
-        n = len(req.ids)
-        idx = np.zeros((1, _bucket(n, self.max_len)), np.int32)
-        idx[0, :n] = req.ids
-        tok, self._cache = self._prefill(
+    def _admit(self, reqs: list[GenRequest]) -> None:
+        """Prefill newly admitted requests together (count and prompt length rounded up to powers
+        of two; padding rows repeat the first request) and deliver their first tokens."""
+        padded = reqs + [reqs[0]] * (_bucket(len(reqs), self.slots, minimum=1) - len(reqs))
+        idx = np.zeros(
+            (len(padded), _bucket(max(len(r.ids) for r in reqs), self.max_len)), np.int32
+        )
+        for row, req in enumerate(padded):
+            idx[row, : len(req.ids)] = req.ids
+        toks, self._cache = self._prefill(
             self._state,
             self._cache,
-            jnp.int32(req.slot),
-            jnp.asarray(idx),
-            jnp.int32(n - 1),
-            jnp.int32(req.seed),
-            jnp.asarray([req.temperature], jnp.float32),
-            jnp.asarray([req.top_k], jnp.int32),
-            jnp.asarray([req.top_p], jnp.float32),
+            np.array([r.slot for r in padded], np.int32),
+            idx,
+            np.array([len(r.ids) - 1 for r in padded], np.int32),
+            np.array([r.seed for r in padded], np.int32),
+            np.array([r.temperature for r in padded], np.float32),
+            np.array([r.top_k for r in padded], np.int32),
+            np.array([r.top_p for r in padded], np.float32),
         )
-        req.pos = n
-        self._deliver(req, int(tok))
+        toks = np.asarray(toks)
+        for row, req in enumerate(reqs):
+            req.pos = len(req.ids)
+            self._deliver(req, int(toks[row]))
 
     def _advance(self) -> None:
         """One batched step over the live slots: rows up to the highest busy slot and cache
