@@ -274,3 +274,14 @@ def test_disconnect_frees_the_slot_and_busy_slots_give_429(long_server):
         client.with_options(timeout=0.5).chat.completions.create(**kw)
     _wait_idle(long_server)
     assert client.models.list().data[0].id == "long"
+
+
+def test_cli_refuses_bad_flags_with_one_message(tmp_path, monkeypatch, capsys):
+    from nanochat_tui.cli import main
+
+    monkeypatch.delenv("NANOCHAT_TEST_KEY", raising=False)
+    assert main(["serve", str(tmp_path), "--api-key-env", "NANOCHAT_TEST_KEY"]) == 2
+    assert "NANOCHAT_TEST_KEY" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "--slots", "0"]) == 2
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "no checkpoint found" in capsys.readouterr().err
