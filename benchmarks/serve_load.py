@@ -1,7 +1,7 @@
 """Serving load: tokens/s and latency p50/p99 at 1, 8 and 32 concurrent streams vs one at a time.
 
-Starts ``nanochat-tui serve``'s app on 127.0.0.1 in this process and drives it with the real
-``openai`` async client (streaming ``/v1/completions``, greedy, a fixed ``max_tokens``). The
+Starts ``nanochat-tui serve``'s app on 127.0.0.1 in a child process and drives it with the real
+``openai`` async client from this one (streaming ``/v1/completions``, greedy, a fixed ``max_tokens``). The
 one-at-a-time baseline runs the same requests sequentially against a server with a single slot (the
 best a server without batching can do); the concurrent levels use a ``--slots`` server, where
 requests share the batched decode steps.
@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 
-def random_state(slots: int, depth: int, seq: int):
+def random_state(depth: int, seq: int):
     """A random-weight model (and a small BPE tokenizer) of the given size."""
     import jax
     from flax import nnx
@@ -118,14 +118,46 @@ async def drive(base_url: str, concurrency: int, requests: int, tokens: int) -> 
     }
 
 
-def measure(make, slots: int, level: int, requests: int, tokens: int) -> dict[str, Any]:
+def serve_forever(make, slots: int, port: int) -> None:
+    """Server side of one measurement (a child process, so the client's Python work does not
+    compete with the engine thread for the GIL)."""
     from nanochat_tui.serve.server import BackgroundServer
 
-    state = make(slots)
-    with BackgroundServer(state) as srv:
-        state.engine.warmup()
-        asyncio.run(drive(srv.base_url, level, level, tokens))  # compile this prompt bucket
-        return asyncio.run(drive(srv.base_url, level, requests, tokens))
+    with BackgroundServer(make(slots), port=port):
+        while True:
+            time.sleep(3600)
+
+
+def measure(args, slots: int, level: int, requests: int) -> dict[str, Any]:
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, __file__, "--serve-port", str(port), "--slots", str(slots)]
+    cmd += ["--depth", str(args.depth), "--seq", str(args.seq)]
+    if args.run:
+        cmd += ["--run", args.run]
+    server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    try:
+        base_url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                urllib.request.urlopen(f"{base_url}/models", timeout=5).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the benchmark server did not start") from None
+                time.sleep(0.5)
+        # the same traffic once untimed, so every shape it needs is compiled before timing
+        asyncio.run(drive(base_url, level, requests, args.tokens))
+        return asyncio.run(drive(base_url, level, requests, args.tokens))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def main() -> int:
@@ -138,18 +170,21 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=64, help="max_tokens per request")
     parser.add_argument("--serial-requests", type=int, default=8, help="one-at-a-time requests")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)  # the server child
     args = parser.parse_args()
     import jax
 
-    make = run_state(args.run) if args.run else random_state(args.slots, args.depth, args.seq)
+    if args.serve_port:
+        make = run_state(args.run) if args.run else random_state(args.depth, args.seq)
+        serve_forever(make, args.slots, args.serve_port)
     device = jax.devices()[0]
     print(f"device: {device.platform} ({device.device_kind})", file=sys.stderr)
-    rows = [{"mode": "serial (1 slot)", **measure(make, 1, 1, args.serial_requests, args.tokens)}]
+    rows = [{"mode": "serial (1 slot)", **measure(args, 1, 1, args.serial_requests)}]
     for level in [int(x) for x in args.levels.split(",")]:
         rows.append(
             {
                 "mode": f"batched ({args.slots} slots)",
-                **measure(make, args.slots, level, max(level, 2 * level), args.tokens),
+                **measure(args, args.slots, level, 2 * level),
             }
         )
     serial = rows[0]["tokens_per_s"]
