@@ -3,6 +3,7 @@ what the TUI's Serve screen drives, so the cockpit stays responsive while the se
 
 from __future__ import annotations
 
+import atexit
 import json
 import subprocess
 import sys
@@ -35,6 +36,7 @@ class ServeProcess:
             self.proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
             )
+        atexit.register(self.stop)  # the server never outlives the app that started it
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
