@@ -461,6 +461,7 @@ class NanochatApp(App[int]):
         cmds += [
             ("Help: keys", "every key binding and its id", self.action_help),
             ("Toggle event log", "the attached run's events (key l)", self.action_toggle_events),
+            ("Serve a checkpoint", "OpenAI-compatible API on 127.0.0.1", self.action_serve),
             (
                 "Toggle debug log",
                 "flip debug level and show the log panel",
@@ -469,6 +470,14 @@ class NanochatApp(App[int]):
             ("Quit", "leave the app (asks if a run is alive)", lambda: self.run_action("quit")),
         ]
         return cmds
+
+    def action_serve(self) -> None:
+        """Open the Serve screen (one instance, so a running server outlives closing it)."""
+        if not self.is_screen_installed("serve"):
+            from nanochat_tui.tui.screens.serve import ServeScreen
+
+            self.install_screen(ServeScreen(), "serve")
+        self.push_screen("serve")
 
     def action_help(self) -> None:
         from nanochat_tui.tui.screens.help import HelpScreen

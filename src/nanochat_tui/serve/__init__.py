@@ -1,0 +1,1 @@
+"""OpenAI-compatible serving of a checkpoint: continuous batching engine + Starlette API."""
