@@ -19,14 +19,28 @@ ASSUMED_MFU = {"CPU (8 cores)": 0.25}
 DEFAULT_MFU = 0.45
 
 
+def value_embed_layers(m: ModelConfig) -> int:
+    """Layers with a value embedding (nanochat: alternating, the last always; 0 when off)."""
+    if not m.resolved().value_embeds:
+        return 0
+    return sum(1 for i in range(m.depth) if i % 2 == (m.depth - 1) % 2)
+
+
 def param_counts(m: ModelConfig) -> dict[str, int]:
-    d, hd = m.model_dim, m.head_dim
-    attn = d * (m.n_head * hd) + 2 * d * (m.kv_heads * hd) + (m.n_head * hd) * d
+    """Parameters by group (vocabulary rows padded as the model pads them)."""
+    r = m.resolved()
+    d, hd, kv = m.model_dim, m.head_dim, m.kv_heads * m.head_dim
+    attn = d * (m.n_head * hd) + 2 * d * kv + (m.n_head * hd) * d
     mlp = 2 * d * (4 * d)
+    ve_layers = value_embed_layers(m)
+    scalars = (2 * m.depth if r.residual_scalars else 0) + (1 if r.backout else 0)
+    scalars += min(24, d) + 1 if r.smear else 0
     return {
-        "embedding": m.vocab_size * d,
-        "unembedding": m.vocab_size * d,
-        "blocks": m.depth * (attn + mlp),
+        "embedding": m.padded_vocab * d,
+        "value_embeds": ve_layers * m.padded_vocab * kv,
+        "unembedding": m.padded_vocab * d,
+        "blocks": m.depth * (attn + mlp) + ve_layers * 12 * m.kv_heads,
+        "scalars": scalars,
     }
 
 
@@ -35,9 +49,17 @@ def num_params(m: ModelConfig) -> int:
 
 
 def flops_per_token(m: ModelConfig) -> float:
-    """nanochat's estimate: 6·(N − embedding) + 12·L·d·T (attention), for forward+backward."""
-    n = num_params(m) - param_counts(m)["embedding"]
-    return 6 * n + 12 * m.depth * m.model_dim * m.sequence_len
+    """nanochat's estimate: 6·(matmul params) + 12·d·(attended keys) per layer, forward+backward.
+
+    Matmul params exclude the lookups (embedding, value embeddings) and the scalars; a sliding-window
+    layer attends to at most ``window`` keys.
+    """
+    c = param_counts(m)
+    n = c["unembedding"] + c["blocks"] + (min(24, m.model_dim) if m.resolved().smear else 0)
+    attended = sum(
+        m.sequence_len if w is None else min(w, m.sequence_len) for w in m.window_sizes()
+    )
+    return 6 * n + 12 * m.model_dim * attended
 
 
 def num_iterations(config: Config) -> int:
