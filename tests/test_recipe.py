@@ -169,9 +169,9 @@ def test_padded_vocab_is_cropped_from_logits():
 def test_windows_follow_nanochat_tiling():
     assert cfg2026(depth=6).window_sizes() == [8, 8, 8, None, 8, None]
     assert cfg2026(depth=4, short_window=0, sequence_len=2048).window_sizes() == [
-        768,
-        768,
-        768,
+        512,
+        512,
+        512,
         None,
     ]
     assert ModelConfig(depth=4).window_sizes() == [None] * 4
