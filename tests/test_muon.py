@@ -179,7 +179,7 @@ def test_2026_training_step_learns_and_switches_change_the_update():
         losses = [float(step(model, optimizer, x, y, 1.0, None).loss) for _ in range(steps)]
         return losses, nnx.state(model, nnx.Param)
 
-    losses, full = run(config2026(batch_lr_scale=False), 25)
+    losses, _ = run(config2026(batch_lr_scale=False), 25)
     assert np.isfinite(losses).all() and losses[-1] < 0.6 * losses[0]
     _, ref = run(config2026(batch_lr_scale=False), 1)
     for switch in ("muon_polar_express", "muon_normuon", "adamw_per_group"):
