@@ -51,7 +51,9 @@ def main() -> None:
             jax.block_until_ready(f(q, k, v))
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["xla"])
-    print(f"shape {shape} window {args.window}: fwd+bwd, median of {args.rounds} interleaved rounds")
+    print(
+        f"shape {shape} window {args.window}: fwd+bwd, median of {args.rounds} interleaved rounds"
+    )
     for name, ts in times.items():
         med = statistics.median(ts)
         print(f"  {name:10s} {med * 1e3:8.1f} ms  ({base / med:.2f}× xla)")
