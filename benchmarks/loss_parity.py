@@ -11,7 +11,11 @@ side, because the PyTorch reference has none of them: this compares model + opti
 schedules. Several seeds per side show how much of a gap is just initialisation noise.
 
     uv run python benchmarks/loss_parity.py [--prefab tiny] [--steps 120] [--seeds 2]
-        [--val-batches 8] [--torch-python PY]
+        [--val-batches 8] [--torch-python PY] [--recipe nanochat-2026]
+
+With ``--recipe nanochat-2026`` both sides run nanochat's current model and optimizer (the PyTorch
+side is torch_recipe2026.py); the lr stays constant and the Muon momentum fixed, while the Muon
+weight decay follows its cosine over the run on both sides and the batch-size lr factor is shared.
 """
 
 from __future__ import annotations
@@ -86,6 +90,8 @@ def run_jax(config, path: Path, seed: int) -> dict[str, Any]:
 
 
 def run_torch(config, path: Path, seed: int, python: str) -> dict[str, Any]:
+    from nanochat_tui.jax_engine.optim import batch_lr_scale
+
     m = config.model
     script = Path(__file__).with_name("torch_reference.py")
     cmd = [python, str(script), "--depth", str(m.depth), "--aspect-ratio", str(m.aspect_ratio)]
@@ -93,6 +99,8 @@ def run_torch(config, path: Path, seed: int, python: str) -> dict[str, Any]:
     cmd += ["--seq", str(m.sequence_len), "--vocab", str(m.vocab_size)]
     cmd += ["--batch", str(config.train.device_batch_size), "--data", str(path)]
     cmd += ["--seed", str(seed)]
+    if m.recipe == "nanochat-2026":
+        cmd += ["--recipe", "2026", "--lr-scale", str(batch_lr_scale(config))]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"torch reference failed: {proc.stderr.strip()[-500:]}")
@@ -113,15 +121,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-batches", type=int, default=8)
     p.add_argument("--torch-python", default=None, help="a Python with torch (default: search)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--recipe", default="nanochat-2025", choices=("nanochat-2025", "nanochat-2026"))
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).parent))
     from engine_throughput import torch_python
     from nanochat_tui.config.loader import load_config
 
-    config = load_config(args.prefab, PARITY)
+    parity = [*PARITY, f"model.recipe={args.recipe}", f"train.num_iterations={args.steps}"]
+    parity += ["optim.warmup_steps=0"]
+    config = load_config(args.prefab, parity)
     b, t = config.train.device_batch_size, config.model.sequence_len
-    config = load_config(args.prefab, [*PARITY, f"train.total_batch_size={b * t}"])
+    config = load_config(args.prefab, [*parity, f"train.total_batch_size={b * t}"])
     python = torch_python(args.torch_python)
     if python is None:
         raise SystemExit("no Python with torch found: pip install torch, or pass --torch-python")
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
 
     marks = sorted({m for m in (1, 10, 25, 50, 100, args.steps) if m <= args.steps})
     print(
-        f"\n{args.prefab}: {b}×{t} tokens a step, {args.steps} steps, constant lr, "
+        f"\n{args.prefab} ({args.recipe}): {b}×{t} tokens a step, {args.steps} steps, constant lr, "
         f"{args.seeds} seed(s) a side; train loss = mean of the 10 steps ending at the step"
     )
     head = "impl   seed " + "".join(f"  step {m:>4}" for m in marks) + "   val loss   ms/step"

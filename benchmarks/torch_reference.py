@@ -7,7 +7,11 @@ as nanochat runs it (optionally torch.compile'd, as nanochat's base_train does).
 
 Run with any Python that has torch (it is not a project dependency):
     python3 benchmarks/torch_reference.py --depth 2 --aspect-ratio 64 --head-dim 64 \
-        --seq 256 --vocab 4096 --batch 16 --steps 20 [--compile]
+        --seq 256 --vocab 4096 --batch 16 --steps 20 [--compile] [--recipe 2026 --lr-scale S]
+
+``--recipe 2026`` runs nanochat's current model and optimizer instead (torch_recipe2026.py: value
+embeddings, scalars, smear, backout, SSSL windows, Polar Express + NorMuon + cautious weight decay,
+per-group AdamW); ``--lr-scale`` is its batch-size lr factor √(B/2^19).
 Prints one JSON line: {"tokens_per_s": ..., "step_s": ..., "params": ..., "loss": ...}.
 
 With ``--data batches.npz`` (arrays ``x``/``y`` int32[N, B, T] and optionally ``val_x``/``val_y``,
@@ -125,10 +129,27 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--data", default=None, help="npz of x/y [N,B,T] (+ val_x/val_y) to train on")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--recipe", choices=("2025", "2026"), default="2025")
+    p.add_argument("--lr-scale", type=float, default=1.0, help="2026: batch-size lr factor")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    if a.recipe == "2026":
+        model, adam, muon = build_2026(a)
+    else:
+        model, adam, muon = build_2025(a)
+    step_fn = torch.compile(model) if a.compile else model
+    if a.data:
+        train_on_file(a, model, step_fn, adam, muon)
+        return
+    x = torch.randint(0, a.vocab, (a.batch, a.seq))
+    y = torch.randint(0, a.vocab, (a.batch, a.seq))
+    run_random(a, model, step_fn, adam, muon, x, y)
+
+
+def build_2025(a):
+    """The late-2025 nanochat model with torch.optim.Muon + AdamW."""
     model = GPT(a.depth, a.aspect_ratio, a.head_dim, a.n_kv_head, a.vocab, a.seq)
     dim = a.depth * a.aspect_ratio
     scale = (dim / 768) ** -0.5
@@ -144,12 +165,26 @@ def main() -> None:
     muon = torch.optim.Muon(  # no weight decay, as nanochat's Muon and the JAX engine's
         list(model.blocks.parameters()), lr=0.02, momentum=0.95, weight_decay=0.0
     )
-    step_fn = torch.compile(model) if a.compile else model
+    return model, adam, muon
+
+
+def build_2026(a):
+    """nanochat's current model and optimizer (torch_recipe2026.py)."""
+    from torch_recipe2026 import GPT2026, optimizers
+
+    model = GPT2026(a.depth, a.aspect_ratio, a.head_dim, a.n_kv_head, a.vocab, a.seq)
     if a.data:
-        train_on_file(a, model, step_fn, adam, muon)
-        return
-    x = torch.randint(0, a.vocab, (a.batch, a.seq))
-    y = torch.randint(0, a.vocab, (a.batch, a.seq))
+        import numpy as np
+
+        steps = len(np.load(a.data)["x"])
+    else:
+        steps = a.warmup + a.steps
+    adam, muon = optimizers(model, a.depth * a.aspect_ratio, a.lr_scale, steps)
+    return model, adam, muon
+
+
+def run_random(a, model, step_fn, adam, muon, x, y) -> None:
+    """Time ``a.steps`` steps on one random batch after ``a.warmup`` untimed ones."""
 
     def step() -> float:
         return train_step(model, step_fn, adam, muon, x, y)

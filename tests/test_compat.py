@@ -93,3 +93,27 @@ def test_nanochat_meta_and_prefab_tip(tmp_path, monkeypatch):
     assert check(load_prefab("ten"), row.meta) == []
     fixed = adopt(load_prefab("tiny"), row.meta)
     assert check(fixed, row.meta) == []
+
+
+def test_recipe_mismatch_is_an_incompatibility():
+    tiny = load_prefab("tiny")
+    new = apply_overrides(tiny, {"model.recipe": "nanochat-2026"})
+    problems = check(tiny, our_meta(new))
+    assert [p.field for p in problems] == ["recipe"]
+    assert "model.recipe=nanochat-2026" in problems[0].remediation
+    assert check(new, our_meta(new)) == []
+    # a checkpoint from before recipes (no recipe key) counts as nanochat-2025
+    old = our_meta(tiny)
+    for key in ("recipe", "value_embeds", "smear", "window_pattern", "init", "vocab_multiple"):
+        old["model"].pop(key, None)
+    old["model"]["rope_base"] = 10000.0
+    assert check(tiny, old) == []
+    assert [p.field for p in check(new, old)] == ["recipe"]
+
+
+def test_each_architecture_switch_mismatch_names_the_switch():
+    base = apply_overrides(load_prefab("tiny"), {"model.recipe": "nanochat-2026"})
+    meta = our_meta(apply_overrides(base, {"model.smear": False, "model.window_pattern": "L"}))
+    problems = check(base, meta)
+    assert sorted(p.field for p in problems) == ["model.smear", "model.window_pattern"]
+    assert any("model.smear=false" in p.remediation for p in problems)

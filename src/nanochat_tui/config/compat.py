@@ -2,8 +2,9 @@
 
 Reads two metadata formats without JAX or torch:
 
-* ours (``run_dir/checkpoints/<step>/meta/metadata``): ``model`` (a ModelConfig dump), ``model_dim``,
-  ``n_head``, ``n_kv_head``, ``vocab_size``, ``sequence_len``, ``tokenizer_hash``, ``plugins``;
+* ours (``run_dir/checkpoints/<step>/meta/metadata``): ``model`` (a ModelConfig dump, with
+  ``recipe`` and its switches), ``model_dim``, ``n_head``, ``n_kv_head``, ``vocab_size``,
+  ``sequence_len``, ``tokenizer_hash``, ``plugins``;
 * nanochat's (``$NANOCHAT_BASE_DIR/<stage>_checkpoints/<tag>/meta_<step>.json``): ``model_config``
   = {sequence_len, vocab_size, n_layer, n_head, n_kv_head, n_embd}, ``step``, ``val_bpb``, ...
 
@@ -21,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from nanochat_tui.config.recipes import DEFAULTS
 from nanochat_tui.config.schema import Config
 
 
@@ -96,6 +98,60 @@ def shape_of(meta: dict[str, Any]) -> Shape:
         vocab_size=_int(meta.get("vocab_size")) or _int(model.get("vocab_size")),
         sequence_len=_int(meta.get("sequence_len")) or _int(model.get("sequence_len")),
     )
+
+
+def checkpoint_switches(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The resolved recipe switches of a checkpoint's model (None when the meta has no model dump).
+
+    A checkpoint from before recipes existed (no ``recipe`` key) was ``nanochat-2025``; nanochat's
+    own checkpoints carry no switches and are not judged here.
+    """
+    from pydantic import ValidationError
+
+    from nanochat_tui.config.schema import ModelConfig
+
+    model = meta.get("model")
+    if not isinstance(model, dict):
+        return None
+    try:
+        resolved = ModelConfig.model_validate(model).resolved()
+    except ValidationError:
+        return None
+    return {k: getattr(resolved, k) for k in ("recipe", *DEFAULTS["model"])}
+
+
+def recipe_mismatches(config: Config, meta: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, reason, override) for the recipe and each architecture switch that differs."""
+    theirs = checkpoint_switches(meta)
+    if theirs is None:
+        return []
+    ours = config.model.resolved()
+    if theirs["recipe"] != ours.recipe:
+        return [
+            (
+                "recipe",
+                f"checkpoint trained with recipe {theirs['recipe']}, config uses {ours.recipe}",
+                f"model.recipe={theirs['recipe']}",
+            )
+        ]
+    out = []
+    for key, value in theirs.items():
+        if key != "recipe" and getattr(ours, key) != value:
+            shown = (
+                "null"
+                if value is None
+                else str(value).lower()
+                if isinstance(value, bool)
+                else value
+            )
+            out.append(
+                (
+                    f"model.{key}",
+                    f"checkpoint has {key}={value}, config {getattr(ours, key)}",
+                    f"model.{key}={shown}",
+                )
+            )
+    return out
 
 
 def config_shape(config: Config) -> Shape:
@@ -226,6 +282,8 @@ def check(
                 f"model.sequence_len={want.sequence_len}",
             )
         )
+
+    found.extend(recipe_mismatches(config, meta))
 
     prefab = None
     if (

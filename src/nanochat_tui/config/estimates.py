@@ -15,18 +15,47 @@ ACCELERATORS: dict[str, tuple[float, float]] = {
     "TPU v5e-8": (8 * 197e12, 9.60),
     "TPU v6e-8": (8 * 918e12, 21.60),
 }
+# name: (memory of ONE device in bytes, platform). Every device holds the whole model (data
+# parallel), so what must fit is one device's share: the model, its optimizer and one micro-batch.
+DEVICE_MEMORY: dict[str, tuple[float, str]] = {
+    "CPU (8 cores)": (32 * 2**30, "cpu"),
+    "1× H100": (80 * 2**30, "gpu"),
+    "8× H100": (80 * 2**30, "gpu"),
+    "TPU v5e-8": (16 * 2**30, "tpu"),
+    "TPU v6e-8": (32 * 2**30, "tpu"),
+}
+# Activation bytes kept for backward, per token per layer, in units of the compute dtype:
+# ACT_PER_DIM × model_dim, plus ACT_PER_SCORE × n_head × (attended keys) in fp32 where attention
+# materialises its scores (XLA; not cuDNN's fused kernel). Fitted to XLA's compiled memory
+# analysis on CPU (tests/test_estimates.py checks the agreement).
+ACT_PER_DIM = 17
+ACT_PER_SCORE = 1
 ASSUMED_MFU = {"CPU (8 cores)": 0.25}
 DEFAULT_MFU = 0.45
 
 
+def value_embed_layers(m: ModelConfig) -> int:
+    """Layers with a value embedding (nanochat: alternating, the last always; 0 when off)."""
+    if not m.resolved().value_embeds:
+        return 0
+    return sum(1 for i in range(m.depth) if i % 2 == (m.depth - 1) % 2)
+
+
 def param_counts(m: ModelConfig) -> dict[str, int]:
-    d, hd = m.model_dim, m.head_dim
-    attn = d * (m.n_head * hd) + 2 * d * (m.kv_heads * hd) + (m.n_head * hd) * d
+    """Parameters by group (vocabulary rows padded as the model pads them)."""
+    r = m.resolved()
+    d, hd, kv = m.model_dim, m.head_dim, m.kv_heads * m.head_dim
+    attn = d * (m.n_head * hd) + 2 * d * kv + (m.n_head * hd) * d
     mlp = 2 * d * (4 * d)
+    ve_layers = value_embed_layers(m)
+    scalars = (2 * m.depth if r.residual_scalars else 0) + (1 if r.backout else 0)
+    scalars += min(24, d) + 1 if r.smear else 0
     return {
-        "embedding": m.vocab_size * d,
-        "unembedding": m.vocab_size * d,
-        "blocks": m.depth * (attn + mlp),
+        "embedding": m.padded_vocab * d,
+        "value_embeds": ve_layers * m.padded_vocab * kv,
+        "unembedding": m.padded_vocab * d,
+        "blocks": m.depth * (attn + mlp) + ve_layers * 12 * m.kv_heads,
+        "scalars": scalars,
     }
 
 
@@ -35,9 +64,17 @@ def num_params(m: ModelConfig) -> int:
 
 
 def flops_per_token(m: ModelConfig) -> float:
-    """nanochat's estimate: 6·(N − embedding) + 12·L·d·T (attention), for forward+backward."""
-    n = num_params(m) - param_counts(m)["embedding"]
-    return 6 * n + 12 * m.depth * m.model_dim * m.sequence_len
+    """nanochat's estimate: 6·(matmul params) + 12·d·(attended keys) per layer, forward+backward.
+
+    Matmul params exclude the lookups (embedding, value embeddings) and the scalars; a sliding-window
+    layer attends to at most ``window`` keys.
+    """
+    c = param_counts(m)
+    n = c["unembedding"] + c["blocks"] + (min(24, m.model_dim) if m.resolved().smear else 0)
+    attended = sum(
+        m.sequence_len if w is None else min(w, m.sequence_len) for w in m.window_sizes()
+    )
+    return 6 * n + 12 * m.model_dim * attended
 
 
 def num_iterations(config: Config) -> int:
@@ -52,11 +89,62 @@ def total_tokens(config: Config) -> int:
 
 
 @dataclass(frozen=True)
+class Memory:
+    """Bytes one device needs for a training step, by part."""
+
+    params: int
+    grads: int
+    optimizer: int
+    activations: int
+    logits: int
+
+    @property
+    def total(self) -> int:
+        return self.params + self.grads + self.optimizer + self.activations + self.logits
+
+
+def optimizer_bytes(m: ModelConfig) -> int:
+    """fp32 optimizer state: AdamW (2 moments) for embeddings/head/scalars, Muon momentum (+ NorMuon
+    second moments) for block matrices."""
+    c = param_counts(m)
+    adam = c["embedding"] + c["value_embeds"] + c["unembedding"] + c["scalars"]
+    return 4 * (2 * adam + c["blocks"])
+
+
+def memory_estimate(config: Config, platform: str = "cpu") -> Memory:
+    """What one device holds during a training step on ``platform`` (cpu | gpu | tpu)."""
+    m = config.model
+    n = num_params(m)
+    act_bytes = 4 if platform == "cpu" or config.train.dtype == "float32" else 2
+    tokens = config.train.device_batch_size * m.sequence_len
+    attended = (
+        0
+        if platform == "gpu"
+        else sum(m.sequence_len if w is None else min(w, m.sequence_len) for w in m.window_sizes())
+    )
+    if platform == "cpu":
+        attended //= 2  # the blocked path (attention.py) skips the masked half
+    per_layer = ACT_PER_DIM * m.model_dim * act_bytes + ACT_PER_SCORE * m.n_head * attended * 4
+    # model.remat is not credited: XLA:CPU's analysis shows no saving from it, and we have not
+    # measured one on an accelerator yet.
+    activations = tokens * per_layer * m.depth
+    chunk = tokens if m.loss_chunk <= 0 else min(tokens, m.loss_chunk)
+    grads = 4 * n * (2 if config.grad_accum_steps > 1 else 1)
+    return Memory(4 * n, grads, optimizer_bytes(m), activations, 2 * chunk * m.padded_vocab * 4)
+
+
+@dataclass(frozen=True)
 class Estimate:
     accelerator: str
     hours: float
     cost: float
     mfu: float
+    memory: int = 0  # bytes one device needs (memory_estimate)
+    device_memory: int = 0  # bytes one device has
+
+    @property
+    def fits(self) -> bool:
+        return self.memory <= self.device_memory
 
 
 def compatibility_matrix(config: Config) -> list[Estimate]:
@@ -65,5 +153,7 @@ def compatibility_matrix(config: Config) -> list[Estimate]:
     for name, (peak, price) in ACCELERATORS.items():
         mfu = ASSUMED_MFU.get(name, DEFAULT_MFU)
         hours = flops / (peak * mfu) / 3600
-        rows.append(Estimate(name, hours, hours * price, mfu))
+        capacity, platform = DEVICE_MEMORY[name]
+        need = memory_estimate(config, platform).total
+        rows.append(Estimate(name, hours, hours * price, mfu, need, int(capacity)))
     return rows

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+Recipe = Literal["nanochat-2025", "nanochat-2026"]
 
 
 class Section(BaseModel):
@@ -36,7 +38,47 @@ class ModelConfig(Section):
     softcap: float = Field(
         15.0, ge=0.0, le=1000.0, description="Logit soft-cap c·tanh(x/c); 0 disables"
     )
-    rope_base: float = Field(10000.0, ge=1.0, le=1e9, description="Rotary embedding base frequency")
+    recipe: Recipe = Field(
+        "nanochat-2025",
+        description="nanochat-2025 (what HF 'nanochat' loads) or nanochat-2026 (today's speedrun); "
+        "sets every empty switch below and in optim",
+    )
+    # Recipe switches: empty (None) = the recipe's value (config/recipes.py); set one to ablate it.
+    rope_base: float | None = Field(
+        None, ge=1.0, le=1e9, description="Rotary base frequency; empty = recipe (10000 | 100000)"
+    )
+    qk_scale: float | None = Field(
+        None, gt=0, description="Multiply q and k after QK-norm; empty = recipe (1.0 | 1.2)"
+    )
+    value_embeds: bool | None = Field(
+        None, description="Gated value embeddings on alternating layers; empty = recipe"
+    )
+    residual_scalars: bool | None = Field(
+        None, description="Per-layer learned residual and x0 (embedding) scalars; empty = recipe"
+    )
+    smear: bool | None = Field(
+        None, description="Gated mix of the previous token's embedding; empty = recipe"
+    )
+    backout: bool | None = Field(
+        None, description="Subtract the mid-layer residual before the head; empty = recipe"
+    )
+    window_pattern: str | None = Field(
+        None,
+        pattern=r"^[SLsl]+$",
+        description="Attention windows tiled over layers (L full, S short; last layer L); "
+        "empty = recipe (L | SSSL)",
+    )
+    short_window: int = Field(
+        0, ge=0, description="S-layer window in tokens; 0 = nanochat's ceil(seq/4 to 128)"
+    )
+    init: Recipe | None = Field(None, description="Weight init of that recipe; empty = recipe")
+    vocab_multiple: int | None = Field(
+        None, ge=1, le=1024, description="Pad the embedding/head rows to a multiple; empty = recipe"
+    )
+    loss_chunk: int = Field(
+        2048, ge=0, description="Tokens per cross-entropy chunk (never full [B,T,V]); 0 = unchunked"
+    )
+    remat: bool = Field(False, description="Recompute each block in backward (saves activations)")
 
     @property
     def model_dim(self) -> int:
@@ -49,6 +91,27 @@ class ModelConfig(Section):
     @property
     def kv_heads(self) -> int:
         return self.n_kv_head or self.n_head
+
+    @property
+    def padded_vocab(self) -> int:
+        """Rows of the embedding and lm head: ``vocab_size`` rounded up to ``vocab_multiple``."""
+        m = self.resolved().vocab_multiple or 1
+        return -(-self.vocab_size // m) * m
+
+    def resolved(self) -> ModelConfig:
+        """A copy with every empty recipe switch filled in from ``recipe``."""
+        from nanochat_tui.config.recipes import resolve_section
+
+        return resolve_section(self, self.recipe)
+
+    def window_sizes(self) -> list[int | None]:
+        """Left attention window per layer (None = full causal), nanochat's tiling: last layer full."""
+        m = self.resolved()
+        short = self.short_window or -(-self.sequence_len // 4 // 128) * 128
+        pattern = (m.window_pattern or "L").upper()
+        sizes = [None if pattern[i % len(pattern)] == "L" else short for i in range(self.depth)]
+        sizes[-1] = None
+        return [None if w is not None and w >= self.sequence_len else w for w in sizes]
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
@@ -85,34 +148,88 @@ class DataConfig(Section):
 
 
 class OptimConfig(Section):
-    """Muon for block matrices, AdamW for embedding/unembedding (nanochat's split)."""
+    """Muon for block matrices, AdamW for embeddings/head/scalars (nanochat's split).
+
+    Empty (None) fields take the value of the run's ``model.recipe`` (config/recipes.py).
+    """
+
+    _recipe: str = PrivateAttr("nanochat-2025")  # set by Config from model.recipe
 
     matrix_lr: float = Field(
         0.02, gt=0, le=10, description="Muon learning rate for 2-D block weights"
     )
-    embedding_lr: float = Field(0.2, gt=0, le=100, description="AdamW lr for the token embedding")
-    unembedding_lr: float = Field(0.004, gt=0, le=10, description="AdamW lr for the lm head")
+    embedding_lr: float | None = Field(
+        None, gt=0, le=100, description="AdamW lr for the token embedding; empty = recipe"
+    )
+    unembedding_lr: float | None = Field(
+        None, gt=0, le=10, description="AdamW lr for the lm head; empty = recipe"
+    )
+    scalar_lr: float = Field(
+        0.5, gt=0, le=100, description="AdamW lr for the per-layer scalars (x0; resid × 0.01)"
+    )
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
     adam_beta1: float = Field(0.8, ge=0, lt=1, description="AdamW β1")
     adam_beta2: float = Field(0.95, ge=0, lt=1, description="AdamW β2")
-    muon_momentum: float = Field(0.95, ge=0, lt=1, description="Muon momentum (nanochat: 0.95)")
+    adamw_per_group: bool | None = Field(
+        None,
+        description="nanochat's per-group AdamW betas/decay (ignores the 3 above); empty = recipe",
+    )
+    muon_momentum: float | None = Field(
+        None, ge=0, lt=1, description="Muon momentum after warmup; empty = recipe (0.95 | 0.97)"
+    )
     muon_momentum_start: float = Field(
         0.85, ge=0, lt=1, description="Muon momentum at step 0, warmed up to muon_momentum"
     )
-    muon_momentum_warmup_steps: int = Field(
-        300, ge=0, description="Steps of linear Muon momentum warmup (nanochat: 300; 0 disables)"
+    muon_momentum_warmup_steps: int | None = Field(
+        None, ge=0, description="Steps of Muon momentum warmup (0 disables); empty = recipe"
+    )
+    muon_momentum_final: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Muon momentum reached at the end of the lr warmdown; "
+        "empty = recipe (no change | 0.90)",
+    )
+    muon_polar_express: bool | None = Field(
+        None, description="Polar Express coefficients instead of Newton–Schulz; empty = recipe"
+    )
+    muon_normuon: bool | None = Field(
+        None, description="NorMuon per-neuron variance reduction (β2 0.9); empty = recipe"
+    )
+    muon_renorm: bool | None = Field(
+        None, description="MuonEq row equilibration + Muon+ norm snap; empty = recipe"
+    )
+    muon_weight_decay: float | None = Field(
+        None, ge=0, le=10, description="Muon decoupled weight decay, cosine to 0; empty = recipe"
+    )
+    muon_cautious_wd: bool | None = Field(
+        None, description="Decay only where update and weight agree in sign; empty = recipe"
+    )
+    batch_lr_scale: bool | None = Field(
+        None, description="Scale every lr by √(total_batch_size / 2^19); empty = recipe"
     )
     warmup_ratio: float = Field(0.0, ge=0, le=1, description="Fraction of steps of linear warmup")
-    warmdown_ratio: float = Field(
-        0.2, ge=0, le=1, description="Fraction of steps of linear warmdown"
+    warmup_steps: int | None = Field(
+        None, ge=0, description="Extra steps of linear warmup; empty = recipe (0 | 40)"
     )
-    final_lr_frac: float = Field(
-        0.0, ge=0, le=1, description="LR at the end, as a fraction of peak"
+    warmdown_ratio: float | None = Field(
+        None, ge=0, le=1, description="Fraction of steps of linear warmdown; empty = recipe"
     )
-    grad_clip: float = Field(1.0, ge=0, le=1e6, description="Global grad-norm clip (0 disables)")
+    final_lr_frac: float | None = Field(
+        None, ge=0, le=1, description="LR at the end, as a fraction of peak; empty = recipe"
+    )
+    grad_clip: float | None = Field(
+        None, ge=0, le=1e6, description="Global grad-norm clip (0 disables); empty = recipe (1 | 0)"
+    )
     lr_multiplier: float = Field(
         1.0, gt=0, le=100, description="Live multiplier on every lr (patchable)"
     )
+
+    def resolved(self) -> OptimConfig:
+        """A copy with every empty field filled in from the run's recipe."""
+        from nanochat_tui.config.recipes import resolve_section
+
+        return resolve_section(self, self._recipe)
 
 
 # Training stages the engine registers (jax_engine/tasks TASKS; a test keeps the two in step).
@@ -226,6 +343,11 @@ class Config(Section):
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-plugin settings, validated by each plugin"
     )
+
+    @model_validator(mode="after")
+    def _bind_recipe(self) -> Config:
+        self.optim._recipe = self.model.recipe
+        return self
 
     @model_validator(mode="after")
     def _check_batch(self) -> Config:

@@ -1,14 +1,23 @@
 """The nanochat GPT in Flax NNX, readable top to bottom (after karpathy/nanochat ``nanochat/gpt.py``).
 
-- token embedding → parameter-free RMSNorm → ``depth`` blocks → RMSNorm → lm head → soft-cap
-- block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``
-- attention: rotary positions (no learned positions), QK-norm, GQA/MQA via ``n_kv_head``, causal
+- token embedding → parameter-free RMSNorm → [smear] → ``depth`` blocks → [backout] → RMSNorm →
+  lm head → soft-cap
+- block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``; with ``residual_scalars`` each block first
+  sets ``x = resid[i]·x + x0[i]·x0`` (``x0`` = the embedding after smear)
+- attention: rotary positions (no learned positions), QK-norm (× ``qk_scale``), GQA/MQA via
+  ``n_kv_head``, causal, optional sliding window per layer (``window_pattern``); with
+  ``value_embeds`` alternating layers add a gated per-token value embedding to v (ResFormer)
 - MLP: 4× width, ReLU², no biases anywhere; embedding and unembedding are untied
-- init: linear std = 1/√fan_in · min(1, √(fan_out/fan_in)), embedding std 1, and the lm head and
-  both output projections (attn ``c_proj``, mlp ``c_proj``) start at zero
+- init ``nanochat-2025``: linear std = 1/√fan_in · min(1, √(fan_out/fan_in)), embedding std 1, lm
+  head and both output projections zero. ``nanochat-2026``: uniform q/k/v (std 1/√d), c_fc at 0.4×,
+  embedding std 0.8, lm head std 0.001, output projections zero.
+
+The switches come from ``model.recipe`` unless set one by one (``ModelConfig.resolved()``);
+``nanochat-2025`` builds exactly the parameters Hugging Face's ``nanochat`` type loads.
 
 Parameters are fp32; ``dtype`` is the compute dtype (bf16 on GPU/TPU, fp32 on CPU). Logits are
-always returned in fp32. ``decode`` runs the same blocks against a fixed-size KV cache.
+always returned in fp32 and cropped to ``vocab_size`` (padded rows never reach a loss or a sampler).
+``decode`` runs the same blocks against a fixed-size KV cache.
 """
 
 from __future__ import annotations
@@ -18,17 +27,22 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from nanochat_tui.config.schema import ModelConfig
+from nanochat_tui.jax_engine.attention import causal_attention, masked_attention
+
+SMEAR_CHANNELS = 24  # the smear gate reads this many leading channels of the embedding
+VE_GATE_CHANNELS = 12  # the value-embedding gate reads this many leading channels of x
 
 
 class KVCache(NamedTuple):
-    """Keys/values of every layer: ``k``, ``v`` are ``[depth, B, max_len, n_kv_head, head_dim]``."""
+    """Keys/values of every layer: ``k``, ``v`` are ``[depth, B, max_len, n_kv_head, head_dim]``;
+    ``x_prev`` ``[B, 1, model_dim]`` is the last token's embedding (for smear; zeros if unused)."""
 
     k: jax.Array
     v: jax.Array
+    x_prev: jax.Array | None = None
 
 
 def norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -54,10 +68,15 @@ def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return jnp.concatenate([x1 * cos + x2 * sin, x2 * cos - x1 * sin], axis=-1)
 
 
-def _linear(d_in: int, d_out: int, *, zero: bool, dtype, rngs: nnx.Rngs) -> nnx.Linear:
-    """A bias-free linear layer with nanochat's init (or zeros)."""
-    std = 1.0 / math.sqrt(d_in) * min(1.0, math.sqrt(d_out / d_in))
-    init = nnx.initializers.zeros_init() if zero else nnx.initializers.normal(std)
+def _uniform(low: float, high: float):
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, low, high)
+
+    return init
+
+
+def _linear(d_in: int, d_out: int, *, init, dtype, rngs: nnx.Rngs) -> nnx.Linear:
+    """A bias-free linear layer (fp32 parameters, ``dtype`` compute)."""
     return nnx.Linear(
         d_in,
         d_out,
@@ -69,86 +88,138 @@ def _linear(d_in: int, d_out: int, *, zero: bool, dtype, rngs: nnx.Rngs) -> nnx.
     )
 
 
+def _init(cfg: ModelConfig, d_in: int, d_out: int, role: str):
+    """Kernel initializer for ``role`` (``qkv``, ``fc``, ``out``) under the config's init recipe."""
+    if role == "out":
+        return nnx.initializers.zeros_init()
+    if cfg.init == "nanochat-2026":
+        s = math.sqrt(3) / math.sqrt(cfg.model_dim) * (0.4 if role == "fc" else 1.0)
+        return _uniform(-s, s)
+    return nnx.initializers.normal(1.0 / math.sqrt(d_in) * min(1.0, math.sqrt(d_out / d_in)))
+
+
 def dense(layer: nnx.Linear, x: jax.Array) -> jax.Array:
     """Apply ``layer`` on a 2-D view of ``x``: XLA:CPU's weight-gradient matmul is ~3× faster
     contracting one flattened batch axis than (B, T)."""
     return layer(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
 
 
-def _use_cudnn(dtype) -> bool:
-    return jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
-
-
-def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """Scaled dot-product attention; causal when ``mask`` is None (cuDNN on NVIDIA when it fits)."""
-    if mask is None and _use_cudnn(q.dtype):
-        try:
-            return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="cudnn")
-        except Exception:  # unsupported shape/version: fall back to XLA
-            pass
-    if mask is None:
-        return jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation="xla")
-    return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation="xla")
+def has_value_embed(cfg: ModelConfig, layer: int) -> bool:
+    """nanochat's value-embedding layers: alternating, the last layer always included."""
+    return bool(cfg.value_embeds) and layer % 2 == (cfg.depth - 1) % 2
 
 
 class CausalSelfAttention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
+    def __init__(self, cfg: ModelConfig, layer: int, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
         d, hd = cfg.model_dim, cfg.head_dim
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, hd
-        self.rope_base = cfg.rope_base
-        self.c_q = _linear(d, self.n_head * hd, zero=False, dtype=dtype, rngs=rngs)
-        self.c_k = _linear(d, self.n_kv_head * hd, zero=False, dtype=dtype, rngs=rngs)
-        self.c_v = _linear(d, self.n_kv_head * hd, zero=False, dtype=dtype, rngs=rngs)
-        self.c_proj = _linear(self.n_head * hd, d, zero=True, dtype=dtype, rngs=rngs)
+        self.rope_base, self.qk_scale = cfg.rope_base, cfg.qk_scale
+        self.window = cfg.window_sizes()[layer]
+        self.c_q = _linear(
+            d, self.n_head * hd, init=_init(cfg, d, d, "qkv"), dtype=dtype, rngs=rngs
+        )
+        kv = self.n_kv_head * hd
+        self.c_k = _linear(d, kv, init=_init(cfg, d, kv, "qkv"), dtype=dtype, rngs=rngs)
+        self.c_v = _linear(d, kv, init=_init(cfg, d, kv, "qkv"), dtype=dtype, rngs=rngs)
+        self.c_proj = _linear(
+            self.n_head * hd, d, init=_init(cfg, d, d, "out"), dtype=dtype, rngs=rngs
+        )
+        self.ve_gate = (
+            _linear(
+                VE_GATE_CHANNELS, self.n_kv_head, init=_uniform(0.0, 0.02), dtype=dtype, rngs=rngs
+            )
+            if has_value_embed(cfg, layer)
+            else None
+        )
 
-    def qkv(self, x: jax.Array, positions: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Project, rotate and QK-normalise: q ``[B,T,H,D]``, k/v ``[B,T,KV,D]``."""
+    def qkv(
+        self, x: jax.Array, positions: jax.Array, ve: jax.Array | None
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Project, [add the gated value embedding,] rotate and QK-normalise: q ``[B,T,H,D]``,
+        k/v ``[B,T,KV,D]``."""
         b, t, _ = x.shape
         q = dense(self.c_q, x).reshape(b, t, self.n_head, self.head_dim)
         k = dense(self.c_k, x).reshape(b, t, self.n_kv_head, self.head_dim)
         v = dense(self.c_v, x).reshape(b, t, self.n_kv_head, self.head_dim)
+        if self.ve_gate is not None and ve is not None:
+            gate = 3 * jax.nn.sigmoid(dense(self.ve_gate, x[..., :VE_GATE_CHANNELS]))
+            v = v + gate[..., None] * ve.reshape(b, t, self.n_kv_head, self.head_dim)
         cos, sin = rotary(positions, self.head_dim, self.rope_base)
         q, k = norm(apply_rotary(q, cos, sin)), norm(apply_rotary(k, cos, sin))
+        if self.qk_scale != 1.0:
+            q, k = q * self.qk_scale, k * self.qk_scale
         return q, k, v
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, ve: jax.Array | None = None) -> jax.Array:
         b, t, _ = x.shape
-        q, k, v = self.qkv(x, jnp.arange(t))
-        y = attention(q, k, v, None)
+        q, k, v = self.qkv(x, jnp.arange(t), ve)
+        y = causal_attention(q, k, v, self.window)
         return dense(self.c_proj, y.reshape(b, t, -1))
 
     def decode(
-        self, x: jax.Array, k_cache: jax.Array, v_cache: jax.Array, pos: jax.Array
+        self,
+        x: jax.Array,
+        ve: jax.Array | None,
+        k_cache: jax.Array,
+        v_cache: jax.Array,
+        pos: jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         """Attend ``t`` new tokens at ``pos..pos+t-1`` to the cache; returns (y, k_cache, v_cache)."""
         b, t, _ = x.shape
         q_pos = pos + jnp.arange(t)
-        q, k, v = self.qkv(x, q_pos)
+        q, k, v = self.qkv(x, q_pos, ve)
         k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), (0, pos, 0, 0))
         v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), (0, pos, 0, 0))
-        mask = jnp.arange(k_cache.shape[1])[None, :] <= q_pos[:, None]  # [t, max_len]
-        y = attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), mask[None, None])
+        k_pos = jnp.arange(k_cache.shape[1])[None, :]
+        mask = k_pos <= q_pos[:, None]  # [t, max_len]
+        if self.window is not None:
+            mask = mask & (q_pos[:, None] - k_pos <= self.window)
+        y = masked_attention(q, k_cache.astype(q.dtype), v_cache.astype(q.dtype), mask[None, None])
         return dense(self.c_proj, y.reshape(b, t, -1)), k_cache, v_cache
 
 
 class MLP(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
         d = cfg.model_dim
-        self.c_fc = _linear(d, 4 * d, zero=False, dtype=dtype, rngs=rngs)
-        self.c_proj = _linear(4 * d, d, zero=True, dtype=dtype, rngs=rngs)
+        self.c_fc = _linear(d, 4 * d, init=_init(cfg, d, 4 * d, "fc"), dtype=dtype, rngs=rngs)
+        self.c_proj = _linear(4 * d, d, init=_init(cfg, 4 * d, d, "out"), dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return dense(self.c_proj, jnp.square(jax.nn.relu(dense(self.c_fc, x))))
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
-        self.attn = CausalSelfAttention(cfg, rngs=rngs, dtype=dtype)
+    def __init__(self, cfg: ModelConfig, layer: int, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
+        self.attn = CausalSelfAttention(cfg, layer, rngs=rngs, dtype=dtype)
         self.mlp = MLP(cfg, rngs=rngs, dtype=dtype)
+        s = math.sqrt(3) / math.sqrt(cfg.model_dim)
+        self.value_embed = (
+            nnx.Embed(
+                cfg.padded_vocab,
+                cfg.kv_heads * cfg.head_dim,
+                embedding_init=_uniform(-s, s),
+                dtype=dtype,
+                param_dtype=jnp.float32,
+                rngs=rngs,
+            )
+            if has_value_embed(cfg, layer)
+            else None
+        )
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x = x + self.attn(norm(x))
+    def ve(self, idx: jax.Array, dtype) -> jax.Array | None:
+        """This layer's value embedding of the tokens (None when the layer has none)."""
+        return None if self.value_embed is None else self.value_embed(idx).astype(dtype)
+
+    def __call__(self, x: jax.Array, idx: jax.Array) -> jax.Array:
+        x = x + self.attn(norm(x), self.ve(idx, x.dtype))
         return x + self.mlp(norm(x))
+
+
+def _block_forward(block: Block, x: jax.Array, idx: jax.Array) -> jax.Array:
+    return block(x, idx)
+
+
+_block_forward_remat = nnx.remat(_block_forward)
 
 
 class GPT(nnx.Module):
@@ -156,36 +227,95 @@ class GPT(nnx.Module):
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
         self.config = cfg
+        cfg = self.switches = cfg.resolved()
         self.dtype = dtype
-        d = cfg.model_dim
+        d, n = cfg.model_dim, cfg.depth
+        vocab = cfg.padded_vocab
+        std_wte = 0.8 if cfg.init == "nanochat-2026" else 1.0
         self.wte = nnx.Embed(
-            cfg.vocab_size,
+            vocab,
             d,
-            embedding_init=nnx.initializers.normal(1.0),
+            embedding_init=nnx.initializers.normal(std_wte),
             dtype=dtype,
             param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.blocks = nnx.List([Block(cfg, rngs=rngs, dtype=dtype) for _ in range(cfg.depth)])
-        self.lm_head = _linear(d, cfg.vocab_size, zero=True, dtype=dtype, rngs=rngs)
+        self.blocks = nnx.List([Block(cfg, i, rngs=rngs, dtype=dtype) for i in range(n)])
+        head_init = (
+            nnx.initializers.normal(0.001)
+            if cfg.init == "nanochat-2026"
+            else nnx.initializers.zeros_init()
+        )
+        self.lm_head = _linear(d, vocab, init=head_init, dtype=dtype, rngs=rngs)
+        frac = jnp.arange(n, dtype=jnp.float32) / max(n - 1, 1)
+        scalars = cfg.residual_scalars
+        self.resid_lambdas = nnx.Param(1.15 - 0.10 * frac) if scalars else None
+        self.x0_lambdas = nnx.Param(0.20 - 0.15 * frac) if scalars else None
+        gate_init = _uniform(0.0, 0.02)
+        c = min(SMEAR_CHANNELS, d)
+        self.smear_gate = (
+            _linear(c, 1, init=gate_init, dtype=dtype, rngs=rngs) if cfg.smear else None
+        )
+        self.smear_lambda = nnx.Param(jnp.zeros((1,), jnp.float32)) if cfg.smear else None
+        self.backout_lambda = nnx.Param(jnp.full((1,), 0.2, jnp.float32)) if cfg.backout else None
 
-    def _logits(self, x: jax.Array) -> jax.Array:
-        logits = dense(self.lm_head, norm(x)).astype(jnp.float32)
+    # ------------------------------------------------------------------ pieces of the forward
+
+    def _smear(self, x: jax.Array, x_prev: jax.Array, first: jax.Array) -> jax.Array:
+        """``x + λ·σ(gate(x))·x_prev`` per position; ``first`` marks positions with no predecessor."""
+        c = self.smear_gate.in_features
+        gate = self.smear_lambda[...].astype(x.dtype) * jax.nn.sigmoid(
+            dense(self.smear_gate, x[..., :c])
+        )
+        return x + jnp.where(first[None, :, None], 0.0, gate * x_prev).astype(x.dtype)
+
+    def _trunk(self, x: jax.Array, idx: jax.Array) -> jax.Array:
+        """Blocks with the residual/x0 scalars and backout; returns the pre-norm final stream."""
+        x0, x_backout = x, None
+        step = _block_forward_remat if self.switches.remat else _block_forward
+        for i, block in enumerate(self.blocks):
+            if self.resid_lambdas is not None:
+                r = self.resid_lambdas[...][i].astype(x.dtype)
+                x = r * x + self.x0_lambdas[...][i].astype(x.dtype) * x0
+            x = step(block, x, idx)
+            if i == len(self.blocks) // 2:
+                x_backout = x
+        if self.backout_lambda is not None:
+            x = x - self.backout_lambda[...].astype(x.dtype) * x_backout
+        return x
+
+    def embed(self, idx: jax.Array) -> jax.Array:
+        """Normed (and smeared) token embeddings ``[B, T, D]`` in the compute dtype."""
+        x = norm(self.wte(idx).astype(self.dtype))
+        if self.smear_gate is not None:
+            prev = jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1)
+            x = self._smear(x, prev, jnp.arange(x.shape[1]) == 0)
+        return x
+
+    def hidden(self, idx: jax.Array) -> jax.Array:
+        """The final normed hidden states ``[B, T, D]`` (what the lm head reads)."""
+        return norm(self._trunk(self.embed(idx), idx))
+
+    def head(self, h: jax.Array) -> jax.Array:
+        """Soft-capped fp32 logits ``[..., vocab_size]`` from hidden states ``h``."""
+        logits = dense(self.lm_head, h).astype(jnp.float32)
+        if logits.shape[-1] != self.config.vocab_size:
+            logits = logits[..., : self.config.vocab_size]
         c = self.config.softcap
         return c * jnp.tanh(logits / c) if c > 0 else logits
 
     def __call__(self, idx: jax.Array) -> jax.Array:
         """Logits ``float32[B, T, V]`` for token ids ``int32[B, T]`` (causal)."""
-        x = norm(self.wte(idx).astype(self.dtype))
-        for block in self.blocks:
-            x = block(x)
-        return self._logits(x)
+        return self.head(self.hidden(idx))
+
+    # ------------------------------------------------------------------ decoding
 
     def init_cache(self, batch: int, max_len: int) -> KVCache:
         """An empty KV cache for ``batch`` sequences of up to ``max_len`` tokens."""
         c = self.config
         shape = (c.depth, batch, max_len, c.kv_heads, c.head_dim)
-        return KVCache(jnp.zeros(shape, self.dtype), jnp.zeros(shape, self.dtype))
+        prev = jnp.zeros((batch, 1, c.model_dim), self.dtype)
+        return KVCache(jnp.zeros(shape, self.dtype), jnp.zeros(shape, self.dtype), prev)
 
     def decode(
         self, idx: jax.Array, cache: KVCache, pos: int | jax.Array
@@ -193,26 +323,29 @@ class GPT(nnx.Module):
         """Logits for ``t`` new tokens ``idx[B, t]`` placed at ``pos``, and the updated cache."""
         pos = jnp.asarray(pos, jnp.int32)
         x = norm(self.wte(idx).astype(self.dtype))
+        x_prev = cache.x_prev
+        if self.smear_gate is not None:
+            prev = jnp.concatenate([x_prev.astype(x.dtype), x[:, :-1]], axis=1)
+            x_prev = x[:, -1:]
+            x = self._smear(x, prev, pos + jnp.arange(x.shape[1]) == 0)
+        x0, x_backout = x, None
         ks, vs = [], []
         for i, block in enumerate(self.blocks):
-            y, k, v = block.attn.decode(norm(x), cache.k[i], cache.v[i], pos)
+            if self.resid_lambdas is not None:
+                r = self.resid_lambdas[...][i].astype(x.dtype)
+                x = r * x + self.x0_lambdas[...][i].astype(x.dtype) * x0
+            ve = block.ve(idx, x.dtype)
+            y, k, v = block.attn.decode(norm(x), ve, cache.k[i], cache.v[i], pos)
             x = x + y
             x = x + block.mlp(norm(x))
+            if i == len(self.blocks) // 2:
+                x_backout = x
             ks.append(k)
             vs.append(v)
-        return self._logits(x), KVCache(jnp.stack(ks), jnp.stack(vs))
+        if self.backout_lambda is not None:
+            x = x - self.backout_lambda[...].astype(x.dtype) * x_backout
+        return self.head(norm(x)), KVCache(jnp.stack(ks), jnp.stack(vs), x_prev)
 
 
-def token_losses(model: GPT, idx: jax.Array, targets: jax.Array) -> jax.Array:
-    """Per-token cross-entropy ``float32[B, T]`` (nats); positions with target −1 give 0."""
-    logits = model(idx)
-    valid = targets >= 0
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, targets, 0))
-    return jnp.where(valid, ce, 0.0)
-
-
-def loss_fn(model: GPT, idx: jax.Array, targets: jax.Array) -> jax.Array:
-    """Mean cross-entropy over the tokens whose target is not −1."""
-    losses = token_losses(model, idx, targets)
-    count = jnp.maximum(jnp.sum(targets >= 0), 1)
-    return jnp.sum(losses) / count
+# The losses live in losses.py (chunked cross-entropy); re-exported for existing callers.
+from nanochat_tui.jax_engine.losses import loss_fn, loss_sum, token_losses  # noqa: E402, F401

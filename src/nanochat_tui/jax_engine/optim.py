@@ -1,12 +1,20 @@
-"""nanochat's optimizer split and learning-rate schedule, in optax.
+"""nanochat's optimizer split and learning-rate schedule, in optax, for both recipes.
 
-- Muon (``optax.contrib.muon``, Nesterov, 5 Newton–Schulz steps) for every 2-D matrix inside the
-  transformer blocks, at ``optim.matrix_lr``; its momentum warms up linearly from
-  ``optim.muon_momentum_start`` to ``optim.muon_momentum`` over ``optim.muon_momentum_warmup_steps``
-  (nanochat: 0.85 → 0.95 over 300 steps), driven by the optimizer's own step count so it resumes
-  exactly.
-- AdamW for the token embedding (``optim.embedding_lr``) and the lm head (``optim.unembedding_lr``),
-  both scaled by ``(model_dim / 768) ** -0.5`` as in nanochat; betas / weight decay from config.
+Fields left empty in ``optim`` take the run's recipe value (``OptimConfig.resolved()``).
+
+- Muon for every 2-D matrix inside the transformer blocks, at ``optim.matrix_lr``; its momentum
+  warms up linearly from ``muon_momentum_start`` to ``muon_momentum`` over
+  ``muon_momentum_warmup_steps`` and (2026) ramps to ``muon_momentum_final`` over the lr warmdown,
+  driven by the optimizer's own step count so it resumes exactly. With every 2026 Muon switch off
+  this is ``optax.contrib.muon`` (Nesterov, 5 Newton–Schulz steps), exactly as before; otherwise
+  nanochat's current variant from ``muon.py`` (Polar Express, NorMuon, MuonEq/Muon+, cautious
+  weight decay ``muon_weight_decay`` decayed by a cosine to zero).
+- AdamW for the token embedding (``embedding_lr``), the value embeddings (half of it), the lm head
+  (``unembedding_lr``) — all × ``(model_dim / 768) ** -0.5`` — and the scalars: residual lambdas at
+  ``scalar_lr × 0.01``, x0 lambdas at ``scalar_lr``, smear/backout at 0.2. Betas and weight decay
+  come from ``adam_beta1/2`` and ``weight_decay``, or with ``adamw_per_group`` from nanochat's
+  per-group table (:data:`ADAMW_GROUPS`).
+- ``batch_lr_scale``: every lr × ``√(total_batch_size / 2^19)`` (nanochat's B_REF), smear excepted.
 - Global grad-norm clipping first (``optim.grad_clip``; 0 disables).
 
 The transform is built at PEAK learning rate. Its last stage multiplies every update by the extra
@@ -17,6 +25,7 @@ reads an optional extra argument ``grad_clip``; both arrive as traced scalars in
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -24,29 +33,78 @@ import jax.numpy as jnp
 import optax
 
 from nanochat_tui.config.schema import Config, OptimConfig
+from nanochat_tui.jax_engine.muon import nanochat_muon
 
 EMBEDDING, UNEMBEDDING, MATRIX = "embedding", "unembedding", "matrix"
+VALUE_EMBEDS, RESID, X0, SMEAR = "value_embeds", "resid", "x0", "smear"
+B_REF = 2**19  # nanochat's reference batch size (tokens) for batch-size lr scaling
+
+# nanochat's per-group AdamW (gpt.py setup_optimizer): group -> (beta1, beta2, weight decay).
+ADAMW_GROUPS: dict[str, tuple[float, float, float]] = {
+    UNEMBEDDING: (0.8, 0.96, 0.01),
+    EMBEDDING: (0.8, 0.995, 0.001),
+    VALUE_EMBEDS: (0.8, 0.995, 0.01),
+    RESID: (0.8, 0.95, 0.05),
+    X0: (0.96, 0.95, 0.0),
+    SMEAR: (0.8, 0.95, 0.0),
+}
+SMEAR_LR = 0.2
+
+
+def warmup_steps(num_iterations: int, optim_cfg: OptimConfig) -> int:
+    """Steps of linear lr warmup: ``warmup_steps + warmup_ratio · n``."""
+    o = optim_cfg.resolved()
+    return int(o.warmup_steps or 0) + round(o.warmup_ratio * num_iterations)
 
 
 def lr_schedule(step: int, num_iterations: int, optim_cfg: OptimConfig) -> float:
     """nanochat's lr multiplier: linear warmup, constant, linear warmdown to ``final_lr_frac``."""
-    warmup = round(optim_cfg.warmup_ratio * num_iterations)
-    warmdown = round(optim_cfg.warmdown_ratio * num_iterations)
+    o = optim_cfg.resolved()
+    warmup = warmup_steps(num_iterations, o)
+    warmdown = round(o.warmdown_ratio * num_iterations)
     if step < warmup:
         return (step + 1) / warmup
     if step <= num_iterations - warmdown:
         return 1.0
     progress = max(0.0, (num_iterations - step) / warmdown)
-    return progress + (1.0 - progress) * optim_cfg.final_lr_frac
+    return progress + (1.0 - progress) * o.final_lr_frac
 
 
-def muon_momentum(step: int | jax.Array, optim_cfg: OptimConfig) -> float | jax.Array:
-    """nanochat's Muon momentum at ``step``: linear from ``muon_momentum_start`` to ``muon_momentum``."""
-    n = optim_cfg.muon_momentum_warmup_steps
-    if n <= 0:
-        return optim_cfg.muon_momentum
-    frac = jnp.minimum(step / n, 1.0)
-    return (1 - frac) * optim_cfg.muon_momentum_start + frac * optim_cfg.muon_momentum
+def muon_momentum(
+    step: int | jax.Array, optim_cfg: OptimConfig, num_iterations: int | None = None
+) -> float | jax.Array:
+    """nanochat's Muon momentum at ``step``: linear from ``muon_momentum_start`` to
+    ``muon_momentum`` over the warmup steps, then (given ``num_iterations``) linear to
+    ``muon_momentum_final`` over the lr warmdown."""
+    o = optim_cfg.resolved()
+    n = o.muon_momentum_warmup_steps
+    peak, final = o.muon_momentum, o.muon_momentum_final
+    ramp_down = num_iterations is not None and final != peak and o.warmdown_ratio > 0
+    if n <= 0 and not ramp_down:
+        return peak
+    frac = jnp.minimum(step / n, 1.0) if n > 0 else 1.0
+    m = (1 - frac) * o.muon_momentum_start + frac * peak
+    if ramp_down:
+        warmdown = max(1, round(o.warmdown_ratio * num_iterations))
+        start = num_iterations - warmdown
+        progress = jnp.clip((step - start) / warmdown, 0.0, 1.0)
+        m = jnp.where(step < n, m, peak * (1 - progress) + final * progress)
+    return m
+
+
+def muon_weight_decay(
+    step: int | jax.Array, optim_cfg: OptimConfig, num_iterations: int
+) -> float | jax.Array:
+    """nanochat's Muon weight decay: ``muon_weight_decay`` decayed by a half cosine to zero."""
+    wd = optim_cfg.resolved().muon_weight_decay
+    return wd * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(step / max(num_iterations, 1), 1.0)))
+
+
+def batch_lr_scale(config: Config) -> float:
+    """``√(total_batch_size / 2^19)`` when ``optim.batch_lr_scale`` is on, else 1."""
+    if not config.optim.resolved().batch_lr_scale:
+        return 1.0
+    return math.sqrt(config.train.total_batch_size / B_REF)
 
 
 def _path_names(path: tuple[Any, ...]) -> list[str]:
@@ -60,14 +118,24 @@ def _path_names(path: tuple[Any, ...]) -> list[str]:
 
 
 def param_labels(params: Any) -> Any:
-    """Label each parameter leaf ``embedding`` / ``unembedding`` / ``matrix`` by its nnx path."""
+    """Label each parameter leaf by optimizer group from its nnx path: ``embedding``,
+    ``unembedding``, ``value_embeds``, ``resid``, ``x0``, ``smear`` or ``matrix`` (Muon)."""
+    top = {
+        "wte": EMBEDDING,
+        "lm_head": UNEMBEDDING,
+        "resid_lambdas": RESID,
+        "x0_lambdas": X0,
+        "smear_gate": SMEAR,
+        "smear_lambda": SMEAR,
+        "backout_lambda": SMEAR,
+    }
 
     def label(path: tuple[Any, ...], leaf: jax.Array) -> str:
         names = _path_names(path)
-        if names and names[0] == "wte":
-            return EMBEDDING
-        if names and names[0] == "lm_head":
-            return UNEMBEDDING
+        if names and names[0] in top:
+            return top[names[0]]
+        if "value_embed" in names:
+            return VALUE_EMBEDS
         if leaf.ndim != 2:
             raise ValueError(f"parameter {'.'.join(names)} has ndim {leaf.ndim}; Muon expects 2-D")
         return MATRIX
@@ -121,24 +189,59 @@ def adamw_lr_scale(model_dim: int) -> float:
     return (model_dim / 768) ** -0.5
 
 
-def build_optimizer(model: Any, config: Config) -> optax.GradientTransformationExtraArgs:
-    """Muon + AdamW + clipping at peak lr; call ``update(..., lr_scale=s, grad_clip=c)``."""
-    del model  # labels come from the parameter paths at init time
-    o = config.optim
-    scale = adamw_lr_scale(config.model.model_dim)
-
-    def adamw(lr: float) -> optax.GradientTransformation:
-        return optax.adamw(
-            lr, b1=o.adam_beta1, b2=o.adam_beta2, eps=1e-10, weight_decay=o.weight_decay
-        )
-
-    muon = optax.inject_hyperparams(optax.contrib.muon, static_args=("nesterov", "ns_steps"))(
-        learning_rate=o.matrix_lr, beta=lambda count: muon_momentum(count, o), nesterov=True
+def _uses_nanochat_muon(o: OptimConfig) -> bool:
+    return bool(
+        o.muon_polar_express
+        or o.muon_normuon
+        or o.muon_renorm
+        or o.muon_weight_decay
+        or o.muon_momentum_final != o.muon_momentum
     )
+
+
+def build_optimizer(model: Any, config: Config) -> optax.GradientTransformationExtraArgs:
+    """Muon + AdamW groups + clipping at peak lr; call ``update(..., lr_scale=s, grad_clip=c)``."""
+    del model  # labels come from the parameter paths at init time
+    from nanochat_tui.config.estimates import num_iterations
+
+    o = config.optim.resolved()
+    scale = adamw_lr_scale(config.model.model_dim)
+    bscale = batch_lr_scale(config)
+    n_iter = num_iterations(config)
+
+    def adamw(lr: float, group: str) -> optax.GradientTransformation:
+        b1, b2, wd = (
+            ADAMW_GROUPS[group]
+            if o.adamw_per_group
+            else (o.adam_beta1, o.adam_beta2, o.weight_decay)
+        )
+        return optax.adamw(lr, b1=b1, b2=b2, eps=1e-10, weight_decay=wd)
+
+    if _uses_nanochat_muon(o):
+        muon = nanochat_muon(
+            o.matrix_lr * bscale,
+            momentum=lambda count: muon_momentum(count, o, n_iter),
+            weight_decay=lambda count: muon_weight_decay(count, o, n_iter),
+            polar_express=bool(o.muon_polar_express),
+            normuon=bool(o.muon_normuon),
+            renorm=bool(o.muon_renorm),
+            cautious=bool(o.muon_cautious_wd),
+        )
+    else:
+        muon = optax.inject_hyperparams(optax.contrib.muon, static_args=("nesterov", "ns_steps"))(
+            learning_rate=o.matrix_lr * bscale,
+            beta=lambda count: muon_momentum(count, o),
+            nesterov=True,
+        )
+    embedding_lr = o.embedding_lr * scale * bscale
     split = optax.multi_transform(
         {
-            EMBEDDING: adamw(o.embedding_lr * scale),
-            UNEMBEDDING: adamw(o.unembedding_lr * scale),
+            EMBEDDING: adamw(embedding_lr, EMBEDDING),
+            UNEMBEDDING: adamw(o.unembedding_lr * scale * bscale, UNEMBEDDING),
+            VALUE_EMBEDS: adamw(embedding_lr * 0.5, VALUE_EMBEDS),
+            RESID: adamw(o.scalar_lr * bscale * 0.01, RESID),
+            X0: adamw(o.scalar_lr * bscale, X0),
+            SMEAR: adamw(SMEAR_LR, SMEAR),
             MATRIX: muon,
         },
         param_labels,

@@ -85,15 +85,18 @@ def field_id(dotted: str) -> str:
 
 
 def estimates_renderable(config: Any) -> Table:
-    """Params, tokens, FLOPs, then est. wall time and cost per accelerator at the assumed MFU."""
+    """Est. wall time and cost per accelerator at the assumed MFU, and the memory one device needs
+    (red when it does not fit)."""
     table = Table(box=None, expand=False, pad_edge=False, show_edge=False, header_style="bold")
     table.add_column("hardware", no_wrap=True)
     table.add_column("est. time", justify="right", no_wrap=True)
     table.add_column("cost", justify="right", no_wrap=True)
     table.add_column("MFU", justify="right", no_wrap=True)
+    table.add_column("mem/dev", justify="right", no_wrap=True)
     for est in compatibility_matrix(config):
+        memory = Text(f"{est.memory / 2**30:.3g}G", style="" if est.fits else "bold red")
         table.add_row(
-            est.accelerator, human_hours(est.hours), f"${est.cost:,.2f}", f"{est.mfu:.0%}"
+            est.accelerator, human_hours(est.hours), f"${est.cost:,.2f}", f"{est.mfu:.0%}", memory
         )
     return table
 
