@@ -128,6 +128,8 @@ def test_checkpoint_meta_contents(straight) -> None:
     assert interval["metrics"]["train_loss"]["step"] == 8
     assert meta["model_dim"] == 64 and meta["vocab_size"] == 512 and meta["sequence_len"] == 64
     assert meta["model"]["depth"] == 1
+    assert meta["switches"]["model.recipe"] == "nanochat-2025" and meta["hf_unloadable"] == []
+    assert meta["switches"]["model.smear"] is False and meta["switches"]["model.rope_base"] == 10000
     assert set(meta["data_position"]) == {"epoch", "index"}
     assert meta["val_bpb"] == result.final_val_bpb
     from nanochat_tui.jax_engine.tokenizer import Tokenizer

@@ -48,6 +48,7 @@ def build_meta(
     ``train_loss`` are also kept as top-level values for older readers.
     """
     from nanochat_tui.config.compat import plugin_flags
+    from nanochat_tui.config.recipes import hf_loadable, switches
 
     m = config.model
 
@@ -61,6 +62,8 @@ def build_meta(
         "stage": stage,
         "reason": reason,
         "model": m.model_dump(mode="json"),
+        "switches": switches(config),  # every recipe switch, resolved (export refuses by these)
+        "hf_unloadable": hf_loadable(m),
         "model_dim": m.model_dim,
         "n_head": m.n_head,
         "n_kv_head": m.kv_heads,
