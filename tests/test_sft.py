@@ -235,3 +235,30 @@ def test_sft_from_a_pretrained_checkpoint_lowers_assistant_loss(base, tmp_path) 
     after = rec.of("eval")[-1]
     assert after["val_loss"] < 0.8 * before["val_loss"], (before, after)
     assert rec.of("sample")[-1]["samples"]
+
+
+def test_chat_prefabs_are_sft_stages() -> None:
+    from nanochat_tui.config import load_prefab
+
+    for name in ("tiny-chat", "sft-only"):
+        config = load_prefab(name)
+        assert config.train.stage == "sft" and config.data.source == "embedded"
+        assert "run.init_from" in config.description
+    tiny, chat = load_prefab("tiny"), load_prefab("tiny-chat")
+    assert chat.model == tiny.model  # tiny-chat fine-tunes tiny checkpoints as they are
+    assert chat.data.tokenizer_chars == tiny.data.tokenizer_chars
+
+
+def test_cli_run_sft_only_from_a_run_dir(base, tmp_path, capsys) -> None:
+    from nanochat_tui.cli import main
+
+    sets = [s for s in BASE if not s.startswith("data.")] + [
+        f"run.init_from={base}", "run.name=chat", f"run.runs_dir={tmp_path}",
+        "train.num_iterations=3",
+    ]  # fmt: skip
+    assert main(["run", "sft-only", *[a for s in sets for a in ("--set", s)]]) == 0, (
+        capsys.readouterr().err
+    )
+    meta = rundir.latest_checkpoint(tmp_path / "chat").meta
+    assert meta["stage"] == "sft" and meta["step"] == 3
+    assert meta["tokenizer_hash"] == Tokenizer.load(base / "tokenizer.json").hash

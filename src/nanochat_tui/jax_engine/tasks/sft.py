@@ -96,6 +96,10 @@ class SFTTask(Task):
 
     def prepare(self) -> dict[str, Any]:
         data = self.config.data
+        if not self.config.run.init_from:
+            self.log(
+                "sft from random weights: set run.init_from to a pretrained run to fine-tune it"
+            )
         if data.source == "embedded":
             convs, keys, skipped = _embedded(self.tokenizer, self.row_len)
             where = "the embedded chat set"
