@@ -218,3 +218,26 @@ def test_load_errors_name_file_and_line(
     with pytest.raises(UserError, match=expect) as info:
         load_conversations(path, tok, max_tokens=10 if "limit" in expect else 1000)
     assert str(path) in info.value.message and info.value.remediation
+
+
+def test_embedded_set_is_deterministic_and_valid(tok: Tokenizer) -> None:
+    from nanochat_tui.align.calculator import evaluate
+    from nanochat_tui.align.chat import normalize
+    from nanochat_tui.align.embedded import embedded_conversations, held_out
+
+    convs = embedded_conversations()
+    assert convs == embedded_conversations()
+    assert len(convs) > 500
+    for conv in convs:
+        normalize(conv)  # every conversation is in the format
+    asked = {c["messages"][0]["content"]: c["messages"][1]["content"] for c in convs}
+    assert asked["What is your name?"] == "My name is nanochat."
+    dumps = next(q for q in asked if "`json.dumps`" in q)
+    assert asked[dumps] == "`json.dumps`: Serialize ``obj`` to a JSON formatted ``str``."
+    tools = [c for c in convs if c["messages"][-2]["role"] == "tool"]
+    assert len(tools) == 120
+    for conv in tools:
+        call = conv["messages"][1]["content"][0]["text"]
+        assert conv["messages"][2]["content"] == str(evaluate(call))
+    val = [c for c in convs if held_out(c["messages"][0]["content"], 0.05)]
+    assert 0 < len(val) < 0.1 * len(convs)

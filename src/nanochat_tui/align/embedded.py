@@ -2,7 +2,9 @@
 
 - stdlib questions: for public functions and classes of a fixed list of standard-library modules,
   "What does `json.dumps` do?" → the first sentence of its docstring (as this Python has it);
-- identity conversations: who the assistant is and what it can and cannot do.
+- identity conversations: who the assistant is and what it can and cannot do;
+- calculator conversations: arithmetic answered with a ``python`` tool call, its output (from
+  align/calculator.py) and the answer, in nanochat's tool format.
 
 The same Python gives the same set, in the same order. ``held_out`` splits it by a hash of each
 question, so the validation conversations stay held out whatever else changes.
@@ -13,8 +15,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import random
 import re
 from typing import Any
+
+from nanochat_tui.align.calculator import run_tool
 
 MODULES = (
     "abc", "argparse", "base64", "bisect", "calendar", "collections", "colorsys", "copy", "csv",
@@ -126,6 +131,28 @@ def identity_conversations() -> list[dict]:
     ]
 
 
+def calculator_conversations(count: int = 120) -> list[dict]:
+    """Arithmetic questions answered through the calculator tool (a seeded, fixed set)."""
+    rng = random.Random(0)
+    convs = []
+    for _ in range(count):
+        a, b = rng.randint(2, 999), rng.randint(2, 99)
+        op = rng.choice(("+", "-", "*", "//", "%"))
+        expression = f"{a} {op} {b}"
+        output = run_tool(expression).output
+        convs.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"What is {expression}?"},
+                    {"role": "assistant", "content": [{"type": "python", "text": expression}]},
+                    {"role": "tool", "content": output},
+                    {"role": "assistant", "content": f"{expression} = {output}."},
+                ]
+            }
+        )
+    return convs
+
+
 def embedded_conversations() -> list[dict]:
-    """The whole embedded chat set (stdlib questions, then identity)."""
-    return stdlib_conversations() + identity_conversations()
+    """The whole embedded chat set (stdlib questions, identity, calculator use)."""
+    return stdlib_conversations() + identity_conversations() + calculator_conversations()
