@@ -233,12 +233,13 @@ class OptimConfig(Section):
 
 
 # Training stages the engine registers (jax_engine/tasks TASKS; a test keeps the two in step).
-STAGES = ("pretrain",)
+STAGES = ("pretrain", "sft")
 
 
 class TrainConfig(Section):
-    stage: Literal["pretrain"] = Field(
-        "pretrain", description="Training stage (task): pretrain; sft and dpo plug in later"
+    stage: Literal["pretrain", "sft"] = Field(
+        "pretrain",
+        description="Training stage (task): pretrain, or sft (chat fine-tuning, see run.init_from)",
     )
     device_batch_size: int = Field(32, ge=1, le=4096, description="Sequences per device step")
     total_batch_size: int = Field(

@@ -49,7 +49,7 @@ def setup(run: RunState, resume: bool):
                 + "; ".join(p.remediation for p in problems),
             )
     else:
-        tokenizer = get_tokenizer(config, log=run.log)
+        tokenizer = _init_tokenizer(config) or get_tokenizer(config, log=run.log)
         tokenizer.save(run_dir / rundir.TOKENIZER)
     if tokenizer.vocab_size > config.model.vocab_size:
         raise IncompatibleCheckpoint(
@@ -83,6 +83,18 @@ def setup(run: RunState, resume: bool):
         run.log(f"initialised weights from {init_dir}")
     meta = start.meta if start is not None else None
     return task, model, optimizer, tokenizer, meta, start_fields
+
+
+def _init_tokenizer(config: Any):
+    """With ``run.init_from`` (and no ``data.tokenizer``), the base run's own tokenizer: its ids
+    are the ones the weights learned. None when that run dir has no tokenizer.json."""
+    from nanochat_tui.jax_engine import checkpoint as ckpt
+    from nanochat_tui.jax_engine.tokenizer import Tokenizer
+
+    if not config.run.init_from or config.data.tokenizer:
+        return None
+    path = ckpt.resolve_step_dir(config.run.init_from).parent.parent / rundir.TOKENIZER
+    return Tokenizer.load(path) if path.is_file() else None
 
 
 def resume_point(run: RunState) -> rundir.CheckpointInfo:

@@ -76,8 +76,9 @@ class Task(ABC):
 
 
 from nanochat_tui.jax_engine.tasks.pretrain import PretrainTask  # noqa: E402
+from nanochat_tui.jax_engine.tasks.sft import SFTTask  # noqa: E402
 
-TASKS: dict[str, type[Task]] = {"pretrain": PretrainTask}
+TASKS: dict[str, type[Task]] = {"pretrain": PretrainTask, "sft": SFTTask}
 
 
 def get_task(stage: str) -> type[Task]:
