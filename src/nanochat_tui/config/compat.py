@@ -199,18 +199,20 @@ def adopt(config: Config, meta: dict[str, Any]) -> Config:
     return apply_overrides(config, overrides)
 
 
-def matching_prefab(shape: Shape) -> str | None:
-    """Name of a bundled or user prefab whose model matches ``shape`` exactly, if any."""
+def matching_prefab(shape: Shape, stage: str = "pretrain") -> str | None:
+    """Name of a bundled or user prefab whose model matches ``shape`` exactly, if any; one of
+    the checkpoint's own ``stage`` first (several prefabs share the tiny model)."""
     from nanochat_tui.config.loader import ConfigError, list_prefabs, load_prefab
 
+    found: list[tuple[bool, str]] = []
     for name in list_prefabs():
         try:
             config = load_prefab(name)
         except ConfigError:
             continue
         if config_shape(config) == shape:
-            return name
-    return None
+            found.append((config.train.stage != stage, name))
+    return min(found)[1] if found else None
 
 
 def check(
@@ -291,7 +293,8 @@ def check(
         and suggest_prefab
         and all(v is not None for v in (want.depth, want.model_dim, want.n_head, want.vocab_size))
     ):
-        prefab = matching_prefab(want)
+        stage = str(meta.get("stage") or "pretrain")
+        prefab = matching_prefab(want, "pretrain" if stage == "base" else stage)  # "base": older runs
     tail = f" or pick prefab {prefab}" if prefab else ""
     out = [Incompat(f, r, f"set {o}{tail}") for f, r, o in found]
 
