@@ -87,7 +87,7 @@ def test_detached_run_survives_launcher_attach_and_control(launched):
     assert isinstance(handle, DetachedRun) and handle.is_alive() and handle.status() == "running"
     tailer = JsonlTailer(handle.events_path)
     history = tailer.read_new()
-    assert history[0]["type"] in ("heartbeat", "log", "run_start")
+    assert history[0]["type"] in ("heartbeat", "log", "run_start", "phase")
     assert any(e["type"] == "run_start" for e in history)
     seen = [e["step"] for e in history if e["type"] == "step"]
     assert seen == list(range(1, len(seen) + 1))

@@ -103,7 +103,7 @@ async def _start_watch_checkpoint_patch_stop(app):
         await wait_for(
             pilot,
             lambda: any(e.get("ok") for e in events_of(run.run_dir, "patch")),
-            30,
+            120,  # applied at the next step boundary, which is slow on a loaded 2-core box
             "patch event",
         )
         patch = [e for e in events_of(run.run_dir, "patch") if e.get("ok")][-1]

@@ -294,7 +294,9 @@ def check(
         and all(v is not None for v in (want.depth, want.model_dim, want.n_head, want.vocab_size))
     ):
         stage = str(meta.get("stage") or "pretrain")
-        prefab = matching_prefab(want, "pretrain" if stage == "base" else stage)  # "base": older runs
+        prefab = matching_prefab(
+            want, "pretrain" if stage == "base" else stage
+        )  # "base": older runs
     tail = f" or pick prefab {prefab}" if prefab else ""
     out = [Incompat(f, r, f"set {o}{tail}") for f, r, o in found]
 

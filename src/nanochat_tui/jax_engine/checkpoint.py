@@ -193,7 +193,36 @@ def read_meta(step_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def _route_orbax_unraisable() -> None:
+    """Send the "Exception ignored in <coroutine ...>" / "Event loop is closed" noise that orbax's
+    abandoned read coroutines leave behind when a damaged checkpoint fails to load to the app log
+    (at debug), not the terminal; the damage itself is reported once, as a clear error. Other
+    unraisable exceptions go to the previous hook unchanged. Installed once per process."""
+    import logging
+    import sys
+
+    previous = sys.unraisablehook
+    if getattr(previous, "_nanochat_orbax", False):
+        return
+    log = logging.getLogger("nanochat_tui.checkpoint")
+
+    def hook(unraisable) -> None:
+        code = getattr(unraisable.object, "cr_code", None) or getattr(
+            unraisable.object, "__code__", None
+        )
+        where = getattr(code, "co_filename", "") or ""
+        text = str(unraisable.exc_value)
+        if "orbax" in where or "tensorstore" in where or "Event loop is closed" in text:
+            log.debug("ignored after a failed checkpoint read: %s", text.splitlines()[0][:200])
+            return
+        previous(unraisable)
+
+    hook._nanochat_orbax = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
 def _restore_state(step_dir: Path, abstract: dict[str, Any]) -> dict[str, Any]:
+    _route_orbax_unraisable()
     with ocp.PyTreeCheckpointer() as ckptr:
         return ckptr.restore(
             Path(step_dir) / rundir.STATE_ITEM,
