@@ -1,0 +1,182 @@
+"""``nanochat-tui mcp`` through the MCP SDK's own in-memory client session: tool schemas, config
+tools, readable errors, and a real detached tiny run started, watched, steered and chatted with."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import anyio
+import pytest
+from mcp.shared.memory import create_connected_server_and_client_session
+
+from helpers import tiny_overrides
+from nanochat_tui import paths
+from nanochat_tui.config import load_config, to_yaml
+from nanochat_tui.config import estimates as est
+from nanochat_tui.mcp.server import build_app
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = {
+    "list_prefabs",
+    "show_config",
+    "estimate",
+    "start_run",
+    "list_runs",
+    "run_status",
+    "list_checkpoints",
+    "control_run",
+    "chat",
+}
+
+
+@contextlib.asynccontextmanager
+async def client():
+    async with create_connected_server_and_client_session(build_app()) as session:
+        yield session
+
+
+async def call(session, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await session.call_tool(tool, arguments)
+    assert not result.isError, result.content[0].text
+    return json.loads(result.content[0].text)
+
+
+async def call_error(session, tool: str, **arguments: Any) -> str:
+    result = await session.call_tool(tool, arguments)
+    assert result.isError, result.content
+    text = result.content[0].text
+    assert "Traceback" not in text and 'File "' not in text
+    return text
+
+
+async def test_every_tool_is_listed_with_a_schema_and_description():
+    async with client() as session:
+        listed = {t.name: t for t in (await session.list_tools()).tools}
+    assert set(listed) == TOOLS
+    for tool in listed.values():
+        assert tool.description and len(tool.description) > 30, tool.name
+        assert tool.inputSchema["type"] == "object", tool.name
+    assert listed["show_config"].inputSchema["required"] == ["prefab"]
+    props = listed["control_run"].inputSchema["properties"]
+    assert props["action"]["enum"] == ["checkpoint", "stop", "patch"]
+    assert props["confirm"]["default"] is False
+    assert listed["control_run"].annotations.destructiveHint is True
+    assert listed["list_runs"].annotations.readOnlyHint is True
+    chat = listed["chat"].inputSchema
+    assert chat["required"] == ["checkpoint"]
+    assert chat["properties"]["max_tokens"]["minimum"] == 1
+    assert set(listed["start_run"].inputSchema["properties"]) == {"prefab", "overrides", "name"}
+
+
+async def test_prefabs_listed_with_origin_and_broken_ones_marked():
+    user = paths.user_prefabs_dir()
+    user.mkdir(parents=True, exist_ok=True)
+    (user / "mine.yaml").write_text(to_yaml(load_config("tiny", ["model.depth=2"])))
+    (user / "bad.yaml").write_text("model: [unclosed\n")
+    async with client() as session:
+        out = await call(session, "list_prefabs")
+    by_name = {p["name"]: p for p in out["prefabs"]}
+    assert by_name["tiny"]["origin"] == "bundled" and not by_name["tiny"]["broken"]
+    assert by_name["mine"]["origin"] == "user" and not by_name["mine"]["broken"]
+    assert by_name["bad"]["broken"] and "not valid YAML" in by_name["bad"]["error"]
+
+
+async def test_show_config_and_estimate_match_the_loader_and_bad_input_is_one_message():
+    overrides = ["model.depth=3", "train.num_iterations=50"]
+    config = load_config("tiny", overrides)
+    async with client() as session:
+        shown = await call(session, "show_config", prefab="tiny", overrides=overrides)
+        assert shown["yaml"] == to_yaml(config)
+        estimate = await call(session, "estimate", prefab="tiny", overrides=overrides)
+        assert estimate["params"] == est.num_params(config.model)
+        assert estimate["total_tokens"] == 50 * config.train.total_batch_size
+        assert {e["accelerator"] for e in estimate["estimates"]} == set(est.ACCELERATORS)
+
+        text = await call_error(session, "show_config", prefab="tiny", overrides=["model.dept=3"])
+        assert "unknown key 'model.dept'" in text and "did you mean 'model.depth'" in text
+        text = await call_error(session, "show_config", prefab="tiny", overrides=["model.depth=-1"])
+        assert "model.depth" in text
+        text = await call_error(session, "estimate", prefab="nope")
+        assert "no prefab named 'nope'" in text
+        text = await call_error(session, "run_status", run="ghost")
+        assert "no run named 'ghost'" in text
+        text = await call_error(session, "control_run", run="ghost", action="explode")
+        assert "action" in text
+        text = await call_error(session, "show_config")
+        assert "prefab" in text
+
+
+async def _wait_status(session, run: str, predicate, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = await call(session, "run_status", run=run)
+        if predicate(status):
+            return status
+        await anyio.sleep(0.5)
+    raise AssertionError(f"run_status never matched; last: {status}")
+
+
+async def test_detached_run_started_watched_steered_and_chatted_with():
+    overrides = tiny_overrides({"train.num_iterations": 100_000})
+    pid = None
+    try:
+        async with client() as session:
+            started = await call(
+                session, "start_run", prefab="tiny", overrides=overrides, name="agent"
+            )
+            pid = started["pid"]
+            assert started["run_dir"] == str(paths.runs_dir() / "agent")
+            status = await _wait_status(
+                session, "agent", lambda s: (s["step"] or 0) >= 2 and s["loss"], 240
+            )
+            assert status["status"] == "running" and status["mode"] == "detached"
+            assert isinstance(status["loss"], float) and status["recent_steps"]
+            runs = await call(session, "list_runs")
+            assert [r["run"] for r in runs["runs"]] == ["agent"]
+
+            for action, changes in (("stop", []), ("patch", ["optim.lr_multiplier=0.5"])):
+                text = await call_error(
+                    session, "control_run", run="agent", action=action, changes=changes
+                )
+                assert "refused" in text and "confirm=true" in text
+            assert (await call(session, "run_status", run="agent"))["status"] == "running"
+            text = await call_error(
+                session, "control_run", run="agent", action="patch",
+                changes=["model.depth=2"], confirm=True,
+            )
+            assert "model.depth" in text
+            await call(
+                session, "control_run", run="agent", action="patch",
+                changes=["optim.lr_multiplier=0.5"], confirm=True,
+            )
+            await _wait_status(session, "agent", lambda s: "last_patch" in s, 60)
+            await call(session, "control_run", run="agent", action="stop", confirm=True)
+            final = await _wait_status(session, "agent", lambda s: s["status"] != "running", 120)
+            assert final["status"] == "stopped"
+            assert final["last_patch"]["ok"] is True
+
+            ckpts = (await call(session, "list_checkpoints", run="agent"))["checkpoints"]
+            assert ckpts and ckpts[-1]["step"] >= 2
+            messages = [{"role": "user", "content": "hello"}]
+            reply = await call(
+                session, "chat", checkpoint="agent", messages=messages,
+                max_tokens=8, temperature=0.0,
+            )
+            assert reply["step"] == ckpts[-1]["step"] and reply["completion_tokens"] >= 1
+            text = await call_error(session, "chat", checkpoint="agent")
+            assert "exactly one of messages or prompt" in text
+
+        from nanochat_tui.jax_engine.inference import ChatModel
+
+        reference = ChatModel.load(ckpts[-1]["path"])
+        assert reply["text"] == "".join(reference.chat(messages, max_tokens=8, temperature=0.0))
+    finally:
+        if pid:  # never leave a training process behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
