@@ -16,8 +16,8 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from helpers import tiny_overrides
 from nanochat_tui import paths
-from nanochat_tui.config import load_config, to_yaml
 from nanochat_tui.config import estimates as est
+from nanochat_tui.config import load_config, to_yaml
 from nanochat_tui.mcp.server import build_app
 
 pytestmark = pytest.mark.anyio
@@ -147,13 +147,21 @@ async def test_detached_run_started_watched_steered_and_chatted_with():
                 assert "refused" in text and "confirm=true" in text
             assert (await call(session, "run_status", run="agent"))["status"] == "running"
             text = await call_error(
-                session, "control_run", run="agent", action="patch",
-                changes=["model.depth=2"], confirm=True,
+                session,
+                "control_run",
+                run="agent",
+                action="patch",
+                changes=["model.depth=2"],
+                confirm=True,
             )
             assert "model.depth" in text
             await call(
-                session, "control_run", run="agent", action="patch",
-                changes=["optim.lr_multiplier=0.5"], confirm=True,
+                session,
+                "control_run",
+                run="agent",
+                action="patch",
+                changes=["optim.lr_multiplier=0.5"],
+                confirm=True,
             )
             await _wait_status(session, "agent", lambda s: "last_patch" in s, 60)
             await call(session, "control_run", run="agent", action="stop", confirm=True)
@@ -165,8 +173,12 @@ async def test_detached_run_started_watched_steered_and_chatted_with():
             assert ckpts and ckpts[-1]["step"] >= 2
             messages = [{"role": "user", "content": "hello"}]
             reply = await call(
-                session, "chat", checkpoint="agent", messages=messages,
-                max_tokens=8, temperature=0.0,
+                session,
+                "chat",
+                checkpoint="agent",
+                messages=messages,
+                max_tokens=8,
+                temperature=0.0,
             )
             assert reply["step"] == ckpts[-1]["step"] and reply["completion_tokens"] >= 1
             text = await call_error(session, "chat", checkpoint="agent")
@@ -180,3 +192,18 @@ async def test_detached_run_started_watched_steered_and_chatted_with():
         if pid:  # never leave a training process behind
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def test_cli_without_the_mcp_package_names_the_extra(monkeypatch, capsys):
+    import sys
+
+    from nanochat_tui.cli import main
+
+    for name in [
+        m for m in sys.modules if m == "mcp" or m.startswith(("mcp.", "nanochat_tui.mcp"))
+    ]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "mcp", None)  # what an install without the extra looks like
+    assert main(["mcp"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the mcp package" in err and "--extra mcp" in err and "Traceback" not in err

@@ -67,12 +67,16 @@ def chat(
 ) -> dict[str, Any]:
     """Reply to ``messages`` (chat) or continue ``prompt`` (a document, for base models)."""
     if (messages is None) == (prompt is None):
-        raise UserError("pass exactly one of messages or prompt", "messages to chat, prompt to continue text")
+        raise UserError(
+            "pass exactly one of messages or prompt", "messages to chat, prompt to continue text"
+        )
     checked = _check_messages(messages) if messages is not None else None
     step_dir = _step_dir(checkpoint)
     model = _model(step_dir)
     kwargs = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
-    pieces = model.chat(checked, **kwargs) if checked is not None else model.complete(prompt, **kwargs)
+    pieces = (
+        model.chat(checked, **kwargs) if checked is not None else model.complete(prompt, **kwargs)
+    )
     text = "".join(pieces)
     stats = model.last_stats
     return {

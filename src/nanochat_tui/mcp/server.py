@@ -109,8 +109,10 @@ def build_app() -> FastMCP:
         run: Run,
         action: Annotated[
             Literal["checkpoint", "stop", "patch"],
-            Field(description="checkpoint: save now; stop: checkpoint and end; patch: change "
-                  "live settings (e.g. optim.lr_multiplier)"),
+            Field(
+                description="checkpoint: save now; stop: checkpoint and end; patch: change "
+                "live settings (e.g. optim.lr_multiplier)"
+            ),
         ],
         changes: Annotated[
             list[str], Field(description='patch only: KEY=VALUE, e.g. ["optim.lr_multiplier=0.5"]')
@@ -145,6 +147,8 @@ def build_app() -> FastMCP:
     for fn in (list_prefabs, show_config, estimate, list_runs, run_status, list_checkpoints):
         tool(fn)
     tool(start_run, ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False))
-    tool(control_run, ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False))
+    tool(
+        control_run, ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False)
+    )
     tool(chat, ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     return app

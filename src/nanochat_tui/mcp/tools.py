@@ -148,7 +148,9 @@ def run_status(run: str) -> dict[str, Any]:
             last["val_bpb"] = event.get("val_bpb")
             last["val_bpb_step"] = event.get("step")
         elif kind == "run_start":
-            last.update(num_params=event.get("num_params"), num_iterations=event.get("num_iterations"))
+            last.update(
+                num_params=event.get("num_params"), num_iterations=event.get("num_iterations")
+            )
         elif kind == "phase":
             last["phase"] = event.get("phase")
         elif kind == "error":
@@ -199,8 +201,10 @@ def control_run(run: str, action: str, changes: list[str], confirm: bool) -> dic
         raise UserError("patch needs changes", 'e.g. changes=["optim.lr_multiplier=0.5"]')
     run_dir = resolve_run(run)
     if action in DESTRUCTIVE and not confirm:
-        what = "stop the run (it saves a checkpoint, then ends)" if action == "stop" else (
-            f"change {', '.join(changes)} in the live run"
+        what = (
+            "stop the run (it saves a checkpoint, then ends)"
+            if action == "stop"
+            else (f"change {', '.join(changes)} in the live run")
         )
         raise UserError(
             f"refused: {action} would {what}; nothing was done",
@@ -209,12 +213,25 @@ def control_run(run: str, action: str, changes: list[str], confirm: bool) -> dic
     handle = runner.attach(run_dir)
     if action == "checkpoint":
         handle.checkpoint_now()
-        return {"run_dir": str(run_dir), "action": action, "sent": True,
-                "note": "saved after the current step; see list_checkpoints"}
+        return {
+            "run_dir": str(run_dir),
+            "action": action,
+            "sent": True,
+            "note": "saved after the current step; see list_checkpoints",
+        }
     if action == "stop":
         handle.stop()
-        return {"run_dir": str(run_dir), "action": action, "sent": True,
-                "note": "the run saves a checkpoint, then ends with status 'stopped'"}
+        return {
+            "run_dir": str(run_dir),
+            "action": action,
+            "sent": True,
+            "note": "the run saves a checkpoint, then ends with status 'stopped'",
+        }
     typed = handle.patch(dict(_split_override(c) for c in changes))
-    return {"run_dir": str(run_dir), "action": action, "sent": True, "changes": typed,
-            "note": "applied at the next step; run_status shows last_patch"}
+    return {
+        "run_dir": str(run_dir),
+        "action": action,
+        "sent": True,
+        "changes": typed,
+        "note": "applied at the next step; run_status shows last_patch",
+    }
