@@ -207,3 +207,25 @@ def test_cli_without_the_mcp_package_names_the_extra(monkeypatch, capsys):
     assert main(["mcp"]) == 2
     err = capsys.readouterr().err
     assert "needs the mcp package" in err and "--extra mcp" in err and "Traceback" not in err
+
+
+def test_run_status_of_a_long_log_reads_its_head_and_tail(monkeypatch):
+    from nanochat_tui.mcp import tools
+
+    run_dir = paths.runs_dir() / "long"
+    run_dir.mkdir(parents=True)
+    lines = [{"type": "run_start", "time": 1.0, "num_params": 123, "num_iterations": 5000}]
+    for step in range(5000):
+        lines.append({"type": "step", "time": 2.0, "step": step, "loss": 10.0 - step / 1000})
+        if step % 1000 == 999:
+            lines.append({"type": "eval", "time": 2.0, "step": step, "val_bpb": step / 1e4})
+    text = "\n".join(json.dumps(line) for line in lines) + "\n"
+    (run_dir / "events.jsonl").write_text(text + '{"type": "step", "step": 5000, "lo')
+    monkeypatch.setattr(tools, "HEAD_BYTES", 200)
+    monkeypatch.setattr(tools, "TAIL_BYTES", 3000)
+    assert len(text) > 50 * 3200  # the windows really cut the file
+    status = tools.run_status("long")
+    assert status["num_params"] == 123 and status["num_iterations"] == 5000
+    assert status["step"] == 4999 and status["loss"] == 10.0 - 4999 / 1000
+    assert [s["step"] for s in status["recent_steps"]] == list(range(4990, 5000))
+    assert status["val_bpb"] == 4999 / 1e4 and status["val_bpb_step"] == 4999
