@@ -229,3 +229,16 @@ def test_run_status_of_a_long_log_reads_its_head_and_tail(monkeypatch):
     assert status["step"] == 4999 and status["loss"] == 10.0 - 4999 / 1000
     assert [s["step"] for s in status["recent_steps"]] == list(range(4990, 5000))
     assert status["val_bpb"] == 4999 / 1e4 and status["val_bpb_step"] == 4999
+
+
+async def test_no_tool_returns_a_secret(monkeypatch):
+    secret = "Zq8vN2kLm4Rt7Wx1Yb5Hc3Jd"
+    monkeypatch.setenv("OTLP_API_KEY", secret)
+    endpoint = f"https://user:{secret}@otel.example/v1"
+    async with client() as session:
+        shown = await call(
+            session, "show_config", prefab="tiny", overrides=[f"telemetry.otel.endpoint={endpoint}"]
+        )
+        text = await call_error(session, "run_status", run=f"/nowhere/{secret}")
+    assert "otel.example" in shown["yaml"] and secret not in shown["yaml"]
+    assert "no run named" in text and secret not in text

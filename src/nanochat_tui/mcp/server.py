@@ -37,23 +37,37 @@ INSTRUCTIONS = (
 )
 
 
+def _scrubbed(value: Any, secrets: list[str]) -> Any:
+    """``value`` with every string scrubbed of secret values and credential shapes."""
+    from nanochat_tui.crash import scrub
+
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, secrets) for v in value]
+    return value
+
+
 def _readable(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn`` with stdout on stderr; turn our errors into one-message ToolErrors."""
+    """Run ``fn`` with stdout on stderr; scrub secrets from what it returns or raises; turn our
+    errors into one-message ToolErrors."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from nanochat_tui.config import ConfigError
+        from nanochat_tui.crash import known_secret_values
 
         try:
             with contextlib.redirect_stdout(sys.stderr):
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
         except (UserError, ConfigError) as err:
-            raise ToolError(str(err)) from None
+            raise ToolError(_scrubbed(str(err), known_secret_values())) from None
         except Exception as err:
-            from nanochat_tui.crash import known_secret_values, scrub
-
-            text = scrub(str(err), known_secret_values())
+            text = _scrubbed(str(err), known_secret_values())
             raise ToolError(f"{type(err).__name__}: {text}") from None
+        return _scrubbed(result, known_secret_values())
 
     return wrapper
 
