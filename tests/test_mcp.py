@@ -164,6 +164,8 @@ async def test_detached_run_started_watched_steered_and_chatted_with():
                 confirm=True,
             )
             await _wait_status(session, "agent", lambda s: "last_patch" in s, 60)
+            await call(session, "control_run", run="agent", action="checkpoint")
+            await _wait_status(session, "agent", lambda s: s["latest_checkpoint"], 60)
             await call(session, "control_run", run="agent", action="stop", confirm=True)
             final = await _wait_status(session, "agent", lambda s: s["status"] != "running", 120)
             assert final["status"] == "stopped"
@@ -242,3 +244,21 @@ async def test_no_tool_returns_a_secret(monkeypatch):
         text = await call_error(session, "run_status", run=f"/nowhere/{secret}")
     assert "otel.example" in shown["yaml"] and secret not in shown["yaml"]
     assert "no run named" in text and secret not in text
+
+
+async def test_the_cli_speaks_mcp_over_stdio_with_nothing_else_on_stdout(tmp_path):
+    import sys
+
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "nanochat_tui.cli", "mcp"],
+        env={**os.environ, "NANOCHAT_TUI_HOME": str(tmp_path)},
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        assert {t.name for t in (await session.list_tools()).tools} == TOOLS
+        estimate = await call(session, "estimate", prefab="tiny")
+        assert estimate["params"] == est.num_params(load_config("tiny").model)
