@@ -2,7 +2,9 @@
 
 A NaN/inf loss ends a run at once (loop.py) with a message naming the likely cause. A loss that explodes without becoming NaN (every lr at
 its maximum: ~2e5 for dozens of steps) would otherwise end "finished". ``DivergenceWatch`` flags it
-when the loss exceeds ``factor`` × the lowest loss seen so far for ``steps`` consecutive steps.
+when the smoothed loss exceeds ``factor`` × the lowest smoothed loss seen so far for ``steps``
+consecutive steps. Smoothing (a debiased EMA, β = 0.9, as nanochat logs its loss) keeps one lucky
+small batch from setting a "best" that the healthy run then seems to diverge from.
 """
 
 from __future__ import annotations
@@ -19,17 +21,24 @@ from nanochat_tui.jax_engine.run_state import RunState, TrainResult
 class DivergenceWatch:
     """Feed every step's loss to ``update``; it returns True once per divergent streak."""
 
+    BETA = 0.9
+
     def __init__(self, factor: float, steps: int) -> None:
         self.factor = factor
         self.steps = steps
-        self.best = math.inf
+        self.best = math.inf  # lowest smoothed loss so far
         self.streak = 0
         self.streak_start: int | None = None  # first step of the current streak
         self._reported = False
+        self._ema = 0.0
+        self._n = 0
 
     def update(self, step: int, loss: float) -> bool:
-        if loss <= self.best * self.factor or not math.isfinite(self.best):
-            self.best = min(self.best, loss)
+        self._n += 1
+        self._ema = self.BETA * self._ema + (1 - self.BETA) * loss
+        smoothed = self._ema / (1 - self.BETA**self._n)
+        if smoothed <= self.best * self.factor or not math.isfinite(self.best):
+            self.best = min(self.best, smoothed)
             self.streak, self.streak_start, self._reported = 0, None, False
             return False
         if self.streak == 0:
@@ -110,7 +119,7 @@ def divergence_message(run: RunState, watch, step: int, loss: float) -> tuple[st
     where = f"last good checkpoint: {good}" if good else "no checkpoint was saved before it"
     message = (
         f"training diverged: loss {loss:.4g} at step {step} has stayed above "
-        f"{watch.factor:g}× its best ({watch.best:.4g}) for {watch.streak} steps since step "
+        f"{watch.factor:g}× its best smoothed loss ({watch.best:.4g}) for {watch.streak} steps since step "
         f"{watch.streak_start}; {where}"
     )
     fix = (

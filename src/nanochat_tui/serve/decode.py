@@ -6,7 +6,7 @@ the live part of it: the first ``rows`` slots and the first ``length`` positions
 the engine, so a handful of shapes compile). Keys/values live in one array per layer, written in
 place (the engine donates the cache), rather than one stacked array that would be copied every step.
 
-It wires the model's own sub-modules (``attn.qkv``, ``c_proj``, ``mlp``, ``_logits``) exactly as
+It wires the model's own sub-modules (``attn.qkv``, ``c_proj``, ``mlp``, ``head``) exactly as
 ``GPT.decode`` does for the nanochat-2025 recipe; tests/test_serve_engine.py pins its logits to
 ``GPT.decode``'s.
 """
@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nanochat_tui.jax_engine.model import GPT, KVCache, attention, dense, norm
+from nanochat_tui.jax_engine.attention import masked_attention
+from nanochat_tui.jax_engine.model import GPT, KVCache, dense, norm
 
 
 class SlotCache(NamedTuple):
@@ -63,17 +64,17 @@ def decode_rows(
     ks, vs = [], []
     for i, block in enumerate(model.blocks):
         attn = block.attn
-        q, k, v = jax.vmap(lambda h, p, attn=attn: attn.qkv(h[None], p[None]))(norm(x), pos)
+        q, k, v = jax.vmap(lambda h, p, attn=attn: attn.qkv(h[None], p[None], None))(norm(x), pos)
         k_all = cache.k[i].at[at, pos].set(k[:, 0, 0].astype(cache.k[i].dtype))
         v_all = cache.v[i].at[at, pos].set(v[:, 0, 0].astype(cache.v[i].dtype))
         ks.append(k_all)
         vs.append(v_all)
         k_live = k_all[:rows, :length].astype(q.dtype)
         v_live = v_all[:rows, :length].astype(q.dtype)
-        y = attention(q[:, 0], k_live, v_live, mask)
+        y = masked_attention(q[:, 0], k_live, v_live, mask)
         x = x + dense(attn.c_proj, y.reshape(rows, 1, -1))
         x = x + block.mlp(norm(x))
-    return model._logits(x)[:, -1], SlotCache(tuple(ks), tuple(vs))
+    return model.head(norm(x))[:, -1], SlotCache(tuple(ks), tuple(vs))
 
 
 def mismatch(model: GPT) -> float:
