@@ -45,3 +45,20 @@ def wait_for_event(path: Path, predicate, timeout: float = 60.0) -> dict:
                 return event
         time.sleep(0.05)
     raise AssertionError(f"no matching event in {path} within {timeout}s")
+
+
+async def pilot_wait_for(pilot, cond, timeout: float = 60.0, what: str = "condition") -> None:
+    """Pause the Pilot until ``cond()`` holds; AssertionError naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def events_of(run_dir: Path, type_: str) -> list[dict]:
+    """The events of ``type_`` in ``run_dir``'s events.jsonl."""
+    from nanochat_tui.telemetry.jsonl import read_events
+
+    return [e for e in read_events(run_dir / "events.jsonl") if e.get("type") == type_]

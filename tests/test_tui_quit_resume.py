@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from helpers import tiny_overrides
+from helpers import events_of, tiny_overrides
+from helpers import pilot_wait_for as wait_for
 from nanochat_tui.telemetry.jsonl import read_events
 
 TINY = tiny_overrides()
@@ -18,19 +19,6 @@ TINY = tiny_overrides()
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-async def wait_for(pilot, cond, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def events_of(run_dir, type_):
-    return [e for e in read_events(run_dir / "events.jsonl") if e.get("type") == type_]
 
 
 def start_thread_run(name: str):

@@ -32,9 +32,9 @@ class ChatModel:
 
         from nanochat_tui.config.loader import ConfigError, validate
         from nanochat_tui.jax_engine.checkpoint import read_meta, resolve_step_dir, restore_into
+        from nanochat_tui.jax_engine.flops import compute_dtype
         from nanochat_tui.jax_engine.model import GPT
         from nanochat_tui.jax_engine.tokenizer import Tokenizer
-        from nanochat_tui.jax_engine.train import _compute_dtype
 
         step_dir = resolve_step_dir(path)
         meta = read_meta(step_dir)
@@ -57,7 +57,7 @@ class ChatModel:
                 f"checkpoint {step_dir} expects tokenizer {want} but {tok_path} is {tokenizer.hash}",
                 "restore the run's original tokenizer.json (it was replaced or edited)",
             )
-        model = GPT(config.model, rngs=nnx.Rngs(0), dtype=_compute_dtype(config))
+        model = GPT(config.model, rngs=nnx.Rngs(0), dtype=compute_dtype(config))
         restore_into(step_dir, model)
         return cls(model, tokenizer, config, meta, step_dir)
 

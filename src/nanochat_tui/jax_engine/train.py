@@ -21,12 +21,6 @@ from nanochat_tui.jax_engine.loop import RunState, TrainResult, run_loop, write_
 __all__ = ["TrainResult", "train", "write_run_config"]
 
 
-def _compute_dtype(config: Config):
-    from nanochat_tui.jax_engine.flops import compute_dtype
-
-    return compute_dtype(config)
-
-
 def _is_oom(err: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in str(err) or "Out of memory" in str(err)
 

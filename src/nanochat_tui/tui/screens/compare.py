@@ -178,7 +178,9 @@ class ComparePane(Widget):
         n = len(self.runs)
         text.append(f"  {n} run{'s' if n != 1 else ''} picked", style="dim" if n else "yellow")
         if not n:
-            text.append(" — space on a run to add it", style="yellow")
+            listed = self.query_one("#compare-runs", SelectionList).option_count
+            hint = "space on a run to add it" if listed else "no runs yet: start one on Runs (4, n)"
+            text.append(f" — {hint}", style="yellow")
         self.query_one("#compare-header", Static).update(text)
 
     def _show_diff(self) -> None:
