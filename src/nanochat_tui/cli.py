@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "control": ("runs_cmd", "checkpoint / stop / patch a running run"),
     "config": ("config_cmd", "show prefabs, keys, a resolved config, or a diff"),
     "auth": ("auth_cmd", "store or check the W&B API key (never echoed)"),
+    "synth": ("synth_cmd", "generate SOUL-driven SFT and preference data from an endpoint"),
     "serve": ("serve_cmd", "serve a checkpoint over an OpenAI-compatible HTTP API"),
     "web": ("web_cmd", "open the TUI in a browser (textual-serve on 127.0.0.1)"),
     "mcp": ("mcp_cmd", "MCP server on stdio so an assistant can drive runs (extra: mcp)"),

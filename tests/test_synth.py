@@ -1,0 +1,212 @@
+"""Synthetic data against our own ``serve`` (a tiny trained checkpoint on 127.0.0.1, real HTTP):
+rows and datasets written, resumed after a kill without duplicates or losses, auth and model
+errors stop the run with one message, and the key never reaches a file or the output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nanochat_tui.align import synth_store as store
+from nanochat_tui.align.chat import load_conversations
+from nanochat_tui.align.endpoint import Endpoint
+from nanochat_tui.align.synth import (
+    SynthSettings,
+    draw_principle,
+    generate,
+    load_prompts,
+    soul_principles,
+)
+from nanochat_tui.serve.server import BackgroundServer, load_state
+from synth_servers import make_project, train_tiny, write_prompts
+
+KEY = "sk-synth-test-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return train_tiny(tmp_path_factory.mktemp("synth-serve"))
+
+
+@pytest.fixture(scope="module")
+def served(run_dir):
+    """One server for the module (one slot: few shapes to compile), requiring ``KEY``."""
+    with BackgroundServer(load_state(run_dir, slots=1, api_key=KEY)) as srv:
+        yield srv
+
+
+def settings(n_prompts_file: Path, **kw) -> SynthSettings:
+    base = dict(project="demo", prompts=n_prompts_file, max_tokens=6, temperature=0.0)
+    return SynthSettings(**{**base, **kw})
+
+
+def stats(srv) -> dict:
+    url = served.base_url.removesuffix("/v1") + "/stats"
+    return httpx.get(url, headers={"Authorization": f"Bearer {KEY}"}).json()
+
+
+def test_rows_and_datasets_are_written(served, tmp_path, _isolated_home):
+    make_project(_isolated_home)
+    prompts = write_prompts(tmp_path / "p.jsonl", 3)
+    before = stats(served)["requests_total"]
+    endpoint = Endpoint(served.base_url, "synthsrv", api_key=KEY)
+    progress = generate(settings(prompts, concurrency=2, accept_all=True), endpoint)
+    assert (progress.done, progress.skipped, progress.stopped) == (3, 0, None)
+    assert stats(served)["requests_total"] - before == 9  # answer, critique, revision per row
+    assert progress.tokens > 0
+
+    paths = store.SetPaths("demo", "synth")
+    trace = store.read_log(paths.trace)
+    assert len(trace) == 3 and {r["status"] for r in trace} == {"ok"}
+    want_prompts, _ = load_prompts(prompts)
+    _, principles = soul_principles("demo")
+    assert [p.title for p in principles] == ["Be brief", "Be kind"]
+    for record in trace:
+        turns = record["turns"]
+        assert [t["role"] for t in turns] == ["user", "assistant"] * 3
+        assert turns[1]["content"] == record["answer"]
+        assert turns[3]["content"] == record["critique"]
+        assert turns[5]["content"] == record["revision"]
+        prompt = next(p for p in want_prompts if p.text == record["prompt"])
+        principle = draw_principle(prompt.id, principles)
+        assert record["principle"]["title"] == principle.title
+        assert turns[2]["content"] == principle.critique  # the SOUL's own requests
+        assert turns[4]["content"] == principle.revision
+        assert record["soul_version"] == "v0001"
+
+    prefs = [json.loads(line) for line in paths.pref.read_text().splitlines()]
+    by_id = {r["id"]: r for r in trace}
+    assert len(prefs) == 3
+    for row in prefs:
+        assert row["chosen"] == by_id[row["id"]]["revision"]
+        assert row["rejected"] == by_id[row["id"]]["answer"]
+        assert row["review"] == "accepted"
+    # the SFT file is a chat dataset the SFT stage itself reads
+    convs = load_conversations(paths.sft, served.state.tokenizer, 10_000)
+    assert len(convs) == 3
+
+
+def _trace_ok_ids(paths: store.SetPaths) -> list[str]:
+    return [r["id"] for r in store.read_log(paths.trace) if r["status"] == "ok"]
+
+
+def test_resume_after_kill_has_no_duplicates_and_loses_nothing(served, tmp_path, _isolated_home):
+    make_project(_isolated_home)
+    prompts = write_prompts(tmp_path / "p.jsonl", 8)
+    cmd = [
+        sys.executable, "-m", "nanochat_tui.cli", "synth", "demo", "--endpoint", served.base_url,
+        "--model", "synthsrv", "--prompts", str(prompts), "--max-tokens", "6",
+        "--temperature", "0", "--concurrency", "2", "--rpm", "240", "--api-key-env", "SYNTH_KEY",
+    ]  # fmt: skip
+    env = {**os.environ, "NANOCHAT_TUI_HOME": str(_isolated_home), "SYNTH_KEY": KEY}
+    paths = store.SetPaths("demo", "synth")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(_trace_ok_ids(paths)) < 2:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = paths.trace.read_bytes()
+    first_ids = _trace_ok_ids(paths)
+    assert 2 <= len(first_ids) < 8
+
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(first_ids)} already there" in done.stdout
+    after = paths.trace.read_bytes()
+    cut = before[: before.rfind(b"\n") + 1]  # a torn last line (if the kill hit one) is dropped
+    assert after.startswith(cut)  # nothing written before the kill changed
+    ids = _trace_ok_ids(paths)
+    assert len(ids) == len(set(ids)) == 8
+    assert set(first_ids) <= set(ids)
+
+
+def test_wrong_key_and_unknown_model_stop_with_one_message(served, tmp_path, _isolated_home):
+    make_project(_isolated_home)
+    prompts = write_prompts(tmp_path / "p.jsonl", 4)
+    problems = []
+    wrong = Endpoint(served.base_url, "synthsrv", api_key="sk-wrong-key-000000")
+    progress = generate(settings(prompts, concurrency=1), wrong, on_problem=problems.append)
+    assert progress.done == 0 and "auth" in progress.stopped and "401" in progress.stopped
+    assert [p.policy for p in problems] == ["stop"]
+    assert progress.requests == 1  # stopped at once, no retries
+
+    problems.clear()
+    unknown = Endpoint(served.base_url, "no-such-model", api_key=KEY)
+    progress = generate(settings(prompts, concurrency=1), unknown, on_problem=problems.append)
+    assert "404" in progress.stopped and "model name" in progress.stopped
+    assert [p.kind for p in problems] == ["model"]
+
+    good = Endpoint(served.base_url, "synthsrv", api_key=KEY)
+    progress = generate(settings(prompts, limit=2), good)
+    assert progress.done == 2  # the stopped rows are retried on a rerun
+
+
+def test_endpoint_down_retries_then_stops(tmp_path, _isolated_home):
+    import socket
+
+    make_project(_isolated_home)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    problems = []
+    endpoint = Endpoint(f"http://127.0.0.1:{port}/v1", "m")
+    progress = generate(
+        settings(write_prompts(tmp_path / "p.jsonl", 2), concurrency=1, max_retries=2,
+                 backoff_base=0.01),
+        endpoint,
+        on_problem=problems.append,
+    )  # fmt: skip
+    assert [p.policy for p in problems] == ["retry", "retry", "stop"]
+    assert all(p.kind == "unreachable" for p in problems)
+    assert "cannot reach" in progress.stopped and "gave up after 3 attempts" in progress.stopped
+
+
+def test_cli_key_never_in_output_files_or_log(served, tmp_path, _isolated_home, capsys,
+                                               memory_keyring, monkeypatch):  # fmt: skip
+    from nanochat_tui import secrets
+    from nanochat_tui.cli import main
+
+    make_project(_isolated_home)
+    prompts = write_prompts(tmp_path / "p.jsonl", 2)
+    secrets.set_secret("local-serve", KEY)
+    args = ["synth", "demo", "--endpoint", served.base_url, "--model", "synthsrv",
+            "--prompts", str(prompts), "--max-tokens", "4", "--accept-all"]  # fmt: skip
+    assert main([*args, "--key-name", "local-serve"]) == 0
+    monkeypatch.setenv("SYNTH_TEST_KEY", "sk-wrong-but-secret-999")
+    assert main([*args, "--api-key-env", "SYNTH_TEST_KEY", "--set-name", "other"]) == 1
+    out = capsys.readouterr()
+    assert "2 rows written" in out.out and "auth" in out.err
+    assert KEY not in out.out + out.err and "sk-wrong-but-secret" not in out.out + out.err
+    for path in _isolated_home.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            assert KEY.encode() not in text, path
+            assert b"sk-wrong-but-secret" not in text, path
+
+
+def test_cli_refuses_bad_input_with_one_message(tmp_path, _isolated_home, capsys, monkeypatch):
+    from nanochat_tui.cli import main
+
+    monkeypatch.delenv("NOPE_KEY", raising=False)
+    base = ["synth", "demo", "--model", "m"]
+    assert main(base) == 2
+    assert "no project named 'demo'" in capsys.readouterr().err
+    make_project(_isolated_home)
+    assert main([*base, "--prompts", str(tmp_path / "missing.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*base, "--api-key-env", "NOPE_KEY"]) == 2
+    assert "NOPE_KEY" in capsys.readouterr().err
+    assert main([*base, "--key-name", "absent"]) == 2
+    assert "no API key stored under the name 'absent'" in capsys.readouterr().err
+    assert main([*base, "--concurrency", "0"]) == 2
