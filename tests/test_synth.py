@@ -49,7 +49,7 @@ def settings(n_prompts_file: Path, **kw) -> SynthSettings:
 
 
 def stats(srv) -> dict:
-    url = served.base_url.removesuffix("/v1") + "/stats"
+    url = srv.base_url.removesuffix("/v1") + "/stats"
     return httpx.get(url, headers={"Authorization": f"Bearer {KEY}"}).json()
 
 

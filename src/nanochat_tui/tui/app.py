@@ -462,6 +462,12 @@ class NanochatApp(App[int]):
             ("Help: keys", "every key binding and its id", self.action_help),
             ("Toggle event log", "the attached run's events (key l)", self.action_toggle_events),
             ("Serve a checkpoint", "OpenAI-compatible API on 127.0.0.1", self.action_serve),
+            ("Generate synthetic data", "SOUL critique → revision pairs", self.action_generate),
+            (
+                "Review synthetic pairs",
+                "accept, reject or edit before training",
+                self.action_review,
+            ),
             (
                 "Toggle debug log",
                 "flip debug level and show the log panel",
@@ -478,6 +484,20 @@ class NanochatApp(App[int]):
 
             self.install_screen(ServeScreen(), "serve")
         self.push_screen("serve")
+
+    def action_generate(self) -> None:
+        """Open the Generate screen (one instance, so a generation outlives closing it)."""
+        if not self.is_screen_installed("generate"):
+            from nanochat_tui.tui.screens.generate import GenerateScreen
+
+            self.install_screen(GenerateScreen(), "generate")
+        self.push_screen("generate")
+
+    def action_review(self) -> None:
+        """Open the Review screen on the newest synthetic set."""
+        from nanochat_tui.tui.screens.review import ReviewScreen
+
+        self.push_screen(ReviewScreen())
 
     def action_help(self) -> None:
         from nanochat_tui.tui.screens.help import HelpScreen
