@@ -1,6 +1,8 @@
 """Synthetic data against our own ``serve`` (a tiny trained checkpoint on 127.0.0.1, real HTTP):
 rows and datasets written, resumed after a kill without duplicates or losses, auth and model
-errors stop the run with one message, and the key never reaches a file or the output."""
+errors stop the run with one message, the key never reaches a file or the output, and the
+Generate screen (Pilot) runs a generation from the palette. One trained checkpoint and one
+compiled server serve the whole module."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from helpers import pilot_wait_for
 from nanochat_tui.align import synth_store as store
 from nanochat_tui.align.chat import load_conversations
 from nanochat_tui.align.endpoint import Endpoint
@@ -26,6 +29,9 @@ from nanochat_tui.align.synth import (
     soul_principles,
 )
 from nanochat_tui.serve.server import BackgroundServer, load_state
+from nanochat_tui.tui.app import NanochatApp
+from nanochat_tui.tui.screens.generate import GenerateScreen
+from nanochat_tui.tui.screens.review import ReviewScreen
 from synth_servers import make_project, train_tiny, write_prompts
 
 KEY = "sk-synth-test-0123456789abcdef"
@@ -210,3 +216,65 @@ def test_cli_refuses_bad_input_with_one_message(tmp_path, _isolated_home, capsys
     assert main([*base, "--key-name", "absent"]) == 2
     assert "no API key stored under the name 'absent'" in capsys.readouterr().err
     assert main([*base, "--concurrency", "0"]) == 2
+    assert "--concurrency must be at least 1" in capsys.readouterr().err
+    assert main([*base, "--endpoint", "localhost:8000"]) == 2
+    assert "not an http:// or https:// URL" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the Generate screen (Pilot)
+
+
+async def open_from_palette(pilot, words: str) -> None:
+    await pilot.press("ctrl+p")
+    await pilot.pause()
+    await pilot.press(*words)
+    await pilot.pause(0.3)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+@pytest.mark.anyio
+async def test_generate_screen_runs_against_serve(
+    served, tmp_path, _isolated_home, screen_text, type_into, memory_keyring
+):
+    make_project(_isolated_home)
+    prompts = write_prompts(tmp_path / "p.jsonl", 2)
+    app = NanochatApp()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_from_palette(pilot, "generate")
+        screen = app.screen
+        assert isinstance(screen, GenerateScreen)
+        assert screen.query_one("#gen-project").value == "demo"
+        await type_into(pilot, "#gen-prompts", str(prompts))
+        await type_into(pilot, "#gen-endpoint", served.base_url)
+        await type_into(pilot, "#gen-model", "synthsrv")
+        await type_into(pilot, "#gen-max-tokens", "6")
+        await type_into(pilot, "#gen-key-name", "local")
+        await type_into(pilot, "#gen-key", "sk-wrong-typed-key-7")
+        await pilot.click("#gen-start")
+        await pilot_wait_for(pilot, lambda: not screen.running, 120, "the auth failure")
+        text = screen_text(app)
+        assert "auth: HTTP 401" in text and "run stopped" in text
+        assert screen.query_one("#gen-key").value == ""  # stored, then cleared
+        assert "sk-wrong-typed-key-7" not in text
+
+        from nanochat_tui import secrets
+
+        secrets.set_secret("local", KEY)  # the right key, as `synth --key-name local` stores it
+        await pilot.click("#gen-start")
+        await pilot_wait_for(pilot, lambda: not screen.running, 240, "the generation")
+        text = screen_text(app)
+        assert "finished" in text and "2/2 rows" in text and "cost $0.0000" in text, text
+        assert "2 rows pending review" in text
+        assert len(store.review_rows(store.SetPaths("demo", "synth"))) == 2
+
+        await pilot.click("#gen-review")
+        await pilot.pause()
+        assert isinstance(app.screen, ReviewScreen)
+        await pilot.press("a")
+        await pilot.pause()
+        pref = store.SetPaths("demo", "synth").pref
+        assert len(pref.read_text().splitlines()) == 1
+    for path in _isolated_home.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path

@@ -277,6 +277,11 @@ class Generator:
         stop: threading.Event | None = None,
     ) -> None:
         settings.validate()
+        if not endpoint.base_url.startswith(("http://", "https://")):
+            raise UserError(
+                f"endpoint {endpoint.base_url!r} is not an http:// or https:// URL",
+                "give the base URL, e.g. http://127.0.0.1:8000/v1",
+            )
         self.settings = settings
         self.endpoint = endpoint
         self.paths = store.SetPaths(settings.project, settings.set_name)

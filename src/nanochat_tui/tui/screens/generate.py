@@ -34,11 +34,13 @@ def fmt_eta(seconds: float | None) -> str:
 
 
 def progress_line(p) -> str:
-    """done/total, skipped, tokens, cost and ETA of a ``synth.Progress``."""
+    """done/total, skipped, tokens, cost and ETA of a ``synth.Progress`` (the worker may be
+    updating it: the tokens are read once, so tokens and cost agree)."""
+    tokens = p.tokens
     return (
         f"{p.finished}/{p.total} rows ({p.already} already there, {p.done} new, "
-        f"{p.skipped} skipped) · {p.requests} requests · {p.tokens} tokens · "
-        f"cost ${p.cost:.4f} · ETA {fmt_eta(p.eta())}"
+        f"{p.skipped} skipped) · {p.requests} requests · {tokens} tokens · "
+        f"cost ${tokens / 1000 * p.price_per_1k:.4f} · ETA {fmt_eta(p.eta())}"
     )
 
 
@@ -135,7 +137,7 @@ class GenerateScreen(ModalScreen[None]):
         elif event.button.id == "gen-stop":
             self.stop()
         elif event.button.id == "gen-review":
-            self.app.run_action("review")
+            self.app.action_review()
 
     def _status(self, text: str) -> None:
         self.query_one("#gen-status", Static).update(text)
