@@ -55,7 +55,7 @@ class GenerateScreen(ModalScreen[None]):
     }
     GenerateScreen Horizontal { height: auto; }
     GenerateScreen Label { width: 13; padding: 0 1 0 0; color: $text-muted; }
-    GenerateScreen Input { width: 1fr; }
+    GenerateScreen Input { width: 1fr; margin: 0 1 0 0; }
     GenerateScreen .num { width: 12; }
     GenerateScreen Button { margin-right: 2; }
     GenerateScreen #gen-status { margin: 1 0 0 0; }
@@ -79,38 +79,50 @@ class GenerateScreen(ModalScreen[None]):
             box.border_title = "Generate synthetic data — critique → revision (esc closes)"
             with Horizontal():
                 yield Label("project")
-                yield Input(placeholder="project name", id="gen-project")
+                yield Input(placeholder="project name", id="gen-project", compact=True)
                 yield Label("set name")
-                yield Input("synth", id="gen-set")
+                yield Input("synth", id="gen-set", compact=True)
             with Horizontal():
                 yield Label("prompts")
                 yield Input(
-                    placeholder="JSONL file; blank: embedded stdlib prompts", id="gen-prompts"
+                    placeholder="JSONL file; blank: embedded stdlib prompts",
+                    id="gen-prompts",
+                    compact=True,
                 )
             with Horizontal():
                 yield Label("endpoint")
-                yield Input("http://127.0.0.1:8000/v1", id="gen-endpoint")
+                yield Input("http://127.0.0.1:8000/v1", id="gen-endpoint", compact=True)
                 yield Label("model")
-                yield Input(placeholder="model name", id="gen-model")
+                yield Input(placeholder="model name", id="gen-model", compact=True)
             with Horizontal():
                 yield Label("key name")
-                yield Input(placeholder="keyring name; blank: no key", id="gen-key-name")
+                yield Input(
+                    placeholder="keyring name; blank: no key", id="gen-key-name", compact=True
+                )
                 yield Label("store key")
-                yield Input(placeholder="paste to store (hidden)", password=True, id="gen-key")
+                yield Input(
+                    placeholder="paste to store (hidden)", password=True, id="gen-key", compact=True
+                )
             with Horizontal():
                 yield Label("limit")
-                yield Input(placeholder="all", id="gen-limit", type="integer", classes="num")
+                yield Input(
+                    placeholder="all", id="gen-limit", type="integer", classes="num", compact=True
+                )
                 yield Label("concurrency")
-                yield Input("4", id="gen-concurrency", type="integer", classes="num")
+                yield Input("4", id="gen-concurrency", type="integer", classes="num", compact=True)
                 yield Label("max tokens")
-                yield Input("256", id="gen-max-tokens", type="integer", classes="num")
+                yield Input("256", id="gen-max-tokens", type="integer", classes="num", compact=True)
             with Horizontal():
                 yield Label("req/min")
-                yield Input(placeholder="no limit", id="gen-rpm", type="number", classes="num")
+                yield Input(
+                    placeholder="no limit", id="gen-rpm", type="number", classes="num", compact=True
+                )
                 yield Label("tokens/min")
-                yield Input(placeholder="no limit", id="gen-tpm", type="number", classes="num")
+                yield Input(
+                    placeholder="no limit", id="gen-tpm", type="number", classes="num", compact=True
+                )
                 yield Label("$ per 1k tok")
-                yield Input("0", id="gen-price", type="number", classes="num")
+                yield Input("0", id="gen-price", type="number", classes="num", compact=True)
             with Horizontal():
                 yield Button("Start", id="gen-start", variant="primary", compact=True)
                 yield Button("Stop", id="gen-stop", variant="error", compact=True, disabled=True)
