@@ -145,6 +145,14 @@ class DataConfig(Section):
         2_000_000, ge=10_000, description="Characters used to train the BPE tokenizer"
     )
     tokenizer: str | None = Field(None, description="Path to an existing tokenizer.json to reuse")
+    packing: Literal["windows", "bestfit"] = Field(
+        "windows",
+        description="Pretraining rows: 'windows' = fixed cuts of the token stream; 'bestfit' = "
+        "every row starts at a document's BOS, documents packed best-fit, cropped to fill",
+    )
+    pack_buffer: int = Field(
+        1000, ge=1, le=1_000_000, description="Documents buffered for best-fit packing"
+    )
 
 
 class OptimConfig(Section):
