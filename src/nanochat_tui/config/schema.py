@@ -79,6 +79,10 @@ class ModelConfig(Section):
         2048, ge=0, description="Tokens per cross-entropy chunk (never full [B,T,V]); 0 = unchunked"
     )
     remat: bool = Field(False, description="Recompute each block in backward (saves activations)")
+    scan_layers: bool = Field(
+        False,
+        description="Run runs of identical blocks as one jax.lax.scan (compile time flat in depth)",
+    )
 
     @property
     def model_dim(self) -> int:
