@@ -16,6 +16,11 @@ the device's step time.
     uv run python benchmarks/engine_throughput.py                     # tiny,d4 on CPU; tiny,d12,d20 on GPU/TPU
     uv run python benchmarks/engine_throughput.py --configs d4 --steps 20 --json out.json
     uv run python benchmarks/engine_throughput.py --configs tiny --loop --no-torch
+    uv run python benchmarks/engine_throughput.py --compile-depths 2,4,8,16 --no-torch
+
+``--compile-depths`` times the train step's compilation (``jit(...).lower().compile()``, no
+execution) at the ``tiny`` width for each depth, with ``model.scan_layers`` off and on, side by
+side (the scanned step compiles one block body per run of identical blocks).
 """
 
 from __future__ import annotations
@@ -113,6 +118,52 @@ def bench_jax(name: str, steps: int, batch: int | None) -> dict[str, Any]:
         "compile_s": compile_s,
         "loss": final_loss,
     }
+
+
+def compile_seconds(depth: int, scan: bool, recipe: str) -> float:
+    """Seconds to lower and compile the train step of the ``tiny`` shape at ``depth`` layers."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from nanochat_tui.config.schema import Config
+    from nanochat_tui.jax_engine.model import GPT
+    from nanochat_tui.jax_engine.optim import build_optimizer
+    from nanochat_tui.jax_engine.step import make_train_step
+
+    base, b = CONFIGS["tiny"]
+    model_cfg = {**base, "depth": depth, "aspect_ratio": 128 // depth, "head_dim": 32}
+    model_cfg.update(scan_layers=scan, recipe=recipe)
+    config = Config.model_validate(
+        {
+            "model": model_cfg,
+            "train": {"device_batch_size": b, "total_batch_size": b * model_cfg["sequence_len"]},
+        }
+    )
+    model = GPT(config.model, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
+    step = make_train_step(model, optimizer)
+    x = jnp.zeros((b, config.model.sequence_len), jnp.int32)
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
+    return first - (time.perf_counter() - t0)  # the first call less one compiled step
+
+
+def bench_compile(depths: list[int], recipe: str) -> list[dict[str, Any]]:
+    rows = []
+    for depth in depths:
+        plain = compile_seconds(depth, False, recipe)
+        scanned = compile_seconds(depth, True, recipe)
+        rows.append({"depth": depth, "plain_s": plain, "scan_s": scanned})
+        print(
+            f"compile  depth {depth:3d}  plain {plain:6.2f}s  scan {scanned:6.2f}s  "
+            f"ratio {plain / scanned:5.2f}×",
+            flush=True,
+        )
+    return rows
 
 
 def bench_loop(name: str, steps: int, batch: int | None) -> dict[str, Any]:
@@ -247,9 +298,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--loop", action="store_true", help="also time the whole training loop (step-time split)"
     )
+    p.add_argument(
+        "--compile-depths",
+        default=None,
+        help="comma list of depths: compile time with and without model.scan_layers, then exit",
+    )
+    p.add_argument("--recipe", default="nanochat-2025", help="recipe for --compile-depths")
     args = p.parse_args(argv)
 
     import jax
+
+    if args.compile_depths:
+        depths = [int(d) for d in args.compile_depths.split(",") if d.strip()]
+        print(f"device: {jax.devices()[0].device_kind}; recipe {args.recipe}; width 128, seq 256")
+        print("(compile = first step call minus a second, compiled one)")
+        rows = bench_compile(depths, args.recipe)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"compile": rows}, f, indent=2)
+        return 0
 
     from nanochat_tui.jax_engine.flops import device_summary
 

@@ -47,6 +47,8 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("NANOCHAT_TUI_RUNS", raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    # Estimates render the same on every machine (the real profile is tested in test_estimates).
+    monkeypatch.setenv("NANOCHAT_TUI_CPU_PROFILE", "cores=8,flops=5e11,memory=32G")
     previous = keyring.get_keyring()
     keyring.set_keyring(keyring.backends.fail.Keyring())
     try:
@@ -55,8 +57,12 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         _secrets.reset_cache()
     except (ImportError, AttributeError):
         pass
+    from nanochat_tui.config.machine import cpu_profile
+
+    cpu_profile.cache_clear()
     yield home
     keyring.set_keyring(previous)
+    cpu_profile.cache_clear()
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ the optimizer-state bytes exactly, and the compatibility matrix's per-device mem
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import pytest
@@ -86,3 +88,45 @@ def test_matrix_shows_memory_and_fit():
     assert all(r.fits and r.memory > 0 for r in rows.values())
     big = {r.accelerator: r for r in compatibility_matrix(load_prefab("thousand"))}
     assert big["1× H100"].memory > rows["1× H100"].memory
+
+
+def test_cpu_row_uses_this_machines_cores_and_measured_rate(monkeypatch):
+    from nanochat_tui.config import machine
+
+    monkeypatch.delenv(machine.PROFILE_ENV)
+    machine.cpu_profile.cache_clear()
+    measured = machine.cpu_profile()
+    assert measured.source == "measured"
+    assert measured.cores == len(os.sched_getaffinity(0))
+    assert measured.flops > 1e8 and measured.memory > 2**30
+    machine.cpu_profile.cache_clear()
+    again = machine.cpu_profile()  # read back from the cache, not re-measured
+    assert again.source == "cached" and again.flops == measured.flops
+    cpu = compatibility_matrix(load_prefab("tiny"))[0]
+    assert cpu.accelerator == f"CPU ({measured.cores} core{'s' if measured.cores > 1 else ''})"
+
+
+def test_cpu_row_time_follows_the_profile(monkeypatch):
+    from nanochat_tui.config import machine
+
+    rows = []
+    for profile in ("cores=2,flops=1e11,memory=8G", "cores=16,flops=4e11,memory=64G"):
+        monkeypatch.setenv(machine.PROFILE_ENV, profile)
+        machine.cpu_profile.cache_clear()
+        rows.append(compatibility_matrix(load_prefab("tiny"))[0])
+    assert [r.accelerator for r in rows] == ["CPU (2 cores)", "CPU (16 cores)"]
+    assert rows[0].hours == pytest.approx(4 * rows[1].hours)
+    assert rows[0].device_memory == 8 * 2**30 and rows[1].cost == pytest.approx(
+        rows[1].hours * 16 * machine.PRICE_PER_CORE_HOUR
+    )
+
+
+@pytest.mark.parametrize("bad", ["cores=x", "gpus=2", "cores=0,flops=1e9", "flops"])
+def test_bad_cpu_profile_is_one_message(monkeypatch, bad):
+    from nanochat_tui.config import machine
+    from nanochat_tui.errors import UserError
+
+    monkeypatch.setenv(machine.PROFILE_ENV, bad)
+    machine.cpu_profile.cache_clear()
+    with pytest.raises(UserError, match=machine.PROFILE_ENV):
+        machine.cpu_profile()

@@ -134,3 +134,35 @@ def test_bf16_compute_keeps_fp32_params_and_logits():
     assert model.blocks[0].attn.c_q.kernel[...].dtype == jnp.float32
     logits = fwd(model, ids(1, 8))
     assert logits.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(logits)))
+
+
+@pytest.mark.parametrize("recipe", ["nanochat-2025", "nanochat-2026"])
+def test_scan_layers_matches_the_unrolled_blocks(recipe):
+    """model.scan_layers changes how XLA sees the blocks, not the maths: same logits and gradients
+    (fp32), same parameter tree (checkpoints load either way)."""
+    from nanochat_tui.jax_engine.model import layer_segments
+
+    base = dict(depth=4, aspect_ratio=16, head_dim=32, sequence_len=32, vocab_size=512)
+    plain = GPT(ModelConfig(**base, recipe=recipe), rngs=nnx.Rngs(0))
+    scanned = GPT(ModelConfig(**base, recipe=recipe, scan_layers=True), rngs=nnx.Rngs(0))
+    for model in (plain, scanned):  # non-zero output projections so every weight gets a gradient
+        for i, block in enumerate(model.blocks):
+            for layer in (block.attn.c_proj, block.mlp.c_proj):
+                key = jax.random.key(i)
+                layer.kernel[...] = 0.05 * jax.random.normal(key, layer.kernel[...].shape)
+        model.lm_head.kernel[...] = 0.05 * jax.random.normal(
+            jax.random.key(9), model.lm_head.kernel[...].shape
+        )
+    assert jax.tree.structure(nnx.state(plain)) == jax.tree.structure(nnx.state(scanned))
+    idx = jax.random.randint(jax.random.key(1), (2, 32), 0, 512)
+    np.testing.assert_allclose(plain(idx), scanned(idx), atol=2e-5)
+    grads = [nnx.grad(lambda m: jnp.mean(m(idx) ** 2))(m) for m in (plain, scanned)]
+    leaves = [jax.tree.leaves(nnx.state(g)) for g in grads]
+    for a, b in zip(*leaves, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    segments = layer_segments(scanned.blocks, 2 if scanned.backout_lambda is not None else None)
+    assert segments[0][0] == 0 and segments[-1][1] == 4
+    if recipe == "nanochat-2025":
+        assert segments == [(0, 4)]  # identical blocks, no backout: one scan
+    else:
+        assert len(segments) == 4  # value embeddings alternate: every block its own run

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nanochat_tui.config.machine import cpu_profile
 from nanochat_tui.config.schema import Config, ModelConfig
 
-# Peak dense bf16 FLOP/s (fp32 for CPU, a rough per-core figure times cores).
+# Peak dense bf16 FLOP/s. This machine's CPU is not listed: its row (``hardware()``) uses the usable
+# core count, the memory and a measured fp32 matmul rate (config/machine.py).
 ACCELERATORS: dict[str, tuple[float, float]] = {
     # name: (peak FLOP/s, $ per hour)
-    "CPU (8 cores)": (0.5e12, 0.40),
     "1× H100": (989e12, 2.50),
     "8× H100": (8 * 989e12, 20.00),
     "TPU v5e-8": (8 * 197e12, 9.60),
@@ -18,7 +19,6 @@ ACCELERATORS: dict[str, tuple[float, float]] = {
 # name: (memory of ONE device in bytes, platform). Every device holds the whole model (data
 # parallel), so what must fit is one device's share: the model, its optimizer and one micro-batch.
 DEVICE_MEMORY: dict[str, tuple[float, str]] = {
-    "CPU (8 cores)": (32 * 2**30, "cpu"),
     "1× H100": (80 * 2**30, "gpu"),
     "8× H100": (80 * 2**30, "gpu"),
     "TPU v5e-8": (16 * 2**30, "tpu"),
@@ -30,8 +30,31 @@ DEVICE_MEMORY: dict[str, tuple[float, str]] = {
 # analysis on CPU (tests/test_estimates.py checks the agreement).
 ACT_PER_DIM = 17
 ACT_PER_SCORE = 1
-ASSUMED_MFU = {"CPU (8 cores)": 0.25}
+# A training step reaches about this share of the measured matmul rate on a CPU (tiny prefab).
+CPU_MFU = 0.25
 DEFAULT_MFU = 0.45
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One row of the estimates: peak FLOP/s, $ per hour, one device's memory, platform, MFU."""
+
+    name: str
+    peak: float
+    price: float
+    memory: float
+    platform: str
+    mfu: float
+
+
+def hardware() -> list[Hardware]:
+    """This machine's CPU first, then the accelerators."""
+    cpu = cpu_profile()
+    rows = [Hardware(cpu.name, cpu.flops, cpu.price_per_hour, cpu.memory, "cpu", CPU_MFU)]
+    for name, (peak, price) in ACCELERATORS.items():
+        capacity, platform = DEVICE_MEMORY[name]
+        rows.append(Hardware(name, peak, price, capacity, platform, DEFAULT_MFU))
+    return rows
 
 
 def value_embed_layers(m: ModelConfig) -> int:
@@ -150,10 +173,8 @@ class Estimate:
 def compatibility_matrix(config: Config) -> list[Estimate]:
     flops = flops_per_token(config.model) * total_tokens(config)
     rows = []
-    for name, (peak, price) in ACCELERATORS.items():
-        mfu = ASSUMED_MFU.get(name, DEFAULT_MFU)
-        hours = flops / (peak * mfu) / 3600
-        capacity, platform = DEVICE_MEMORY[name]
-        need = memory_estimate(config, platform).total
-        rows.append(Estimate(name, hours, hours * price, mfu, need, int(capacity)))
+    for hw in hardware():
+        hours = flops / (hw.peak * hw.mfu) / 3600
+        need = memory_estimate(config, hw.platform).total
+        rows.append(Estimate(hw.name, hours, hours * hw.price, hw.mfu, need, int(hw.memory)))
     return rows

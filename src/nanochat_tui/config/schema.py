@@ -79,6 +79,10 @@ class ModelConfig(Section):
         2048, ge=0, description="Tokens per cross-entropy chunk (never full [B,T,V]); 0 = unchunked"
     )
     remat: bool = Field(False, description="Recompute each block in backward (saves activations)")
+    scan_layers: bool = Field(
+        False,
+        description="Run runs of identical blocks as one jax.lax.scan (compile time flat in depth)",
+    )
 
     @property
     def model_dim(self) -> int:
@@ -145,6 +149,14 @@ class DataConfig(Section):
         2_000_000, ge=10_000, description="Characters used to train the BPE tokenizer"
     )
     tokenizer: str | None = Field(None, description="Path to an existing tokenizer.json to reuse")
+    packing: Literal["windows", "bestfit"] = Field(
+        "windows",
+        description="Pretraining rows: 'windows' = fixed cuts of the token stream; 'bestfit' = "
+        "every row starts at a document's BOS, documents packed best-fit, cropped to fill",
+    )
+    pack_buffer: int = Field(
+        1000, ge=1, le=1_000_000, description="Documents buffered for best-fit packing"
+    )
 
 
 class OptimConfig(Section):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from nanochat_tui.errors import UserError
+from nanochat_tui.jax_engine.packing import BestFitRows
 from nanochat_tui.jax_engine.tokenizer import Tokenizer
 
 
@@ -133,6 +134,9 @@ def build_splits(
 class BatchLoader:
     """Yields (inputs, targets) int32[B, T] from a seeded shuffle of fixed windows, resumably.
 
+    With a ``packer`` (packing.BestFitRows, ``data.packing: bestfit``) rows come from it instead
+    and the position is the packer's.
+
     ``position`` is the place *after* the last batch handed out, so saving it with a checkpoint
     and passing it back reproduces the following batches exactly. With ``prefetch`` > 0 a
     background thread builds the next batches; ``data_wait`` accumulates the time ``next()`` spent
@@ -149,8 +153,10 @@ class BatchLoader:
         position: dict | None = None,
         prefetch: int = 2,
         transform: Callable[[np.ndarray, np.ndarray], tuple] | None = None,
+        packer: BestFitRows | None = None,
     ) -> None:
         self.tokens = tokens
+        self.packer = packer
         self.transform = transform
         self.seq_len = seq_len
         self.batch_size = batch_size
@@ -164,6 +170,9 @@ class BatchLoader:
         pos = position or {"epoch": 0, "index": 0}
         self._epoch, self._index = int(pos["epoch"]), int(pos["index"])
         self.position = {"epoch": self._epoch, "index": self._index}
+        if packer is not None:
+            packer.skip(int(pos.get("rows", 0)))
+            self.position = packer.position
         self.data_wait = 0.0
         self._perm_epoch = -1
         self._perm = np.empty(0, dtype=np.int64)
@@ -181,6 +190,12 @@ class BatchLoader:
         return self._perm
 
     def _make(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        if self.packer is not None:
+            block = np.stack([self.packer.next_row() for _ in range(self.batch_size)])
+            x, y = block[:, :-1], block[:, 1:]
+            if self.transform is not None:
+                x, y = self.transform(x, y)
+            return x, y, self.packer.position
         rows = []
         for _ in range(self.batch_size):
             if self._index >= self.num_windows:
@@ -226,6 +241,8 @@ class BatchLoader:
 
     @property
     def epoch_fraction(self) -> float:
+        if self.packer is not None:
+            return self.packer.epoch_fraction
         return self.position["epoch"] + self.position["index"] / self.num_windows
 
 

@@ -222,6 +222,23 @@ def _block_forward(block: Block, x: jax.Array, idx: jax.Array) -> jax.Array:
 _block_forward_remat = nnx.remat(_block_forward)
 
 
+def layer_segments(blocks, split_after: int | None) -> list[tuple[int, int]]:
+    """``[start, end)`` runs of consecutive blocks with one graph structure (same window, same
+    value-embedding presence), cut after layer ``split_after`` (where backout reads the stream)
+    unless it is None."""
+    segments: list[tuple[int, int]] = []
+    start = 0
+    for i in range(1, len(blocks) + 1):
+        if (
+            i == len(blocks)
+            or (split_after is not None and i == split_after + 1)
+            or nnx.graphdef(blocks[i]) != nnx.graphdef(blocks[start])
+        ):
+            segments.append((start, i))
+            start = i
+    return segments
+
+
 class GPT(nnx.Module):
     """nanochat GPT. ``GPT(cfg, rngs=nnx.Rngs(seed), dtype=jnp.bfloat16)``; params stay fp32."""
 
@@ -271,6 +288,8 @@ class GPT(nnx.Module):
 
     def _trunk(self, x: jax.Array, idx: jax.Array) -> jax.Array:
         """Blocks with the residual/x0 scalars and backout; returns the pre-norm final stream."""
+        if self.config.scan_layers:
+            return self._trunk_scanned(x, idx)
         x0, x_backout = x, None
         step = _block_forward_remat if self.switches.remat else _block_forward
         for i, block in enumerate(self.blocks):
@@ -279,6 +298,35 @@ class GPT(nnx.Module):
                 x = r * x + self.x0_lambdas[...][i].astype(x.dtype) * x0
             x = step(block, x, idx)
             if i == len(self.blocks) // 2:
+                x_backout = x
+        if self.backout_lambda is not None:
+            x = x - self.backout_lambda[...].astype(x.dtype) * x_backout
+        return x
+
+    def _trunk_scanned(self, x: jax.Array, idx: jax.Array) -> jax.Array:
+        """``_trunk`` with each run of identical blocks as one ``lax.scan`` over their stacked
+        parameters: XLA compiles one block body per run instead of one per layer. The parameter
+        tree (and so checkpoints) is the same as unscanned; the stacking is a copy per step."""
+        x0, x_backout = x, None
+        n = len(self.blocks)
+        scalars = self.resid_lambdas is not None
+        resid = self.resid_lambdas[...] if scalars else jnp.ones((n,), jnp.float32)
+        x0_l = self.x0_lambdas[...] if scalars else jnp.zeros((n,), jnp.float32)
+        step = _block_forward_remat if self.switches.remat else _block_forward
+        backout = self.backout_lambda is not None
+        for start, end in layer_segments(self.blocks, n // 2 if backout else None):
+            graphdef = nnx.graphdef(self.blocks[start])
+            states = [nnx.state(self.blocks[i]) for i in range(start, end)]
+            stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+            def body(h, layer, graphdef=graphdef):
+                state, r, a = layer
+                if scalars:
+                    h = r.astype(h.dtype) * h + a.astype(h.dtype) * x0
+                return step(nnx.merge(graphdef, state), h, idx), None
+
+            x, _ = jax.lax.scan(body, x, (stacked, resid[start:end], x0_l[start:end]))
+            if backout and start <= n // 2 < end:
                 x_backout = x
         if self.backout_lambda is not None:
             x = x - self.backout_lambda[...].astype(x.dtype) * x_backout

@@ -9,12 +9,14 @@ import numpy as np
 
 from nanochat_tui.jax_engine.data import BatchLoader, build_splits
 from nanochat_tui.jax_engine.evaluate import evaluate_bpb, sample_continuations, unigram_baseline
+from nanochat_tui.jax_engine.packing import BestFitRows
 from nanochat_tui.jax_engine.step import token_loss_sum
 from nanochat_tui.jax_engine.tasks import Task
 
 
 class PretrainTask(Task):
-    """Fixed windows of the corpus in a seeded shuffle; loss = token cross-entropy."""
+    """Fixed windows of the corpus (or BOS-aligned best-fit rows) in a seeded shuffle; loss =
+    token cross-entropy."""
 
     stage = "pretrain"
     loss = staticmethod(token_loss_sum)
@@ -48,6 +50,16 @@ class PretrainTask(Task):
             shape = (accum, bsz, seq)
             return jax.device_put((x.reshape(shape), y.reshape(shape)), device)
 
+        data = self.config.data
+        packer = None
+        if data.packing == "bestfit":
+            packer = BestFitRows(
+                self.splits.train,
+                self.tokenizer.bos_id,
+                seq + 1,
+                self.config.train.seed,
+                buffer=data.pack_buffer,
+            )
         return BatchLoader(
             self.splits.train,
             seq,
@@ -55,6 +67,7 @@ class PretrainTask(Task):
             self.config.train.seed,
             position=position,
             transform=to_device,
+            packer=packer,
         )
 
     def evaluate(self, model: Any) -> dict[str, float]:
