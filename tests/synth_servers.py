@@ -38,12 +38,11 @@ Revision: Say it kindly.
 
 
 def make_project(home: Path, name: str = "demo", soul: str = SOUL) -> Path:
-    """``projects/<name>/`` with project.json and soul/v0001/SOUL.md (docs layout)."""
-    project = home / "data" / "projects" / name
-    (project / "soul" / "v0001").mkdir(parents=True)
-    (project / "project.json").write_text(json.dumps({"name": name, "created": time.time()}))
-    (project / "soul" / "v0001" / "SOUL.md").write_text(soul)
-    return project
+    """Project ``name`` (under ``home``, the test's NANOCHAT_TUI_HOME) with ``soul`` as v0001."""
+    from nanochat_tui import projects
+
+    assert projects.projects_dir().is_relative_to(home)
+    return projects.create_project(name, soul).path
 
 
 def write_prompts(path: Path, n: int) -> Path:

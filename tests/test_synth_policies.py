@@ -131,9 +131,10 @@ def test_requests_per_minute_is_obeyed(project, tmp_path):
     with ThreadServer(scripted.app) as server:
         progress, _ = run(server, write_prompts(tmp_path / "p.jsonl", 3), concurrency=3, rpm=300)
     assert progress.done == 3
-    times = scripted.times()
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert len(times) == 9 and min(gaps) >= 0.2 - 0.02, gaps  # 60 / 300 s apart
+    times = scripted.times()  # arrival times at the server: 50 ms of slack for the network
+    assert len(times) == 9
+    for i, j in itertools.combinations(range(9), 2):  # sent at least 60 / 300 s apart
+        assert times[j] - times[i] >= (j - i) * 0.2 - 0.05, (i, j, times[j] - times[i])
 
 
 def test_tokens_per_minute_is_obeyed(project, tmp_path):

@@ -19,12 +19,14 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nanochat_tui import projects
 from nanochat_tui.align import synth_store as store
 from nanochat_tui.align.endpoint import STOP, ChatClient, Endpoint, EndpointError, Problem
 from nanochat_tui.align.ratelimit import Limiter
+from nanochat_tui.align.soul import Principle
 from nanochat_tui.errors import UserError
 
 TEMPLATE_VERSION = 1
@@ -42,14 +44,6 @@ MAX_PROMPT_CHARS = 4000
 class Prompt:
     id: str
     text: str
-
-
-@dataclass(frozen=True)
-class Principle:
-    title: str
-    text: str
-    critique: str = ""
-    revision: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,11 +73,11 @@ class SynthSettings:
             (self.price_per_1k >= 0, "--price-per-1k cannot be negative"),
             (self.max_tokens >= 1, "--max-tokens must be at least 1"),
             (0 <= self.temperature <= 2, "--temperature must be between 0 and 2"),
-            (bool(self.set_name.strip()) and "/" not in self.set_name, "bad --set-name"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        projects.check_name(self.set_name, "set")
 
 
 @dataclass
@@ -189,60 +183,15 @@ def embedded_prompts() -> list[Prompt]:
 
 
 def soul_principles(project: str) -> tuple[str, list[Principle]]:
-    """(SOUL version, principles) of ``project``'s newest SOUL; UserError when there are none."""
-    project_dir = store.projects_dir() / project
-    if not (project_dir / "project.json").exists():
+    """(SOUL version label, principles) of ``project``'s newest SOUL; UserError without any."""
+    version = projects.open_project(project).read()
+    soul = version.soul()
+    if not soul.principles:
         raise UserError(
-            f"no project named {project!r} in {store.projects_dir()}",
-            "create it first (the SOUL screen or `nanochat-tui project new NAME`)",
+            f"project {project!r}: SOUL {version.label} has no principles to critique against",
+            "add at least one '### <title>' under '## Principles' (SOUL pane)",
         )
-    versions = sorted(project_dir.glob("soul/v[0-9]*/SOUL.md"))
-    if not versions:
-        raise UserError(f"project {project!r} has no SOUL yet", "write one in the SOUL screen")
-    path = versions[-1]
-    principles = _interim_principles(path.read_text(encoding="utf-8"))
-    if not principles:
-        raise UserError(
-            f"{path} has no principles to critique against",
-            "add at least one '### <title>' under '## Principles'",
-        )
-    return path.parent.name, principles
-
-
-def _interim_principles(text: str) -> list[Principle]:
-    """The principles of SOUL.md text (interim reader until align.soul lands)."""
-    out: list[Principle] = []
-    fields: dict[str, list[str]] | None = None
-    title = ""
-    in_principles = False
-
-    def flush() -> None:
-        if fields is not None:
-            f = {k: "\n".join(v).strip() for k, v in fields.items()}
-            out.append(Principle(title, f["text"], f["critique"], f["revision"]))
-
-    current = "text"
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith("## ") and not s.startswith("### "):
-            flush()
-            fields = None
-            in_principles = s[3:].strip().lower() == "principles"
-        elif in_principles and s.startswith("### "):
-            flush()
-            title, fields, current = (
-                s[4:].strip(),
-                {"text": [], "critique": [], "revision": []},
-                "text",
-            )
-        elif fields is not None:
-            low = s.lower()
-            for kind in ("critique", "revision"):
-                if low.startswith(kind + ":"):
-                    current, line = kind, s[len(kind) + 1 :]
-            fields[current].append(line)
-    flush()
-    return out
+    return version.label, list(soul.principles)
 
 
 def draw_principle(pid: str, principles: list[Principle]) -> Principle:
@@ -254,7 +203,7 @@ def draw_principle(pid: str, principles: list[Principle]) -> Principle:
 def row_id(prompt: Prompt, principle: Principle, fingerprint: dict) -> str:
     """The stable id of a row: a hash of its prompt, principle and generation settings."""
     key = json.dumps(
-        {"prompt": prompt.text, "principle": principle.__dict__, "settings": fingerprint},
+        {"prompt": prompt.text, "principle": asdict(principle), "settings": fingerprint},
         sort_keys=True,
     )
     return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
@@ -394,7 +343,7 @@ class Generator:
                 "id": rid,
                 "prompt_id": prompt.id,
                 "prompt": prompt.text,
-                "principle": principle.__dict__,
+                "principle": asdict(principle),
                 "soul_version": self.soul_version,
                 "settings": self.fingerprint,
             }

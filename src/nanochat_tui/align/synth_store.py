@@ -27,15 +27,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from nanochat_tui import paths
+from nanochat_tui import projects
 from nanochat_tui.errors import UserError
 
 REVIEW_STATUSES = ("pending", "accepted", "rejected", "edited")
 TRAINABLE = ("accepted", "edited")
-
-
-def projects_dir() -> Path:
-    return paths.data_dir() / "projects"
 
 
 @dataclass(frozen=True)
@@ -47,7 +43,7 @@ class SetPaths:
 
     @property
     def project_dir(self) -> Path:
-        return projects_dir() / self.project
+        return projects.projects_dir() / self.project
 
     @property
     def dir(self) -> Path:
@@ -72,7 +68,7 @@ class SetPaths:
 
 def list_sets() -> list[SetPaths]:
     """Every synthetic set of every project that has a trace, sorted."""
-    found = sorted(projects_dir().glob("*/synth/*/trace.jsonl"))
+    found = sorted(projects.projects_dir().glob("*/synth/*/trace.jsonl"))
     return [SetPaths(p.parent.parent.parent.name, p.parent.name) for p in found]
 
 

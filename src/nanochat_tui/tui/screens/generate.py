@@ -128,15 +128,14 @@ class GenerateScreen(ModalScreen[None]):
                 yield Button("Stop", id="gen-stop", variant="error", compact=True, disabled=True)
                 yield Button("Review", id="gen-review", compact=True)
             yield Static("idle", id="gen-status", markup=False)
-            yield ProgressBar(id="gen-bar", show_eta=False)
+            yield ProgressBar(total=1, id="gen-bar", show_eta=False)  # determinate: no animation
             yield RichLog(id="gen-problems", max_lines=300, wrap=True, markup=False)
 
     def on_mount(self) -> None:
-        from nanochat_tui.align.synth_store import projects_dir
+        from nanochat_tui.projects import DEFAULT, list_projects
 
-        found = sorted(p.parent.name for p in projects_dir().glob("*/project.json"))
-        if found:
-            self.query_one("#gen-project", Input).value = found[0]
+        found = list_projects()
+        self.query_one("#gen-project", Input).value = found[0] if found else DEFAULT
         self.set_interval(0.25, self.paint)
 
     def action_close(self) -> None:
