@@ -225,3 +225,17 @@ def test_token_bucket_and_backoff_math():
     assert 1.5 <= backoff_delay(1, base=1) <= 2.5
     assert parse_retry_after("2") == 2.0 and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+def test_embedded_prompts_are_fixed_and_feed_a_run(project):
+    from nanochat_tui.align.synth import embedded_prompts
+
+    first, again = embedded_prompts(), embedded_prompts()
+    assert first == again and len(first) > 500
+    assert len({p.id for p in first}) == len(first)
+    assert len({p.text.split("`")[1].split(".")[0] for p in first[:20] if "`" in p.text}) > 5
+    with ThreadServer(Scripted().app) as server:
+        progress, _ = run(server, None, limit=2)
+    records = store.read_log(store.SetPaths("demo", "synth").trace)
+    assert progress.done == 2
+    assert sorted(r["prompt"] for r in records) == sorted(p.text for p in first[:2])

@@ -138,6 +138,10 @@ class GenerateScreen(ModalScreen[None]):
         self.query_one("#gen-project", Input).value = found[0] if found else DEFAULT
         self.set_interval(0.25, self.paint)
 
+    def on_unmount(self) -> None:
+        if self.worker_stop is not None:  # the app is quitting: let the worker thread end
+            self.worker_stop.set()
+
     def action_close(self) -> None:
         self.app.pop_screen()
 
@@ -182,8 +186,10 @@ class GenerateScreen(ModalScreen[None]):
         api_key = None
         if key_name:
             if key:
-                secrets.set_secret(key_name, key)
+                stored = secrets.set_secret(key_name, key)
                 self.query_one("#gen-key", Input).value = ""
+                if stored.warning:
+                    self.notify(stored.warning, severity="warning", timeout=10)
             api_key = secrets.get_secret(key_name)
             if not api_key:
                 raise UserError(
