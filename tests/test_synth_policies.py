@@ -239,3 +239,33 @@ def test_embedded_prompts_are_fixed_and_feed_a_run(project):
     records = store.read_log(store.SetPaths("demo", "synth").trace)
     assert progress.done == 2
     assert sorted(r["prompt"] for r in records) == sorted(p.text for p in first[:2])
+
+
+def test_ctrl_c_keeps_written_rows_and_a_rerun_finishes(project, tmp_path, _isolated_home):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    prompts = write_prompts(tmp_path / "p.jsonl", 30)
+    paths = store.SetPaths("demo", "synth")
+    with ThreadServer(Scripted().app) as server:
+        cmd = [sys.executable, "-m", "nanochat_tui.cli", "synth", "demo", "--model", "m",
+               "--endpoint", server.base_url, "--prompts", str(prompts), "--rpm", "600"]  # fmt: skip
+        env = {**os.environ, "NANOCHAT_TUI_HOME": str(_isolated_home)}
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(store.read_log(paths.trace)) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err.decode()
+        assert "interrupted: rows written so far are kept" in err.decode()
+        kept = [r["id"] for r in store.read_log(paths.trace)]
+        assert paths.trace.read_bytes().endswith(b"\n") and 2 <= len(kept) < 30
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    ids = [r["id"] for r in store.read_log(paths.trace)]
+    assert ids[: len(kept)] == kept and len(ids) == len(set(ids)) == 30
