@@ -294,7 +294,7 @@ class Generator:
             Limiter(self.settings.rpm, self.settings.tpm),
             max_retries=self.settings.max_retries,
             backoff_base=self.settings.backoff_base,
-            on_problem=self.on_problem,
+            on_problem=self._problem,
             on_request=self._requested,
         )
         gate = asyncio.Semaphore(self.settings.concurrency)
@@ -315,6 +315,10 @@ class Generator:
         if self.stop.is_set() and self.progress.stopped is None:
             self.progress.stopped = "stopped by the user"
         self.on_progress(self.progress)
+
+    def _problem(self, problem: Problem) -> None:
+        if self.progress.stopped is None:  # once stopped, rows still in flight say nothing new
+            self.on_problem(problem)
 
     def _requested(self, t: float) -> None:
         self.progress.requests += 1
