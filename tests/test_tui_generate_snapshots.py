@@ -62,6 +62,8 @@ def fabricated(_isolated_home):
 
 async def settle(pilot) -> None:
     await pilot.pause()
+    for widget in pilot.app.screen.query("Input, TextArea"):
+        widget.cursor_blink = False  # a blinking cursor would make the pixels flaky
     await pilot.pause()
 
 
