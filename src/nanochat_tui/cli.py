@@ -40,10 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run JAX in this process: started on mimalloc (allocator.py) when run as a program.
+ALLOCATOR_COMMANDS = {"tui", "run", "chat", "eval", "serve", "mcp"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["tui", *argv]
+    if as_program and argv[0] in ALLOCATOR_COMMANDS:
+        from nanochat_tui import allocator
+
+        allocator.reexec(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

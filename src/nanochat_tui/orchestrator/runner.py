@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
-from nanochat_tui import paths, rundir
+from nanochat_tui import allocator, paths, rundir
 from nanochat_tui.config import ConfigError, validate_patch
 from nanochat_tui.config.loader import load_yaml, parse_value, to_yaml, validate, write_atomic
 from nanochat_tui.config.schema import Config
@@ -517,7 +517,7 @@ def _spawn_detached(
     argv = [sys.executable, "-m", "nanochat_tui.orchestrator.detached", str(run_dir.resolve())]
     if resume:
         argv.append("--resume")
-    env = dict(os.environ)
+    env = allocator.environment(dict(os.environ))
     env.setdefault("PYTHONUNBUFFERED", "1")
     with open(run_dir / "detached.log", "ab") as log_fh:
         process = subprocess.Popen(
