@@ -77,6 +77,7 @@ class DatasetsScreen(Screen[None]):
         self.reports: dict[str, DatasetReport] = {}
         self.valid_lines: dict[str, list[int]] = {}
         self.preview_index = 0
+        self.preview_text = Text()  # the conversation shown (its styles mark the supervised part)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="ds-header")
@@ -239,6 +240,7 @@ class DatasetsScreen(Screen[None]):
                 (" = in the loss", "dim"),
             )
         )
+        self.preview_text = text
         body.update(text)
 
     def action_preview_step(self, delta: int) -> None:

@@ -28,7 +28,7 @@ from nanochat_tui.align.soul import parse_soul
 from nanochat_tui.errors import UserError
 
 log = logging.getLogger("nanochat_tui.tui.soul")
-HINT = "^s save · ^o project · ^r revert · a/e/x tool · ⏎ load, m mark, d diff · t datasets"
+HINT = "^s save · ^o project · ^r revert · a/e/x tools · ⏎/m/d versions · t datasets"
 
 
 def _schema_summary(schema: dict[str, Any]) -> str:
