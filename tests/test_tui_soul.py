@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Input, Static, TextArea
 from helpers import pilot_wait_for
 from nanochat_tui import projects
 from nanochat_tui.tui.app import NanochatApp
+from nanochat_tui.tui.messages import ConfigChanged
 
 pytestmark = pytest.mark.anyio
 SIZE = (120, 40)
@@ -144,6 +145,11 @@ async def test_diff_between_versions_and_project_picker():
         await pilot_wait_for(pilot, lambda: pane.project_name == "beta", what="new project")
         assert projects.list_projects() == ["beta", "default"]
         assert "Project beta" in str(pane.query_one("#soul-header", Static).render())
+        assert app.state.config.align.project == "beta"  # new alignment runs use its SOUL
+        assert app.state.overrides["align.project"] == "beta"
+        config = app.state.set_override("align.project", "default")  # as the Config pane does
+        app.query_one("#pane-config").post_message(ConfigChanged(config))
+        await pilot_wait_for(pilot, lambda: pane.project_name == "default", what="config follow")
 
 
 async def test_datasets_view_lists_bad_lines_and_previews():

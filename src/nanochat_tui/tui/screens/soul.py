@@ -26,6 +26,7 @@ from nanochat_tui import projects
 from nanochat_tui.align.interface import PYTHON, Interface, parse_interface, render_interface
 from nanochat_tui.align.soul import parse_soul
 from nanochat_tui.errors import UserError
+from nanochat_tui.tui.messages import ConfigChanged
 
 log = logging.getLogger("nanochat_tui.tui.soul")
 HINT = "^s save · ^o project · ^r revert · a/e/x tools · ⏎/m/d versions · t datasets"
@@ -269,7 +270,7 @@ class SoulPane(Widget):
             if name == NEW_PROJECT:
                 self._confirm_discard(self._new_project)
             elif name and name != self.project_name:
-                self._confirm_discard(lambda: self.open(name))
+                self._confirm_discard(lambda: self.switch_project(name))
 
         self.app.push_screen(
             ProjectPicker(projects.list_projects(), self.project_name or ""), chosen
@@ -293,13 +294,47 @@ class SoulPane(Widget):
             except (UserError, OSError) as err:
                 self.app.notify(str(err), severity="error")
                 return
-            self.open(name)
+            self.switch_project(name)
             self.app.notify(f"created project {name} with the starter SOUL", timeout=4)
 
         self.app.push_screen(
             PromptModal("New project", help="It starts with the starter SOUL.", validate=check),
             made,
         )
+
+    def switch_project(self, name: str) -> None:
+        """Open project ``name`` and make it the active config's ``align.project``, so the next
+        alignment run uses its SOUL."""
+        self.open(name)
+        state = getattr(self.app, "state", None)
+        if state is None or state.config.align.project == name:
+            return
+        from nanochat_tui.config import ConfigError
+
+        try:
+            config = state.set_override("align.project", name)
+        except ConfigError as err:
+            self.app.notify(f"align.project not set: {err}", severity="warning")
+            return
+        self.post_message(ConfigChanged(config))
+        self.app.notify(f"align.project = {name}: new alignment runs use its SOUL", timeout=4)
+
+    def on_config_changed(self, message: ConfigChanged) -> None:
+        """The Config pane changed align.project: show that project (unless edits are unsaved)."""
+        name = message.config.align.project
+        if not self.is_mounted or self.project is None or name == self.project_name:
+            return
+        if self.modified():
+            self.app.notify(
+                f"align.project is now {name}; the SOUL pane keeps {self.project_name} "
+                "until its edits are saved (ctrl+s) or reverted (ctrl+r)",
+                severity="warning",
+            )
+            return
+        try:
+            self.open(name)
+        except UserError as err:
+            self.app.notify(str(err), severity="warning", timeout=8)
 
     def action_datasets(self) -> None:
         from nanochat_tui.tui.screens.datasets import DatasetsScreen
