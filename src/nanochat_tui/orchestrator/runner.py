@@ -87,6 +87,9 @@ def resolve_run_dir(config: Config, name: str | None = None) -> tuple[Config, Pa
             f"run directory {run_dir} already exists and is not empty",
             "pick another run name, or resume it (`nanochat-tui run --resume DIR`)",
         )
+    from nanochat_tui.projects import pin_soul
+
+    config = pin_soul(config)  # the SOUL version an alignment run uses, fixed before it starts
     run_dir.mkdir(parents=True, exist_ok=True)
     config = config.model_copy(deep=True)
     config.run.name = name
@@ -167,6 +170,8 @@ def execute(
         started=time.time(),
         ended=None,
         resumed=resume,
+        project=config.align.project,
+        soul_version=config.align.soul_version,
         **this_process_record(mode),
     )
     try:
