@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "auth": ("auth_cmd", "store or check the W&B API key (never echoed)"),
     "serve": ("serve_cmd", "serve a checkpoint over an OpenAI-compatible HTTP API"),
     "web": ("web_cmd", "open the TUI in a browser (textual-serve on 127.0.0.1)"),
+    "export": ("export_cmd", "export a checkpoint for transformers, onnxruntime or nanochat"),
     "mcp": ("mcp_cmd", "MCP server on stdio so an assistant can drive runs (extra: mcp)"),
 }
 
