@@ -3,6 +3,7 @@ random (non-zero) weights, written without training, and its reference logits.""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from pathlib import Path
@@ -22,9 +23,17 @@ TINY_MODEL: dict[str, Any] = {
     "train.device_batch_size": 4,
     "train.total_batch_size": 256,
 }
+# every nanochat-2026 switch, grouped-query attention, a sliding window the sequences exceed,
+# and a vocabulary padded to a multiple of 64 (500 -> 512)
+RECIPE_2026: dict[str, Any] = {
+    "model.recipe": "nanochat-2026",
+    "model.n_kv_head": 2,
+    "model.short_window": 8,
+    "model.vocab_size": 500,
+}
 
 # token sequences exercising the whole context, different lengths, and the special tokens
-SEQUENCES = ([0, 5, 17, 200, 511, 3], list(range(40)), [0] + [7, 300, 12] * 21)
+SEQUENCES = ([0, 5, 17, 200, 499, 3], list(range(40)), [0] + [7, 300, 12] * 21)
 
 # chat conversations covering system, tool calls and their outputs, special-token text
 CONVERSATIONS = [
@@ -77,14 +86,18 @@ def make_run(parent: Path, name: str = "exp", changes: dict[str, Any] | None = N
     return run_dir
 
 
+@functools.cache
+def _loaded(run_dir: Path):
+    from nanochat_tui.jax_engine.inference import ChatModel
+
+    return ChatModel.load(run_dir)
+
+
 def jax_logits(run_dir: Path, ids: list[int]) -> np.ndarray:
     """fp32 logits ``[T, V]`` of the run's latest checkpoint for one sequence."""
     import jax.numpy as jnp
 
-    from nanochat_tui.jax_engine.inference import ChatModel
-
-    cm = ChatModel.load(run_dir)
-    return np.asarray(cm.model(jnp.asarray([ids], jnp.int32)))[0]
+    return np.asarray(_loaded(run_dir).model(jnp.asarray([ids], jnp.int32)))[0]
 
 
 def require(*modules: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export_helpers import CONVERSATIONS, SEQUENCES, jax_logits, make_run, require
+from export_helpers import CONVERSATIONS, RECIPE_2026, SEQUENCES, jax_logits, make_run, require
 from nanochat_tui.cli import main
 
 pytestmark = pytest.mark.heavy
@@ -100,3 +100,35 @@ def test_greedy_generate_equals_ours(needs_hf, hf_dir, run_dir):
         if theirs and theirs[-1] in stops:
             theirs = theirs[:-1]
         assert theirs == ours
+
+
+@pytest.fixture(scope="module")
+def needs_ort() -> None:
+    require("onnxruntime", "onnx")
+
+
+@pytest.fixture(scope="module")
+def run_2026(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("heavy-2026")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NANOCHAT_TUI_HOME", str(home))
+        return make_run(home, "heavy26", RECIPE_2026)
+
+
+@pytest.mark.parametrize("which", ["run_dir", "run_2026"])
+def test_onnxruntime_logits_equal_jax(needs_ort, which, request, tmp_path):
+    """Both recipes (2026: GQA, sliding window, value embeddings, smear, backout, scalars, padded
+    vocabulary), several sequence lengths and a batch of two in one session."""
+    import onnxruntime as ort
+
+    run = request.getfixturevalue(which)
+    out = tmp_path / "onnx"
+    assert main(["export", str(run), str(out), "--format", "onnx"]) == 0
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    for ids in SEQUENCES:
+        want = jax_logits(run, ids)
+        (got,) = session.run(["logits"], {"input_ids": np.array([ids], np.int64)})
+        assert np.abs(got[0] - want).max() <= 1e-4
+    pair = np.array([SEQUENCES[0], SEQUENCES[0][::-1]], np.int64)
+    (got,) = session.run(["logits"], {"input_ids": pair})
+    assert np.abs(got[1] - jax_logits(run, SEQUENCES[0][::-1])).max() <= 1e-4

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-FORMATS = ("hf",)
+FORMATS = ("hf", "onnx")
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -15,7 +15,10 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("out", help="output directory (created; must be empty unless --force)")
     parser.add_argument(
-        "--format", required=True, choices=FORMATS, help="hf: transformers' nanochat type"
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="hf: transformers' nanochat type; onnx: the forward pass for onnxruntime",
     )
     parser.add_argument("--force", action="store_true", help="write into a non-empty directory")
 
@@ -42,4 +45,8 @@ def _exporter(fmt: str):
         from nanochat_tui.export.hf import check_exportable, export_hf
 
         return check_exportable, export_hf
+    if fmt == "onnx":
+        from nanochat_tui.export.onnx_graph import check_exportable, export_onnx
+
+        return check_exportable, export_onnx
     raise AssertionError(fmt)
