@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve_cmd", "serve a checkpoint over an OpenAI-compatible HTTP API"),
     "web": ("web_cmd", "open the TUI in a browser (textual-serve on 127.0.0.1)"),
     "export": ("export_cmd", "export a checkpoint for transformers, onnxruntime or nanochat"),
+    "import": ("export_cmd", "turn a karpathy/nanochat checkpoint into a run directory"),
     "mcp": ("mcp_cmd", "MCP server on stdio so an assistant can drive runs (extra: mcp)"),
 }
 
