@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export_helpers import RECIPE_2026, make_run
+from export_helpers import RECIPE_2026, TINY_MODEL, make_run
 from nanochat_tui.cli import main
 from nanochat_tui.errors import UserError
 
@@ -141,3 +141,31 @@ def test_checkpoints_pane_marks_imported_runs(run_dir):
     (row,) = rows
     assert row.stage == "pretrain·imported" and row.meta["reason"] == "import"
     assert {p.field for p in row.problems} == {"heads", "sequence", "vocab"}  # tiny differs
+
+
+def test_an_imported_run_starts_sft(run_dir, tmp_path):
+    """run_writer's run directory (what import writes) is a valid ``run.init_from``: SFT loads
+    its weights and its tokenizer and trains."""
+    from nanochat_tui.config import load_config
+    from nanochat_tui.jax_engine.train import train
+
+    events: list[dict] = []
+    config = load_config(
+        "tiny",
+        {
+            **TINY_MODEL,
+            "train.stage": "sft",
+            "run.init_from": str(run_dir),
+            "train.num_iterations": 2,
+            "train.eval_every": 0,
+            "train.sample_every": 0,
+            "train.save_every": 0,
+        },
+    )
+    result = train(config, tmp_path / "sft", events.append)
+    assert result.status == "finished"
+    logs = [e["message"] for e in events if e["type"] == "log"]
+    assert any(m.startswith("initialised weights from") and "nc" in m for m in logs)
+    assert (tmp_path / "sft" / "tokenizer.json").read_text() == (
+        run_dir / "tokenizer.json"
+    ).read_text()
