@@ -169,3 +169,27 @@ def test_an_imported_run_starts_sft(run_dir, tmp_path):
     assert (tmp_path / "sft" / "tokenizer.json").read_text() == (
         run_dir / "tokenizer.json"
     ).read_text()
+
+
+def test_unrepresentable_shapes_and_bad_weights_are_refused(run_dir, tmp_path):
+    from nanochat_tui.config import load_config
+    from nanochat_tui.export.importer import build_config
+    from nanochat_tui.export.run_writer import write_run
+    from nanochat_tui.export.source import load_source
+
+    meta = {"model_config": {"sequence_len": 64, "vocab_size": 512, "n_layer": 3}}
+    meta["model_config"] |= {"n_head": 4, "n_kv_head": 4, "n_embd": 100}
+    with pytest.raises(UserError, match="has no nanochat-tui equivalent"):
+        build_config(meta, 512, "x")
+    with pytest.raises(UserError, match="512 rows for a vocabulary of 300"):
+        build_config(meta | {"model_config": meta["model_config"] | {"vocab_size": 300}}, 512, "x")
+
+    source = load_source(run_dir)
+    weights = dict(source.weights)
+    weights["lm_head"] = weights["lm_head"][:, :10]
+    with pytest.raises(UserError, match=r"lm_head has shape \(128, 10\)"):
+        write_run(tmp_path / "r", source.config, source.tokenizer, weights, step=1, stage="sft")
+    del weights["lm_head"]
+    with pytest.raises(UserError, match="no weights for lm_head"):
+        write_run(tmp_path / "r", load_config("tiny"), source.tokenizer, weights, step=1, stage="x")
+    assert not (tmp_path / "r").exists()

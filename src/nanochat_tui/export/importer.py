@@ -150,12 +150,20 @@ def build_config(meta: dict[str, Any], rows: int, name: str):
             )
         overrides["model.vocab_multiple"] = 64
     try:
-        return apply_overrides(adopt(Config(), meta), overrides)
+        config = apply_overrides(adopt(Config(), meta), overrides)
     except (ConfigError, ValueError) as err:
+        config, detail = None, f": {err}"
+    else:
+        m = config.model
+        ours = (m.depth, m.model_dim, m.n_head, m.kv_heads)
+        theirs = (nc["n_layer"], nc["n_embd"], nc["n_head"], nc.get("n_kv_head", nc["n_head"]))
+        detail = "" if ours == tuple(int(v) for v in theirs) else f" (it became {ours})"
+    if detail:
         raise UserError(
-            f"nanochat's model_config {nc} has no nanochat-tui equivalent: {err}",
-            "nanochat-tui needs n_embd a multiple of n_layer (aspect ratio) and of n_head",
-        ) from None
+            f"nanochat's model_config {nc} has no nanochat-tui equivalent{detail}",
+            "nanochat-tui needs n_embd to be a multiple of n_layer (≥ 8 per layer) and of n_head",
+        )
+    return config
 
 
 def our_weights(state: dict[str, np.ndarray], depth: int) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ state saved with it is fresh: fine-tune from it with ``run.init_from``.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,9 @@ def write_run(
     out = Path(out).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists", "pick a new run directory name")
-    out.mkdir(parents=True, exist_ok=True)
     model = GPT(config.model, rngs=nnx.Rngs(0))
     load_weights(model, weights)
     optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
-    tokenizer.save(out / rundir.TOKENIZER)
-    write_text(out / rundir.CONFIG, to_yaml(config))
     meta = build_meta(
         config,
         step=step,
@@ -87,12 +85,21 @@ def write_run(
     )
     if origin:
         meta["origin"] = origin
-    ckpt = Checkpointer(out, keep=1)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        step_dir = ckpt.save(step, model, optimizer, meta, "import")
-        ckpt.wait()
-    finally:
-        ckpt.close()
+        tokenizer.save(out / rundir.TOKENIZER)
+        write_text(out / rundir.CONFIG, to_yaml(config))
+        ckpt = Checkpointer(out, keep=1)
+        try:
+            step_dir = ckpt.save(step, model, optimizer, meta, "import")
+            ckpt.wait()
+        finally:
+            ckpt.close()
+    except BaseException:
+        if created:  # no half-written run directory is left behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     where = (origin or {}).get("path", "elsewhere")
     events = [
         make_event("log", step=step, level="info", message=f"imported from {where}"),
