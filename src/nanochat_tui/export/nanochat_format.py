@@ -62,7 +62,7 @@ def state_dict(weights: dict[str, np.ndarray], depth: int) -> dict[str, np.ndarr
         for key in LAYER_KEYS:
             out[f"transformer.h.{i}.{key}.weight"] = weights[f"blocks.{i}.{key}"].T
     out["lm_head.weight"] = weights["lm_head"].T
-    return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
+    return {k: np.array(v, np.float32, order="C") for k, v in out.items()}  # writable copies
 
 
 def model_config(m) -> dict[str, int]:
