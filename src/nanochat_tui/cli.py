@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve_cmd", "serve a checkpoint over an OpenAI-compatible HTTP API"),
     "web": ("web_cmd", "open the TUI in a browser (textual-serve on 127.0.0.1)"),
     "project": ("project_cmd", "projects: SOUL versions and their diff, datasets checked by line"),
+    "export": ("export_cmd", "export a checkpoint for transformers, onnxruntime or nanochat"),
+    "import": ("export_cmd", "turn a karpathy/nanochat checkpoint into a run directory"),
     "mcp": ("mcp_cmd", "MCP server on stdio so an assistant can drive runs (extra: mcp)"),
 }
 
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that run JAX in this process: started on mimalloc (allocator.py) when run as a program.
-ALLOCATOR_COMMANDS = {"tui", "run", "chat", "eval", "serve", "mcp"}
+ALLOCATOR_COMMANDS = {"tui", "run", "chat", "eval", "serve", "mcp", "export", "import"}
 
 
 def main(argv: list[str] | None = None) -> int:
