@@ -93,8 +93,26 @@ def screen_text():
 
 
 async def _type_into(pilot, selector: str, text: str) -> None:
-    """Click a field, clear it with backspaces and type ``text`` key by key, like a user."""
-    widget = pilot.app.screen.query_one(selector)
+    """Click a field, clear it with backspaces and type ``text`` key by key, like a user.
+
+    Waits (up to 60 s) for the field to be mounted: a pane composes after the first frame, which
+    a loaded machine can push past one ``pilot.pause()``."""
+    import time
+
+    from textual.css.query import NoMatches
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            widget = pilot.app.screen.query_one(selector)
+            if widget.region.area > 0:  # laid out: a click lands on it
+                break
+        except NoMatches:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector} was mounted but never laid out")
+        await pilot.pause(0.1)
     await pilot.click(selector)
     await pilot.press("end", *(["backspace"] * len(getattr(widget, "value", ""))))
     keys = [

@@ -50,7 +50,9 @@ async def test_header_hint_follows_a_remapped_key(screen_text) -> None:
         assert "f1 help ^k cmds" in screen_text(app).splitlines()[0]
 
 
-@pytest.mark.parametrize("pane", ["runs", "live", "compare", "chat", "config", "checkpoints"])
+@pytest.mark.parametrize(
+    "pane", ["runs", "live", "compare", "chat", "config", "checkpoints", "soul"]
+)
 async def test_every_binding_of_a_pane_is_reachable_from_the_palette(pane) -> None:
     app = NanochatApp(prefab="tiny")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -92,7 +94,7 @@ def _look(widget) -> tuple:
     )
 
 
-@pytest.mark.parametrize("pane", ["runs", "live", "compare", "chat"])
+@pytest.mark.parametrize("pane", ["runs", "live", "compare", "chat", "soul"])
 async def test_every_focusable_widget_shows_its_focus(pane) -> None:
     from nanochat_tui.tui.screens.chat import ChatPane
 

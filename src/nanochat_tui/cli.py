@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth_cmd", "generate SOUL-driven SFT and preference data from an endpoint"),
     "serve": ("serve_cmd", "serve a checkpoint over an OpenAI-compatible HTTP API"),
     "web": ("web_cmd", "open the TUI in a browser (textual-serve on 127.0.0.1)"),
+    "project": ("project_cmd", "projects: SOUL versions and their diff, datasets checked by line"),
+    "export": ("export_cmd", "export a checkpoint for transformers, onnxruntime or nanochat"),
+    "import": ("export_cmd", "turn a karpathy/nanochat checkpoint into a run directory"),
     "mcp": ("mcp_cmd", "MCP server on stdio so an assistant can drive runs (extra: mcp)"),
 }
 
@@ -41,10 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run JAX in this process: started on mimalloc (allocator.py) when run as a program.
+ALLOCATOR_COMMANDS = {"tui", "run", "chat", "eval", "serve", "mcp", "export", "import"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["tui", *argv]
+    if as_program and argv[0] in ALLOCATOR_COMMANDS:
+        from nanochat_tui import allocator
+
+        allocator.reexec(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

@@ -26,11 +26,15 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nanochat_tui import paths
 from nanochat_tui.align.interface import Interface, parse_interface, render_interface
 from nanochat_tui.align.soul import STARTER_SOUL, Soul, parse_soul
 from nanochat_tui.errors import UserError
+
+if TYPE_CHECKING:
+    from nanochat_tui.config.schema import Config
 
 DEFAULT = "default"
 SOUL_FILE = "SOUL.md"
@@ -283,3 +287,30 @@ def open_project(name: str | None = None) -> Project:
             f"create it (nanochat-tui project create {name}) or pick one of: {have}",
         )
     return Project(name, path)
+
+
+def uses_soul(config: Config) -> bool:
+    """Whether a run's stage reads the SOUL (every stage after pretraining)."""
+    return config.train.stage != "pretrain"
+
+
+def pin_soul(config: Config) -> Config:
+    """``config`` with ``align.soul_version`` set to the version the run will use (the project's
+    latest when empty), so config.yaml, run.json, events and checkpoints all record it; a config
+    whose stage does not use the SOUL comes back unchanged. A missing project or version is a
+    UserError before the run starts."""
+    if not uses_soul(config):
+        return config
+    project = open_project(config.align.project)
+    saved = project.read(config.align.soul_version)
+    saved.soul()  # a SOUL version is validated when saved; this names a hand-edited one
+    saved.interface()
+    pinned = config.model_copy(deep=True)
+    pinned.align.soul_version = saved.version
+    return pinned
+
+
+def soul_for(config: Config) -> tuple[Soul, Interface]:
+    """The SOUL and agent interface a run's config names (latest version when not pinned)."""
+    saved = open_project(config.align.project).read(config.align.soul_version)
+    return saved.soul(), saved.interface()

@@ -2,7 +2,8 @@
 
 - stdlib questions: for public functions and classes of a fixed list of standard-library modules,
   "What does `json.dumps` do?" → the first sentence of its docstring (as this Python has it);
-- identity conversations: who the assistant is and what it can and cannot do;
+- identity conversations: who the assistant is and what it can and cannot do, derived from the
+  project's SOUL (name, persona, principles) and agent interface (its tools);
 - calculator conversations: arithmetic answered with a ``python`` tool call, its output (from
   align/calculator.py) and the answer, in nanochat's tool format.
 
@@ -20,6 +21,8 @@ import re
 from typing import Any
 
 from nanochat_tui.align.calculator import run_tool
+from nanochat_tui.align.interface import PYTHON, Interface
+from nanochat_tui.align.soul import STARTER_SOUL, Soul, parse_soul
 
 MODULES = (
     "abc", "argparse", "base64", "bisect", "calendar", "collections", "colorsys", "copy", "csv",
@@ -38,26 +41,6 @@ QUESTIONS = (
     "What is `{name}` for?",
     "Explain `{name}` in one sentence.",
     "In Python, what does `{name}` do?",
-)
-
-NAME = "nanochat"
-IDENTITY = (
-    ("Who are you?", f"I am {NAME}, a small language model trained with nanochat-tui."),
-    ("What is your name?", f"My name is {NAME}."),
-    (
-        "What can you do?",
-        "I can answer short questions about the Python standard library and do arithmetic "
-        "with my calculator tool.",
-    ),
-    (
-        "What can't you do?",
-        "I am a very small model: I cannot browse the web, I know little beyond Python's "
-        "standard library, and I often make mistakes.",
-    ),
-    ("Who made you?", "I was trained on this computer with nanochat-tui, from its own data."),
-    ("Hello!", f"Hello! I am {NAME}. Ask me about the Python standard library."),
-    ("Are you a human?", f"No, I am {NAME}, a language model."),
-    ("Can you use tools?", "Yes: a python calculator for arithmetic."),
 )
 
 
@@ -123,11 +106,74 @@ def stdlib_conversations() -> list[dict]:
     return convs
 
 
-def identity_conversations() -> list[dict]:
-    """The assistant's identity, as single-turn conversations."""
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _first_sentence(text: str) -> str:
+    line = _one_line(text)
+    match = re.match(r"(.+?[.!?])(\s|$)", line)
+    return match.group(1) if match else line
+
+
+def _join(items: list[str]) -> str:
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def identity_pairs(soul: Soul, interface: Interface) -> list[tuple[str, str]]:
+    """(question, answer) pairs saying who the assistant is, derived from its SOUL (name, persona,
+    principles) and its agent interface (the tools it can call); same input, same pairs."""
+    name = soul.name
+    tools = interface.all_tools()
+    user_tools = [t for t in tools if t.name != PYTHON.name]
+    tool_list = _join(
+        ["a python calculator for arithmetic"]
+        + [f"`{t.name}` ({_first_sentence(t.description).rstrip('.')})" for t in user_tools]
+    )
+    can = ["answer short questions about the Python standard library",
+           "do arithmetic with my calculator tool"]  # fmt: skip
+    can += [f"use my `{t.name}` tool: {_first_sentence(t.description)}" for t in user_tools]
+    cannot = "I cannot browse the web, I know little beyond Python's standard library"
+    if not user_tools:
+        cannot += ", I have no tools besides my calculator"
+    pairs = [
+        ("Who are you?", f"I am {name}. {_first_sentence(soul.persona)}" if soul.persona
+         else f"I am {name}, a small language model trained with nanochat-tui."),
+        ("What is your name?", f"My name is {name}."),
+        ("What can you do?", f"I can {_join(can)}."),
+        ("What can't you do?", f"I am a very small model: {cannot}, and I often make mistakes."),
+        ("Who made you?", "I was trained on this computer with nanochat-tui, from its own data."),
+        ("Hello!", f"Hello! I am {name}. Ask me about the Python standard library."),
+        ("Are you a human?", f"No, I am {name}, a language model."),
+        ("Can you use tools?", f"Yes: {tool_list}."),
+    ]  # fmt: skip
+    if soul.persona:
+        pairs.append(("Describe yourself.", _one_line(soul.persona)))
+    if soul.principles:
+        titles = _join([p.title for p in soul.principles])
+        pairs.append(("What are your principles?", f"I follow {len(soul.principles)} "
+                      f"principle{'s' if len(soul.principles) > 1 else ''}: {titles}."))  # fmt: skip
+    for p in soul.principles:
+        pairs.append((f'What does your principle "{p.title}" mean?', _one_line(p.text)))
+    for t in user_tools:
+        args = _join(sorted(t.parameters.get("properties", {})))
+        takes = f" It takes {args}." if args else ""
+        pairs.append((f"What does your `{t.name}` tool do?", f"{_one_line(t.description)}{takes}"))
+    return pairs
+
+
+def identity_conversations(
+    soul: Soul | None = None, interface: Interface | None = None
+) -> list[dict]:
+    """The assistant's identity as single-turn conversations, from ``soul`` and ``interface``
+    (the starter SOUL and no user tools when not given)."""
+    soul = soul if soul is not None else parse_soul(STARTER_SOUL)
+    interface = interface if interface is not None else Interface()
     return [
         {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-        for q, a in IDENTITY
+        for q, a in identity_pairs(soul, interface)
     ]
 
 
@@ -153,6 +199,13 @@ def calculator_conversations(count: int = 120) -> list[dict]:
     return convs
 
 
-def embedded_conversations() -> list[dict]:
-    """The whole embedded chat set (stdlib questions, identity, calculator use)."""
-    return stdlib_conversations() + identity_conversations() + calculator_conversations()
+def embedded_conversations(
+    soul: Soul | None = None, interface: Interface | None = None
+) -> list[dict]:
+    """The whole embedded chat set: stdlib questions, identity (from ``soul`` and ``interface``,
+    see ``identity_conversations``) and calculator use."""
+    return (
+        stdlib_conversations()
+        + identity_conversations(soul, interface)
+        + calculator_conversations()
+    )

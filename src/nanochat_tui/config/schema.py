@@ -295,6 +295,21 @@ class RunConfig(Section):
     )
 
 
+class AlignConfig(Section):
+    """Which project's SOUL and agent interface an alignment run uses (docs/alignment.md)."""
+
+    project: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="Project (user data projects/) whose SOUL and tools alignment stages use",
+    )
+    soul_version: int | None = Field(
+        None,
+        ge=1,
+        description="SOUL version; empty = the project's latest, recorded when an sft run starts",
+    )
+
+
 class WandbConfig(Section):
     enabled: bool = Field(False, description="Log to Weights & Biases")
     project: str = Field("nanochat-tui", description="W&B project")
@@ -351,6 +366,7 @@ class Config(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     ui: UIConfig = Field(default_factory=UIConfig)
     plugins: dict[str, dict[str, Any]] = Field(

@@ -77,6 +77,11 @@ def build_meta(
         "time": time.time(),
         "config": config.model_dump(mode="json"),
         "plugins": plugin_flags(config),
+        "lineage": {
+            "init_from": config.run.init_from,
+            "project": config.align.project,
+            "soul_version": config.align.soul_version,
+        },
     }
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nanochat_tui import allocator
 from nanochat_tui.errors import ResumeRefused, UserError
 from nanochat_tui.jax_engine.control import ControlInbox
 from nanochat_tui.jax_engine.run_state import (
@@ -173,6 +174,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         dtype=str(jax.numpy.dtype(compute_dtype(config))),
         grad_accum_steps=config.grad_accum_steps,
         tokenizer_hash=tokenizer.hash,
+        allocator=allocator.in_use(),
         **start_fields,
     )
 

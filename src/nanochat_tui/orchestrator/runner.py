@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
-from nanochat_tui import paths, rundir
+from nanochat_tui import allocator, paths, rundir
 from nanochat_tui.config import ConfigError, validate_patch
 from nanochat_tui.config.loader import load_yaml, parse_value, to_yaml, validate, write_atomic
 from nanochat_tui.config.schema import Config
@@ -87,6 +87,9 @@ def resolve_run_dir(config: Config, name: str | None = None) -> tuple[Config, Pa
             f"run directory {run_dir} already exists and is not empty",
             "pick another run name, or resume it (`nanochat-tui run --resume DIR`)",
         )
+    from nanochat_tui.projects import pin_soul
+
+    config = pin_soul(config)  # the SOUL version an alignment run uses, fixed before it starts
     run_dir.mkdir(parents=True, exist_ok=True)
     config = config.model_copy(deep=True)
     config.run.name = name
@@ -167,6 +170,8 @@ def execute(
         started=time.time(),
         ended=None,
         resumed=resume,
+        project=config.align.project,
+        soul_version=config.align.soul_version,
         **this_process_record(mode),
     )
     try:
@@ -517,7 +522,7 @@ def _spawn_detached(
     argv = [sys.executable, "-m", "nanochat_tui.orchestrator.detached", str(run_dir.resolve())]
     if resume:
         argv.append("--resume")
-    env = dict(os.environ)
+    env = allocator.environment(dict(os.environ))
     env.setdefault("PYTHONUNBUFFERED", "1")
     with open(run_dir / "detached.log", "ab") as log_fh:
         process = subprocess.Popen(

@@ -36,3 +36,5 @@ def register(registry: Registry) -> None:
         order=20,
     )
     registry.add_screen("chat", "Chat", "3", "nanochat_tui.tui.screens.chat:ChatPane", order=30)
+    # alignment: the SOUL pane (its Datasets view opens from it)
+    registry.add_screen("soul", "SOUL", "7", "nanochat_tui.tui.screens.soul:SoulPane", order=65)

@@ -23,16 +23,22 @@ import numpy as np
 
 from nanochat_tui.align.chat import Rendered, load_conversations, normalize, render
 from nanochat_tui.align.embedded import embedded_conversations, held_out
+from nanochat_tui.align.interface import Interface
 from nanochat_tui.align.packing import best_fit, collate
+from nanochat_tui.align.soul import Soul
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.step import token_loss_sum
 from nanochat_tui.jax_engine.tasks import Task
+from nanochat_tui.projects import soul_for
 
 
-def _embedded(tokenizer: Any, max_tokens: int) -> tuple[list[Rendered], list[str], int]:
-    """The embedded set rendered, its split keys, and how many conversations were too long."""
+def _embedded(
+    tokenizer: Any, max_tokens: int, soul: Soul, interface: Interface
+) -> tuple[list[Rendered], list[str], int]:
+    """The embedded set rendered (identity from ``soul`` and ``interface``), its split keys, and
+    how many conversations were too long."""
     out, keys, skipped = [], [], 0
-    for conv in embedded_conversations():
+    for conv in embedded_conversations(soul, interface):
         ids, mask = render(tokenizer, normalize(conv))
         if len(ids) > max_tokens:
             skipped += 1
@@ -101,8 +107,10 @@ class SFTTask(Task):
                 "sft from random weights: set run.init_from to a pretrained run to fine-tune it"
             )
         if data.source == "embedded":
-            convs, keys, skipped = _embedded(self.tokenizer, self.row_len)
-            where = "the embedded chat set"
+            soul, interface = soul_for(self.config)
+            convs, keys, skipped = _embedded(self.tokenizer, self.row_len, soul, interface)
+            version = self.config.align.soul_version or "latest"
+            where = f"the embedded chat set (SOUL {self.config.align.project}/{version})"
             if skipped:
                 self.log(f"{skipped} embedded conversations are longer than sequence_len: skipped")
         else:

@@ -111,7 +111,7 @@ def discover(
                 CheckpointRow(
                     key=str(info.path),
                     source="run",
-                    stage=info.stage,
+                    stage=f"{info.stage}·imported" if "origin" in meta else info.stage,
                     run=str(meta.get("run_name") or run_dir.name),
                     step=info.step,
                     val_bpb=float(bpb) if isinstance(bpb, int | float) else None,

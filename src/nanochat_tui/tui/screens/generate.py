@@ -132,11 +132,21 @@ class GenerateScreen(ModalScreen[None]):
             yield RichLog(id="gen-problems", max_lines=300, wrap=True, markup=False)
 
     def on_mount(self) -> None:
+        self.query_one("#gen-project", Input).value = self.default_project()
+        self.set_interval(0.25, self.paint)
+
+    def default_project(self) -> str:
+        """The config's ``align.project`` when it exists, else the first project, else the
+        default one (created with a starter SOUL on first use)."""
         from nanochat_tui.projects import DEFAULT, list_projects
 
         found = list_projects()
-        self.query_one("#gen-project", Input).value = found[0] if found else DEFAULT
-        self.set_interval(0.25, self.paint)
+        state = getattr(self.app, "state", None)
+        align = getattr(getattr(state, "config", None), "align", None)
+        configured = getattr(align, "project", None)
+        if configured in found:
+            return configured
+        return found[0] if found else DEFAULT
 
     def on_unmount(self) -> None:
         if self.worker_stop is not None:  # the app is quitting: let the worker thread end
