@@ -13,6 +13,7 @@ import pytest
 from starlette.responses import JSONResponse, PlainTextResponse
 
 from nanochat_tui.align import synth_store as store
+from nanochat_tui.align.datasets import check_dataset
 from nanochat_tui.align.endpoint import Endpoint
 from nanochat_tui.align.ratelimit import TokenBucket, backoff_delay, parse_retry_after
 from nanochat_tui.align.synth import SynthSettings, generate
@@ -182,6 +183,12 @@ def test_review_decisions_drive_the_exported_datasets(project, tmp_path):
     assert prefs[1]["chosen"] == "A better answer."
     sft = [json.loads(line) for line in paths.sft.read_text().splitlines()]
     assert sft[1]["messages"][1]["content"] == "A better answer."
+    # the project's own dataset checker (the Datasets view) reads both files as they are meant
+    checked = check_dataset(paths.pref), check_dataset(paths.sft)
+    assert [(r.preference_rows, r.chat_rows, r.issue_count) for r in checked] == [
+        (2, 0, 0),
+        (0, 2, 0),
+    ]
     store.decide(paths, [rows[0].id], "rejected")  # the latest decision wins
     assert len(paths.pref.read_text().splitlines()) == 1
     with pytest.raises(UserError, match="cannot be empty"):

@@ -86,13 +86,16 @@ async def test_review_screen_accept_reject_edit(generated, screen_text):
 
 async def test_generate_screen_bad_field_and_stop(_isolated_home, tmp_path, screen_text, type_into):
     make_project(_isolated_home)
+    make_project(_isolated_home, "zeta")
     prompts = write_prompts(tmp_path / "p.jsonl", 40)
     with ThreadServer(Scripted().app) as server:
-        app = NanochatApp()
+        app = NanochatApp(prefab="tiny", overrides=["align.project=zeta"])
         async with app.run_test(size=(120, 40)) as pilot:
             await open_from_palette(pilot, "generate")
             screen = app.screen
             assert isinstance(screen, GenerateScreen)
+            assert screen.query_one("#gen-project").value == "zeta"  # the config's project
+            await type_into(pilot, "#gen-project", "demo")
             await pilot.click("#gen-start")
             assert "not started: name the model" in screen_text(app)
             await type_into(pilot, "#gen-model", "m")
