@@ -114,7 +114,7 @@ def estimates_summary(config: Any) -> Text:
 
 def mfu_note(config: Any) -> Text:
     flops = flops_per_token(config.model) * total_tokens(config)
-    others = f"CPU {CPU_MFU:.0%} of its measured matmul rate"
+    others = f"CPU {CPU_MFU:.0%}"
     return Text.assemble(
         f"{flops:.1e}".replace("e+", "e"),
         (f" FLOPs · MFU {DEFAULT_MFU:.0%} assumed ({others})", "dim"),
