@@ -10,5 +10,6 @@ CATEGORIES: dict[str, str] = {
     "Optimization": "optim",
     "Training": "train",
     "Run": "run",
+    "Preferences": "pref",
     "Telemetry": "telemetry",
 }

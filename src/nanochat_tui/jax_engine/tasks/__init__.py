@@ -75,10 +75,19 @@ class Task(ABC):
         return []
 
 
+from nanochat_tui.jax_engine.tasks.dpo import DPOTask  # noqa: E402
+from nanochat_tui.jax_engine.tasks.orpo import ORPOTask  # noqa: E402
 from nanochat_tui.jax_engine.tasks.pretrain import PretrainTask  # noqa: E402
 from nanochat_tui.jax_engine.tasks.sft import SFTTask  # noqa: E402
+from nanochat_tui.jax_engine.tasks.simpo import SimPOTask  # noqa: E402
 
-TASKS: dict[str, type[Task]] = {"pretrain": PretrainTask, "sft": SFTTask}
+TASKS: dict[str, type[Task]] = {
+    "pretrain": PretrainTask,
+    "sft": SFTTask,
+    "dpo": DPOTask,
+    "orpo": ORPOTask,
+    "simpo": SimPOTask,
+}
 
 
 def get_task(stage: str) -> type[Task]:
