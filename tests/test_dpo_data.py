@@ -130,3 +130,21 @@ def test_embedded_preference_set_is_deterministic_with_a_held_out_split() -> Non
     pairs, skipped = render_embedded(TOK, 200)
     assert skipped > 0 and len(pairs) + skipped == len(rows)
     assert all(p.length <= 200 for p in pairs)
+
+
+def test_memory_estimate_shows_what_a_live_reference_costs() -> None:
+    from nanochat_tui.config import load_config
+    from nanochat_tui.config.estimates import memory_estimate, num_params
+
+    def memory(*changes: str):
+        return memory_estimate(load_config("dpo-only", list(changes)), "gpu")
+
+    pre, live = memory("pref.reference=precomputed"), memory("pref.reference=live")
+    n = num_params(load_config("dpo-only").model)
+    assert pre.reference == 0 and live.reference == 4 * n
+    assert live.total - pre.total == 4 * n
+    assert memory("pref.reference=live", "pref.reference_dtype=bfloat16").reference == 2 * n
+    assert memory("pref.reference=live", "train.stage=orpo").reference == 0  # reference-free
+    # a pair is two sequences through the model
+    sft = memory("train.stage=sft")
+    assert pre.activations == 2 * sft.activations
