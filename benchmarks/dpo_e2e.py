@@ -10,8 +10,8 @@ function's documented summary, rejected = another function's). Reported, on the 
 - the SFT eval loss (assistant-token nats on the held-out chat set) of the SFT model and of the
   DPO model, and their difference against ``--max-sft-loss-rise``.
 
-    uv run python benchmarks/dpo_e2e.py [--pretrain-steps 300] [--sft-steps 300]
-        [--dpo-steps 150] [--beta 0.1] [--loss-type sigmoid] [--lr-multiplier 0.25]
+    uv run python benchmarks/dpo_e2e.py [--pretrain-steps 150] [--sft-steps 250]
+        [--dpo-steps 120] [--beta 0.1] [--loss-type sigmoid] [--lr-multiplier 0.25]
         [--reference precomputed] [--max-sft-loss-rise 0.10]
 
 Exits 1 when held-out accuracy stays below ``--min-accuracy`` or the SFT loss rises too much.
@@ -33,9 +33,9 @@ MODEL = [
     "model.aspect_ratio=64",
     "model.head_dim=64",
     "model.sequence_len=128",
-    "model.vocab_size=2048",
-    "data.max_chars=3000000",
-    "data.tokenizer_chars=1000000",
+    "model.vocab_size=1024",
+    "data.max_chars=1500000",
+    "data.tokenizer_chars=300000",
 ]
 
 
@@ -44,8 +44,15 @@ def run(stage_args: list[str], run_dir: Path) -> tuple[float, list[dict]]:
     from nanochat_tui.jax_engine.train import train
 
     events: list[dict] = []
+
+    def on_event(event: dict) -> None:
+        events.append(event)
+        if event["type"] == "eval" or (event["type"] == "step" and event["step"] % 25 == 0):
+            shown = {k: v for k, v in event.items() if isinstance(v, float | int | str)}
+            print(run_dir.name, shown, flush=True)
+
     t0 = time.perf_counter()
-    result = train(load_config("tiny", [*MODEL, *stage_args]), run_dir, events.append)
+    result = train(load_config("tiny", [*MODEL, *stage_args]), run_dir, on_event)
     if result.status != "finished":
         sys.exit(f"{run_dir.name} {result.status}: {result.error}")
     return time.perf_counter() - t0, events
@@ -95,9 +102,9 @@ def measure(run_dir: Path, sft_dir: Path, dpo_args: list[str]) -> dict[str, floa
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pretrain-steps", type=int, default=300)
-    ap.add_argument("--sft-steps", type=int, default=300)
-    ap.add_argument("--dpo-steps", type=int, default=150)
+    ap.add_argument("--pretrain-steps", type=int, default=150)
+    ap.add_argument("--sft-steps", type=int, default=250)
+    ap.add_argument("--dpo-steps", type=int, default=120)
     ap.add_argument("--beta", type=float, default=0.1)
     ap.add_argument("--loss-type", default="sigmoid")
     ap.add_argument("--lr-multiplier", type=float, default=0.25)
