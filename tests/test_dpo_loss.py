@@ -40,7 +40,7 @@ def batch(model):
     st = numpy_stats(model, x, y)  # references near the policy, so pairs land on both sides
     y["ref_chosen"] = (st["chosen"]["logp"] + [-1.0, 1.5, -0.5]).astype(np.float32)
     y["ref_rejected"] = (st["rejected"]["logp"] + [1.0, -1.0, 0.25]).astype(np.float32)
-    return x, y
+    return x, y, st
 
 
 def numpy_stats(model, x, y):
@@ -82,8 +82,7 @@ def check(got, want_loss, want_metrics):
     [("sigmoid", 0.0), ("sigmoid", 0.2), ("robust", 0.2), ("hinge", 0.0), ("ipo", 0.0)],
 )
 def test_dpo_loss_and_metrics_match_numpy(model, batch, loss_type, smoothing) -> None:
-    x, y = batch
-    st = numpy_stats(model, x, y)
+    x, y, st = batch
     beta = 0.3
     pc, pr = st["chosen"]["logp"], st["rejected"]["logp"]
     rc, rr = y["ref_chosen"].astype(np.float64), y["ref_rejected"].astype(np.float64)
@@ -114,8 +113,7 @@ def test_dpo_loss_and_metrics_match_numpy(model, batch, loss_type, smoothing) ->
 
 
 def test_orpo_loss_and_metrics_match_numpy(model, batch) -> None:
-    x, y = batch
-    st = numpy_stats(model, x, y)
+    x, y, st = batch
     lam = 0.25
     ac = st["chosen"]["logp"] / st["chosen"]["n"]
     ar = st["rejected"]["logp"] / st["rejected"]["n"]
@@ -140,8 +138,7 @@ def test_orpo_loss_and_metrics_match_numpy(model, batch) -> None:
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_simpo_loss_and_metrics_match_numpy(model, batch, smoothing) -> None:
-    x, y = batch
-    st = numpy_stats(model, x, y)
+    x, y, st = batch
     beta, gamma = 2.0, 0.7
     ac = st["chosen"]["logp"] / st["chosen"]["n"]
     ar = st["rejected"]["logp"] / st["rejected"]["n"]
@@ -177,7 +174,7 @@ def _grad_norm(loss, model, x, y) -> float:
     ],
 )
 def test_gradients_vanish_as_beta_goes_to_zero(model, batch, make) -> None:
-    x, y = batch
+    x, y, _ = batch
     full = _grad_norm(make(1.0), model, x, y)
     tiny = _grad_norm(make(1e-7), model, x, y)
     assert full > 1e-3 and tiny < 1e-6 * full, (full, tiny)
