@@ -11,8 +11,13 @@ function's documented summary, rejected = another function's). Reported, on the 
   DPO model, and their difference against ``--max-sft-loss-rise``.
 
     uv run python benchmarks/dpo_e2e.py [--pretrain-steps 150] [--sft-steps 250]
-        [--dpo-steps 120] [--beta 0.1] [--loss-type sigmoid] [--lr-multiplier 0.25]
+        [--dpo-steps 40] [--beta 0.5] [--loss-type sigmoid] [--lr-multiplier 0.1]
         [--reference precomputed] [--max-sft-loss-rise 0.10]
+
+Measured on a shared, loaded 2-core CPU (defaults; pretrain 549 s, SFT 489 s, DPO 184 s): held-out
+accuracy 0.911 after 8 DPO steps, 0.989 after 40 (margin +4.30); SFT eval loss 1.715 → 1.754
+(+0.039 nats, margin allowed +0.10). With β 0.1 and 0.25× lr for 120 steps accuracy reached 0.933
+but the SFT eval loss rose by 0.448 nats: a small β lets the chosen log-probs fall far.
 
 Exits 1 when held-out accuracy stays below ``--min-accuracy`` or the SFT loss rises too much.
 """
@@ -104,10 +109,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pretrain-steps", type=int, default=150)
     ap.add_argument("--sft-steps", type=int, default=250)
-    ap.add_argument("--dpo-steps", type=int, default=120)
-    ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--dpo-steps", type=int, default=40)
+    ap.add_argument("--beta", type=float, default=0.5)
     ap.add_argument("--loss-type", default="sigmoid")
-    ap.add_argument("--lr-multiplier", type=float, default=0.25)
+    ap.add_argument("--lr-multiplier", type=float, default=0.1)
     ap.add_argument("--reference", default="precomputed")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--min-accuracy", type=float, default=0.8)
