@@ -64,7 +64,8 @@ class Task(ABC):
         ``loss_sum`` is the summed loss over supervised units (tokens, or pairs for DPO),
         ``count`` how many there were, ``aux`` a dict of named scalar *sums* over the same units.
         The step reports ``loss_sum / count`` as ``loss`` and ``aux[k] / count`` as the step
-        event's ``aux`` entries. Must be a plain function (a static argument of the jit)."""
+        event's ``aux`` entries. Must be a plain function, or a hashable callable such as a frozen
+        dataclass holding the stage's settings (it is a static argument of the jit)."""
 
     @abstractmethod
     def evaluate(self, model: Any) -> dict[str, float]:

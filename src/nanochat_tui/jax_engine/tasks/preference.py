@@ -19,6 +19,7 @@ micro-batch's supervised tokens (TRL's definition, per micro-batch).
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -138,17 +139,16 @@ def as_batch(arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, A
     return x, y
 
 
-_stats_jit = None
+@functools.cache
+def _stats_jit():
+    from flax import nnx
+
+    return nnx.jit(pair_stats)
 
 
 def stats_of(model: Any, x: dict[str, Any], y: dict[str, Any]) -> PairStats:
     """Jitted ``pair_stats`` (no donation: the model, e.g. a frozen reference, is only read)."""
-    global _stats_jit
-    if _stats_jit is None:
-        from flax import nnx
-
-        _stats_jit = nnx.jit(pair_stats)
-    return _stats_jit(model, x, y)
+    return _stats_jit()(model, x, y)
 
 
 def all_stats(model: Any, pairs: list[Pair], bsz: int, row_len: int, bos: int) -> PairStats:
