@@ -173,3 +173,13 @@ def test_dpo_refuses_without_a_reference_and_reads_only_jsonl(base, prefs, tmp_p
     prefs.write_text(prefs.read_text() + '{"id": "x", "prompt": "q", "chosen": "a"}\n')
     with pytest.raises(UserError, match=r"prefs.jsonl, line 25: the row has no rejected answer"):
         _task(base, prefs)
+
+
+def test_orpo_runs_without_a_reference(base, prefs, tmp_path) -> None:
+    rec = Recorder()
+    config = _config(base, prefs, **{"train.stage": "orpo", "train.num_iterations": 2})
+    assert train(config, tmp_path / "orpo", rec).status == "finished"
+    assert not list(prefs.parent.glob("prefs.ref-*.npz"))  # reference-free: nothing precomputed
+    aux = rec.of("step")[-1]["aux"]
+    assert {"nll_loss", "log_odds_ratio", "log_odds_chosen", "rewards/margins"} <= set(aux)
+    assert rec.of("run_start")[0]["stage"] == "orpo" and "eval_nll_loss" in rec.of("eval")[-1]
