@@ -11,5 +11,6 @@ CATEGORIES: dict[str, str] = {
     "Training": "train",
     "Run": "run",
     "Alignment": "align",
+    "Preferences": "pref",
     "Telemetry": "telemetry",
 }

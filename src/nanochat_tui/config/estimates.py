@@ -120,10 +120,25 @@ class Memory:
     optimizer: int
     activations: int
     logits: int
+    reference: int = 0  # DPO's live reference weights (pref.reference=live)
 
     @property
     def total(self) -> int:
-        return self.params + self.grads + self.optimizer + self.activations + self.logits
+        return (
+            self.params + self.grads + self.optimizer + self.activations + self.logits
+            + self.reference
+        )  # fmt: skip
+
+
+PREFERENCE_STAGES = ("dpo", "orpo", "simpo")
+
+
+def reference_bytes(config: Config) -> int:
+    """What DPO's reference costs one device: a frozen copy of the weights when live (in
+    ``pref.reference_dtype``); precomputed log-probs are two floats per pair, on the host."""
+    if config.train.stage != "dpo" or config.pref.reference != "live":
+        return 0
+    return num_params(config.model) * (2 if config.pref.reference_dtype == "bfloat16" else 4)
 
 
 def optimizer_bytes(m: ModelConfig) -> int:
@@ -140,6 +155,8 @@ def memory_estimate(config: Config, platform: str = "cpu") -> Memory:
     n = num_params(m)
     act_bytes = 4 if platform == "cpu" or config.train.dtype == "float32" else 2
     tokens = config.train.device_batch_size * m.sequence_len
+    if config.train.stage in PREFERENCE_STAGES:
+        tokens *= 2  # a row is a pair: chosen and rejected go through the model together
     attended = (
         0
         if platform == "gpu"
@@ -153,7 +170,10 @@ def memory_estimate(config: Config, platform: str = "cpu") -> Memory:
     activations = tokens * per_layer * m.depth
     chunk = tokens if m.loss_chunk <= 0 else min(tokens, m.loss_chunk)
     grads = 4 * n * (2 if config.grad_accum_steps > 1 else 1)
-    return Memory(4 * n, grads, optimizer_bytes(m), activations, 2 * chunk * m.padded_vocab * 4)
+    if config.train.stage in PREFERENCE_STAGES:
+        chunk = m.sequence_len  # preference losses run the head one sequence at a time
+    logits = 2 * chunk * m.padded_vocab * 4
+    return Memory(4 * n, grads, optimizer_bytes(m), activations, logits, reference_bytes(config))
 
 
 @dataclass(frozen=True)

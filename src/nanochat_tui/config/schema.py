@@ -245,13 +245,14 @@ class OptimConfig(Section):
 
 
 # Training stages the engine registers (jax_engine/tasks TASKS; a test keeps the two in step).
-STAGES = ("pretrain", "sft")
+STAGES = ("pretrain", "sft", "dpo", "orpo", "simpo")
 
 
 class TrainConfig(Section):
-    stage: Literal["pretrain", "sft"] = Field(
+    stage: Literal["pretrain", "sft", "dpo", "orpo", "simpo"] = Field(
         "pretrain",
-        description="Training stage (task): pretrain, or sft (chat fine-tuning, see run.init_from)",
+        description="Training stage (task): pretrain, sft (chat fine-tuning, see run.init_from), "
+        "or preference optimization dpo | orpo | simpo (see pref)",
     )
     device_batch_size: int = Field(32, ge=1, le=4096, description="Sequences per device step")
     total_batch_size: int = Field(
@@ -282,6 +283,32 @@ class TrainConfig(Section):
     )
     divergence_steps: int = Field(
         20, ge=1, le=100_000, description="... for this many consecutive steps"
+    )
+
+
+class PrefConfig(Section):
+    """Preference optimization (train.stage dpo | orpo | simpo) on chosen/rejected pairs."""
+
+    beta: float = Field(
+        0.1, gt=0, le=100, description="β: scale of the implicit reward (dpo, simpo)"
+    )
+    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = Field(
+        "sigmoid", description="DPO loss: sigmoid (DPO), ipo, hinge (SLiC) or robust (rDPO)"
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Probability a pair's labels are flipped (sigmoid, robust)"
+    )
+    simpo_gamma: float = Field(0.5, ge=0, le=100, description="SimPO target reward margin γ")
+    orpo_lambda: float = Field(
+        0.1, gt=0, le=100, description="ORPO weight λ of the odds-ratio term beside the SFT loss"
+    )
+    reference: Literal["live", "precomputed"] = Field(
+        "precomputed",
+        description="DPO reference (run.init_from): live = a frozen second copy of the weights; "
+        "precomputed = its log-probs, computed once and written beside the dataset",
+    )
+    reference_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="Weights of the live reference (bfloat16 halves its memory)"
     )
 
 
@@ -367,6 +394,7 @@ class Config(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
+    pref: PrefConfig = Field(default_factory=PrefConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     ui: UIConfig = Field(default_factory=UIConfig)
     plugins: dict[str, dict[str, Any]] = Field(

@@ -9,6 +9,7 @@ PANEL_DESCRIPTIONS: dict[str, str] = {
     "samples": "latest eval samples",
     "device": "MFU, device memory, host CPU/RAM",
     "timers": "data wait / compute / host breakdown",
+    "preferences": "reward margins/accuracies (dpo, orpo, simpo), best/worst held-out pairs",
 }
 
 BUILTIN_PANELS: dict[str, str] = {
@@ -18,4 +19,5 @@ BUILTIN_PANELS: dict[str, str] = {
     "samples": "nanochat_tui.panels.builtin:SamplesPanel",
     "device": "nanochat_tui.panels.builtin:DevicePanel",
     "timers": "nanochat_tui.panels.builtin:TimersPanel",
+    "preferences": "nanochat_tui.panels.preferences:PreferencesPanel",
 }

@@ -64,7 +64,8 @@ class Task(ABC):
         ``loss_sum`` is the summed loss over supervised units (tokens, or pairs for DPO),
         ``count`` how many there were, ``aux`` a dict of named scalar *sums* over the same units.
         The step reports ``loss_sum / count`` as ``loss`` and ``aux[k] / count`` as the step
-        event's ``aux`` entries. Must be a plain function (a static argument of the jit)."""
+        event's ``aux`` entries. Must be a plain function, or a hashable callable such as a frozen
+        dataclass holding the stage's settings (it is a static argument of the jit)."""
 
     @abstractmethod
     def evaluate(self, model: Any) -> dict[str, float]:
@@ -75,10 +76,19 @@ class Task(ABC):
         return []
 
 
+from nanochat_tui.jax_engine.tasks.dpo import DPOTask  # noqa: E402
+from nanochat_tui.jax_engine.tasks.orpo import ORPOTask  # noqa: E402
 from nanochat_tui.jax_engine.tasks.pretrain import PretrainTask  # noqa: E402
 from nanochat_tui.jax_engine.tasks.sft import SFTTask  # noqa: E402
+from nanochat_tui.jax_engine.tasks.simpo import SimPOTask  # noqa: E402
 
-TASKS: dict[str, type[Task]] = {"pretrain": PretrainTask, "sft": SFTTask}
+TASKS: dict[str, type[Task]] = {
+    "pretrain": PretrainTask,
+    "sft": SFTTask,
+    "dpo": DPOTask,
+    "orpo": ORPOTask,
+    "simpo": SimPOTask,
+}
 
 
 def get_task(stage: str) -> type[Task]:
