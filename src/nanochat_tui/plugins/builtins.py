@@ -36,3 +36,6 @@ def register(registry: Registry) -> None:
         order=20,
     )
     registry.add_screen("chat", "Chat", "3", "nanochat_tui.tui.screens.chat:ChatPane", order=30)
+    registry.add_screen(
+        "plugins", "Plugins", "P", "nanochat_tui.tui.screens.plugins:PluginsPane", order=90
+    )
