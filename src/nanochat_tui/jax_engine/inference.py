@@ -51,13 +51,6 @@ class ChatModel:
                 "chat, eval and serve load plugin-built models only in a later version; "
                 "train without the plugin to chat with the model",
             )
-        if meta.get("plugin_shape"):
-            fields = ", ".join(f"{k}={v}" for k, v in sorted(meta["plugin_shape"].items()))
-            raise IncompatibleCheckpoint(
-                f"{step_dir} was trained with a plugin that changes the model ({fields})",
-                "chat, eval and serve load plugin-built models only in a later version; "
-                "train without the plugin to chat with the model",
-            )
         tok_path = step_dir.parent.parent / rundir.TOKENIZER
         if not tok_path.is_file():
             raise IncompatibleCheckpoint(
