@@ -9,7 +9,9 @@ from nanochat_tui.tui.keymap import display_key
 
 
 class TabStrip(Widget):
-    """``1 Config  2 Checkpoints …`` plus a right-aligned hint; the app calls ``show()``."""
+    """``1 Config  2 Checkpoints …`` plus a right-aligned hint; the app calls ``show()``. When
+    the tabs do not fit beside the hint, the last tabs are cut with an ellipsis (``?`` help lists
+    every pane key)."""
 
     DEFAULT_CSS = """
     TabStrip { dock: top; height: 1; background: $panel; padding: 0 1; }
@@ -34,8 +36,11 @@ class TabStrip(Widget):
             text.append(f"{title} ", "bold reverse" if active else "")
             text.append(" ")
         width = self.content_region.width
-        pad = width - text.cell_len - len(self.hint)
-        if pad >= 1:
-            text.append(" " * pad)
-            text.append(self.hint, "dim")
+        room = width - len(self.hint) - 1
+        if room < 20:  # too narrow for both: the tabs win
+            return text
+        if text.cell_len > room:  # many panes: the help hint stays, the last tabs are cut
+            text.truncate(room, overflow="ellipsis")
+        text.append(" " * (width - text.cell_len - len(self.hint)))
+        text.append(self.hint, "dim")
         return text
