@@ -238,3 +238,13 @@ def test_chat_refuses_an_moe_checkpoint_readably(straight):
     result, _, _ = straight
     with pytest.raises(IncompatibleCheckpoint, match=r"plugins\.moe\.num_experts=4"):
         ChatModel.load(result.last_checkpoint)
+
+
+def test_moe_cli_prints_active_and_total(capsys):
+    from nanochat_tui.cli import main
+
+    assert main(["moe", "tiny-moe"]) == 0
+    out = capsys.readouterr().out
+    assert "8 experts, top-2" in out and "active" in out and "total" in out
+    assert main(["moe", "tiny"]) == 2
+    assert "plugins.moe.num_experts=8" in capsys.readouterr().err

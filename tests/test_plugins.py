@@ -262,3 +262,28 @@ def test_plugins_pane_snapshot(snap_compare, site, size):
         await pilot.pause()
 
     assert snap_compare(PluginsHost.make(), terminal_size=size, run_before=highlight_failed)
+
+
+async def test_browsing_a_plugin_category_does_not_switch_the_plugin_on(type_into):
+    """The Config pane shows an absent plugin section's defaults (MoE: enabled true); tabbing
+    through them must not create the section."""
+    from nanochat_tui.tui.app import NanochatApp
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.query("#f-model--depth"):
+                break
+        app.query_one("#categories").focus()
+        await pilot.press("end")
+        for _ in range(40):
+            await pilot.pause(0.05)
+            if app.query("#f-plugins--moe--enabled"):
+                break
+        await pilot.press("tab", "tab", "tab", "tab")
+        await pilot.pause()
+        assert app.state.config.plugins == {} and app.state.overrides == {}
+        await type_into(pilot, "#f-plugins--moe--num_experts", "4")
+        assert app.state.config.plugins["moe"]["num_experts"] == 4
+        assert app.state.config.plugins["moe"]["enabled"] is True
