@@ -78,9 +78,9 @@ async def started(pilot, timeout: float = 20.0) -> None:
 def extra_panes():
     reset_registry()
     registry = get_registry()
-    registry.add_screen("echo", "Echo", "9", "test_tui_shell:EchoPane", order=70)
-    registry.add_screen("broken", "Broken", "0", "no_such_module_xyz:Pane", order=80)
-    registry.add_screen("boom", "Boom", "f9", "test_tui_shell:BoomPane", order=90)
+    registry.add_screen("echo", "Echo", "E", "test_tui_shell:EchoPane", order=70)
+    registry.add_screen("broken", "Broken", "B", "no_such_module_xyz:Pane", order=80)
+    registry.add_screen("boom", "Boom", "O", "test_tui_shell:BoomPane", order=90)
     yield registry
     reset_registry()
 
@@ -188,7 +188,7 @@ async def test_shared_messages_rebroadcast_and_broken_pane(extra_panes, screen_t
     app = NanochatApp()
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
-        await pilot.press("9")
+        await pilot.press("E")
         await pilot.pause()
         echo = app.query_one(EchoPane)
         await pilot.press("1")  # config pane edits -> echo pane hears about it
@@ -196,7 +196,7 @@ async def test_shared_messages_rebroadcast_and_broken_pane(extra_panes, screen_t
         app.query_one("#pane-config").post_message(ConfigChanged(app.state.config))
         await pilot.pause()
         assert echo.received == ["config"]
-        await pilot.press("0")
+        await pilot.press("B")
         await pilot.pause()
         text = screen_text(app)
         assert "could not be opened" in text and "no_such_module_xyz" in text
@@ -253,7 +253,7 @@ async def test_crash_writes_dump_without_secret(extra_panes) -> None:
     with pytest.raises(RuntimeError):
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            await pilot.press("f9")
+            await pilot.press("O")
             await pilot.pause()
     assert app.crash_path is not None and app.crash_path.is_file()
     body = app.crash_path.read_text()
@@ -324,12 +324,12 @@ async def test_pane_whose_module_exits_is_disabled_not_fatal(
     (tmp_path / "exiting_pane_mod.py").write_text("raise SystemExit(3)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     reset_registry()
-    get_registry().add_screen("exits", "Exits", "9", "exiting_pane_mod:Pane", order=70)
+    get_registry().add_screen("exits", "Exits", "E", "exiting_pane_mod:Pane", order=70)
     try:
         app = NanochatApp()
         async with app.run_test(size=SIZE) as pilot:
             await started(pilot)
-            await pilot.press("9")
+            await pilot.press("E")
             await pilot.pause()
             assert app.active_pane == "exits"
             assert "could not be opened" in screen_text(app)

@@ -1,5 +1,7 @@
 """``nanochat-tui`` entry point. Each subcommand lives in ``nanochat_tui/commands/`` and is imported
-only when used, so ``nanochat-tui`` (the TUI) never pays for JAX at start-up."""
+only when used, so ``nanochat-tui`` (the TUI) never pays for JAX at start-up. Plugins add
+subcommands through the registry (``registry.add_command``); one that fails to load is left out
+with a warning and the rest of the CLI works."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export_cmd", "export a checkpoint for transformers, onnxruntime or nanochat"),
     "import": ("export_cmd", "turn a karpathy/nanochat checkpoint into a run directory"),
     "mcp": ("mcp_cmd", "MCP server on stdio so an assistant can drive runs (extra: mcp)"),
+    "plugins": ("plugins_cmd", "list installed plugins, what they add; enable/disable one"),
 }
 
 
@@ -41,11 +44,37 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         mod = importlib.import_module(f"nanochat_tui.commands.{module}")
         mod.add_arguments(name, p)
+    for name, handler, help_ in plugin_commands():
+        p = sub.add_parser(name, help=help_, description=help_)
+        handler.add_arguments(name, p)
+        p.set_defaults(plugin_handler=handler)
     return parser
 
 
 # Commands that run JAX in this process: started on mimalloc (allocator.py) when run as a program.
 ALLOCATOR_COMMANDS = {"tui", "run", "chat", "eval", "serve", "mcp", "export", "import"}
+
+
+def plugin_commands() -> list[tuple[str, object, str]]:
+    """``(name, handler, help)`` of every plugin subcommand that loads; a warning for the rest."""
+    from nanochat_tui.plugins import get_registry, resolve
+
+    out = []
+    for entry in get_registry().commands.values():
+        owner = get_registry().owners.get(f"command {entry.name}", "?")
+        try:
+            if entry.name in COMMANDS:
+                raise ValueError(f"'{entry.name}' is a built-in command")
+            handler = resolve(entry.ref)
+            if not (callable(getattr(handler, "add_arguments", None)) and callable(handler.run)):
+                raise TypeError(f"{entry.ref} has no add_arguments(name, parser) and run(args)")
+        except Exception as err:
+            print(
+                f"warning: plugin {owner}: command {entry.name} left out ({err})", file=sys.stderr
+            )
+            continue
+        out.append((entry.name, handler, entry.help))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["tui", *argv])
-    module = importlib.import_module(f"nanochat_tui.commands.{COMMANDS[args.command][0]}")
+    if args.command in COMMANDS:
+        module = importlib.import_module(f"nanochat_tui.commands.{COMMANDS[args.command][0]}")
+    else:
+        module = args.plugin_handler
     from nanochat_tui import logging_setup
     from nanochat_tui.errors import UserError
 

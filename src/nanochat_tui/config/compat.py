@@ -323,6 +323,30 @@ def check(
                     f"set plugins.{name}.enabled={'true' if a else 'false'}",
                 )
             )
+    return out + plugin_shape_mismatches(config, meta)
+
+
+def plugin_shape_mismatches(config: Config, meta: dict[str, Any]) -> list[Incompat]:
+    """Plugin fields that shape parameters (the checkpoint's ``plugin_shape``, e.g.
+    ``plugins.moe.num_experts``) and differ in ``config``, for plugins that are on in both."""
+    recorded = meta.get("plugin_shape")
+    if not isinstance(recorded, dict):
+        return []
+    flags = plugin_flags(config)
+    out = []
+    for dotted, want in sorted(recorded.items()):
+        _, name, key = [*str(dotted).split(".", 2), "", ""][:3]
+        section = config.plugins.get(name)
+        if not flags.get(name) or not isinstance(section, dict) or section.get(key) == want:
+            continue
+        shown = "true" if want is True else "false" if want is False else want
+        out.append(
+            Incompat(
+                dotted,
+                f"checkpoint has {dotted}={shown}, config {section.get(key)}",
+                f"set {dotted}={shown}",
+            )
+        )
     return out
 
 

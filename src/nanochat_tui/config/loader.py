@@ -116,13 +116,24 @@ def _check_int64(value: Any, where: str) -> None:
             )
 
 
-def validate(data: dict[str, Any], source: str = "") -> Config:
-    """The one place a config tree becomes a Config: strict types, finite numbers, int64 ints."""
+def validate(data: dict[str, Any], source: str = "", *, sections: bool = True) -> Config:
+    """The one place a config tree becomes a Config: strict types, finite numbers, int64 ints,
+    and ``plugins.<name>`` sections checked by their plugin's schema (``sections=False`` skips
+    that for a live patch, which never touches them: the engine's path stays plugin-free)."""
     _check_int64(data, "")
     try:
-        return Config.model_validate(data, strict=True)
+        config = Config.model_validate(data, strict=True)
     except ValidationError as err:
         raise ConfigError(_format_validation_error(err, source)) from None
+    if sections and config.plugins:
+        from nanochat_tui.config.plugin_sections import validate_sections
+
+        sections, errors = validate_sections(config.plugins)
+        if errors:
+            where = f" in {source}" if source else ""
+            raise ConfigError(f"invalid config{where}: " + "; ".join(errors))
+        config.plugins = sections
+    return config
 
 
 def field_error(config: Config, dotted: str, raw: str) -> str | None:
@@ -163,7 +174,9 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def apply_overrides(config: Config, overrides: list[str] | dict[str, Any]) -> Config:
+def apply_overrides(
+    config: Config, overrides: list[str] | dict[str, Any], *, sections: bool = True
+) -> Config:
     """Return a new Config with ``key=value`` overrides applied and the whole tree re-validated."""
     items = (
         list(overrides.items())
@@ -178,7 +191,7 @@ def apply_overrides(config: Config, overrides: list[str] | dict[str, Any]) -> Co
             hint = f"; did you mean '{close[0]}'?" if close else "; see `nanochat-tui config keys`"
             raise ConfigError(f"invalid override: unknown key '{dotted}'{hint}")
         _set_dotted(data, dotted, parse_value(value) if isinstance(value, str) else value)
-    return validate(data, "overrides")
+    return validate(data, "overrides", sections=sections)
 
 
 def _split_override(text: str) -> tuple[str, str]:
@@ -195,7 +208,7 @@ def validate_patch(config: Config, changes: dict[str, Any]) -> Config:
         raise ConfigError(
             f"cannot change {', '.join(bad)} during a run; patchable: {', '.join(PATCHABLE_FIELDS)}"
         )
-    return apply_overrides(config, changes)
+    return apply_overrides(config, changes, sections=False)
 
 
 # ---------------------------------------------------------------- prefabs

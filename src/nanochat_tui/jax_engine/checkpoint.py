@@ -40,12 +40,15 @@ def build_meta(
     tokenizer_hash: str,
     data_position: dict,
     metrics: dict[str, dict[str, Any]],
+    plugin_shape: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The per-checkpoint metadata (keys are a contract with the TUI and compat checks).
 
     ``metrics`` maps a name (``train_loss``, ``val_bpb``, ...) to ``{"value", "step"}``: the step
     each was measured at, so a reader can tell a current value from a stale one. ``val_bpb`` and
-    ``train_loss`` are also kept as top-level values for older readers.
+    ``train_loss`` are also kept as top-level values for older readers. ``plugin_shape`` holds
+    the plugin fields that shape parameters (``plugins.moe.num_experts``: 8), which a resume and
+    the compatibility checks compare.
     """
     from nanochat_tui.config.compat import plugin_flags
     from nanochat_tui.config.recipes import hf_loadable, switches
@@ -82,6 +85,7 @@ def build_meta(
             "project": config.align.project,
             "soul_version": config.align.soul_version,
         },
+        "plugin_shape": dict(plugin_shape or {}),
     }
 
 

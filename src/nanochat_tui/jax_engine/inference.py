@@ -39,11 +39,18 @@ class ChatModel:
         step_dir = resolve_step_dir(path)
         meta = read_meta(step_dir)
         try:
-            config = validate(meta.get("config") or {}, f"{step_dir} metadata")
+            config = validate(meta.get("config") or {}, f"{step_dir} metadata", sections=False)
         except ConfigError as err:
             raise IncompatibleCheckpoint(
                 str(err), "this checkpoint was written by an incompatible nanochat-tui version"
             ) from None
+        if meta.get("plugin_shape"):
+            fields = ", ".join(f"{k}={v}" for k, v in sorted(meta["plugin_shape"].items()))
+            raise IncompatibleCheckpoint(
+                f"{step_dir} was trained with a plugin that changes the model ({fields})",
+                "chat, eval and serve load plugin-built models only in a later version; "
+                "train without the plugin to chat with the model",
+            )
         tok_path = step_dir.parent.parent / rundir.TOKENIZER
         if not tok_path.is_file():
             raise IncompatibleCheckpoint(

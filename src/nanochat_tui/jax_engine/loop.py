@@ -101,7 +101,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
     device = jax.devices()[0]
     for obj in (model, optimizer):
         nnx.update(obj, jax.device_put(nnx.state(obj), device))
-    train_step = make_train_step(model, optimizer, task.loss)
+    train_step = make_train_step(model, optimizer, task.loss, run.hooks)
     n_iter = num_iterations(config)
     tokens_per_step = config.train.total_batch_size
     fpt = flops_per_token(config.model)
@@ -148,6 +148,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
             tokenizer_hash=tokenizer.hash,
             data_position=batches.position,
             metrics=run.metrics,
+            plugin_shape=dict(run.hooks.shape) if run.hooks is not None else None,
         )
         checkpointer.save(run.step, model, optimizer, meta, reason)
 

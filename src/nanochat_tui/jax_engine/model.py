@@ -189,9 +189,15 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
+    def __init__(
+        self, cfg: ModelConfig, layer: int, *, rngs: nnx.Rngs, dtype=jnp.float32, mlp=None
+    ) -> None:
         self.attn = CausalSelfAttention(cfg, layer, rngs=rngs, dtype=dtype)
-        self.mlp = MLP(cfg, rngs=rngs, dtype=dtype)
+        self.mlp = (
+            MLP(cfg, rngs=rngs, dtype=dtype)
+            if mlp is None
+            else mlp(cfg, layer, rngs=rngs, dtype=dtype)
+        )
         s = math.sqrt(3) / math.sqrt(cfg.model_dim)
         self.value_embed = (
             nnx.Embed(
@@ -240,9 +246,12 @@ def layer_segments(blocks, split_after: int | None) -> list[tuple[int, int]]:
 
 
 class GPT(nnx.Module):
-    """nanochat GPT. ``GPT(cfg, rngs=nnx.Rngs(seed), dtype=jnp.bfloat16)``; params stay fp32."""
+    """nanochat GPT. ``GPT(cfg, rngs=nnx.Rngs(seed), dtype=jnp.bfloat16)``; params stay fp32.
 
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
+    ``mlp`` (from a plugin's engine hooks, jax_engine/hooks.py) builds each block's MLP instead.
+    """
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, mlp=None) -> None:
         self.config = cfg
         cfg = self.switches = cfg.resolved()
         self.dtype = dtype
@@ -257,7 +266,7 @@ class GPT(nnx.Module):
             param_dtype=jnp.float32,
             rngs=rngs,
         )
-        self.blocks = nnx.List([Block(cfg, i, rngs=rngs, dtype=dtype) for i in range(n)])
+        self.blocks = nnx.List([Block(cfg, i, rngs=rngs, dtype=dtype, mlp=mlp) for i in range(n)])
         head_init = (
             nnx.initializers.normal(0.001)
             if cfg.init == "nanochat-2026"

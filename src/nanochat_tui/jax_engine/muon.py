@@ -14,6 +14,9 @@ PyTorch's ``[out, in]`` layout, i.e. on the transpose of our ``[in, out]`` kerne
 6. Update ``−lr'·(X + wd·W·mask)`` with ``lr' = lr·√max(1, out/in)`` and ``mask = (X·W ≥ 0)``
    when ``cautious`` (else 1).
 
+A 3-D leaf ``[E, in, out]`` (a stack of MoE experts) is E matrices: every step above runs per
+expert, batched over the leading axis (one batched Newton–Schulz, not E separate ones).
+
 ``momentum(count)`` and ``weight_decay(count)`` are schedules of the transform's own step count, so
 a resumed run continues them exactly. The caller's learning-rate schedule multiplies the whole update
 afterwards (``scale_by_lr_scale`` in optim.py), which is how nanochat scales ``lr`` and ``lr·wd``.
@@ -106,9 +109,9 @@ def nanochat_muon(
 ) -> optax.GradientTransformation:
     """Muon for 2-D ``[in, out]`` kernels (see the module docstring); needs ``params`` in update."""
 
-    def second_shape(p: jax.Array) -> tuple[int, int]:
-        out_, in_ = p.shape[1], p.shape[0]
-        return (out_, 1) if _reduce_axis((out_, in_)) == -1 else (1, in_)
+    def second_shape(p: jax.Array) -> tuple[int, ...]:
+        lead, (in_, out_) = p.shape[:-2], p.shape[-2:]
+        return (*lead, *((out_, 1) if _reduce_axis((out_, in_)) == -1 else (1, in_)))
 
     def init_fn(params: Any) -> MuonState:
         return MuonState(
@@ -135,7 +138,10 @@ def nanochat_muon(
             decay = w * (x * w >= 0) if cautious else w
             return (-lr * (x + wd * decay)).T.astype(p.dtype), buf, v
 
-        out = jax.tree.map(one, updates, state.momentum, state.second, params)
+        def any_rank(g, buf, v, p):
+            return jax.vmap(one)(g, buf, v, p) if g.ndim == 3 else one(g, buf, v, p)
+
+        out = jax.tree.map(any_rank, updates, state.momentum, state.second, params)
         is_triple = lambda t: isinstance(t, tuple) and len(t) == 3  # noqa: E731
         new_updates = jax.tree.map(lambda t: t[0], out, is_leaf=is_triple)
         new_buf = jax.tree.map(lambda t: t[1], out, is_leaf=is_triple)

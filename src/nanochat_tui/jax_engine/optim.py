@@ -25,6 +25,7 @@ reads an optional extra argument ``grad_clip``; both arrive as traced scalars in
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -117,9 +118,10 @@ def _path_names(path: tuple[Any, ...]) -> list[str]:
     return names
 
 
-def param_labels(params: Any) -> Any:
+def param_labels(params: Any, extra: Any = None) -> Any:
     """Label each parameter leaf by optimizer group from its nnx path: ``embedding``,
-    ``unembedding``, ``value_embeds``, ``resid``, ``x0``, ``smear`` or ``matrix`` (Muon)."""
+    ``unembedding``, ``value_embeds``, ``resid``, ``x0``, ``smear`` or ``matrix`` (Muon).
+    ``extra(names, leaf)`` (a plugin's ``param_label`` hook) is asked first."""
     top = {
         "wte": EMBEDDING,
         "lm_head": UNEMBEDDING,
@@ -132,6 +134,8 @@ def param_labels(params: Any) -> Any:
 
     def label(path: tuple[Any, ...], leaf: jax.Array) -> str:
         names = _path_names(path)
+        if extra is not None and (group := extra(names, leaf)) is not None:
+            return group
         if names and names[0] in top:
             return top[names[0]]
         if "value_embed" in names:
@@ -199,8 +203,11 @@ def _uses_nanochat_muon(o: OptimConfig) -> bool:
     )
 
 
-def build_optimizer(model: Any, config: Config) -> optax.GradientTransformationExtraArgs:
-    """Muon + AdamW groups + clipping at peak lr; call ``update(..., lr_scale=s, grad_clip=c)``."""
+def build_optimizer(
+    model: Any, config: Config, hooks: Any = None
+) -> optax.GradientTransformationExtraArgs:
+    """Muon + AdamW groups + clipping at peak lr; call ``update(..., lr_scale=s, grad_clip=c)``.
+    ``hooks`` (jax_engine/hooks.py) may add parameter groups with transforms of their own."""
     del model  # labels come from the parameter paths at init time
     from nanochat_tui.config.estimates import num_iterations
 
@@ -234,8 +241,13 @@ def build_optimizer(model: Any, config: Config) -> optax.GradientTransformationE
             nesterov=True,
         )
     embedding_lr = o.embedding_lr * scale * bscale
+    extra = dict((label, factory(config)) for label, factory in hooks.transforms) if hooks else {}
+    labels = param_labels
+    if hooks is not None and hooks.param_label is not None:
+        labels = functools.partial(param_labels, extra=hooks.param_label)
     split = optax.multi_transform(
         {
+            **extra,
             EMBEDDING: adamw(embedding_lr, EMBEDDING),
             UNEMBEDDING: adamw(o.unembedding_lr * scale * bscale, UNEMBEDDING),
             VALUE_EMBEDS: adamw(embedding_lr * 0.5, VALUE_EMBEDS),
@@ -244,6 +256,6 @@ def build_optimizer(model: Any, config: Config) -> optax.GradientTransformationE
             SMEAR: adamw(SMEAR_LR, SMEAR),
             MATRIX: muon,
         },
-        param_labels,
+        labels,
     )
     return optax.chain(clip_by_global_norm_dynamic(o.grad_clip), split, scale_by_lr_scale())

@@ -36,6 +36,7 @@ class RunState:
     aux_time: float = 0.0  # seconds spent in evals, samples and saves
     started: float = field(default_factory=time.perf_counter)
     held: list[dict] | None = None  # events held back while a resume may still be refused
+    hooks: Any = None  # jax_engine.hooks.EngineHooks from plugins (via the orchestrator)
 
     @property
     def run_name(self) -> str:

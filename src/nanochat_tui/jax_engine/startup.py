@@ -64,8 +64,14 @@ def setup(run: RunState, resume: bool):
         run.metrics["unigram_bpb"] = {"value": float(start_fields["unigram_bpb"]), "step": 0}
 
     run.phase("model")
-    model = GPT(config.model, rngs=nnx.Rngs(config.train.seed), dtype=compute_dtype(config))
-    optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
+    hooks = run.hooks
+    model = GPT(
+        config.model,
+        rngs=nnx.Rngs(config.train.seed),
+        dtype=compute_dtype(config),
+        mlp=hooks.mlp if hooks is not None else None,
+    )
+    optimizer = nnx.Optimizer(model, build_optimizer(model, config, hooks), wrt=nnx.Param)
     if start is not None:
         ckpt.restore_into(start.path, model, optimizer)
         run.step = int(start.meta["step"])

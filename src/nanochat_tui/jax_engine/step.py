@@ -12,6 +12,9 @@
   divided once by the total count, so masked micro-batches with different counts are unbiased
 - ``lr_scale`` is a host float (``lr_schedule(...) * optim.lr_multiplier``) passed as a traced
   scalar, as is the optional ``grad_clip``; changing them never recompiles
+- ``hooks`` (jax_engine/hooks.py, optional): plugin loss terms (per-token means, weighted by the
+  micro-batch's count like the task loss) and step metrics (into ``aux``), read from the model
+  right after the task's forward
 - returns ``StepOut(loss, grad_norm, tokens, aux)``: the mean loss, the global gradient norm
   before clipping, the supervised token count and the task's aux metrics (each divided by the
   count), as device scalars (no host sync inside the step). Model and optimizer buffers are donated.
@@ -28,6 +31,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from nanochat_tui.jax_engine.hooks import EngineHooks
 from nanochat_tui.jax_engine.model import GPT
 
 LossFn = Callable[[Any, Any, Any], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]
@@ -49,6 +53,7 @@ def token_loss_sum(model: GPT, x: jax.Array, y: jax.Array):
 
 def _step(
     loss: LossFn,
+    hooks: EngineHooks | None,
     model: GPT,
     optimizer: nnx.Optimizer,
     x: Any,
@@ -59,7 +64,12 @@ def _step(
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def loss_of(p: Any, xb: Any, yb: Any):
-        total, count, aux = loss(nnx.merge(graphdef, p, rest), xb, yb)
+        # With hooks, the non-Param variables are fresh copies made inside this trace, so a
+        # plugin's module may write per-forward statistics into them for its loss terms to read.
+        merged = nnx.merge(graphdef, p, rest if hooks is None else jax.tree.map(lambda a: a, rest))
+        total, count, aux = loss(merged, xb, yb)
+        if hooks is not None:
+            total, aux = _apply_hooks(hooks, merged, total, count, dict(aux))
         aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
         return total.astype(jnp.float32), (count.astype(jnp.float32), aux)
 
@@ -95,13 +105,27 @@ def _step(
     return StepOut(total / denom, optax.tree.norm(grads), count, aux)
 
 
+def _apply_hooks(hooks: EngineHooks, model: GPT, total, count, aux: dict[str, Any]):
+    """Add plugin loss terms and metrics, both as sums over this micro-batch's units."""
+    n = count.astype(jnp.float32)
+    for term in hooks.loss_terms:
+        total = total + term(model).astype(jnp.float32) * n
+    for metrics in hooks.step_metrics:
+        for k, v in metrics(model).items():
+            aux[k] = jnp.asarray(v, jnp.float32) * n
+    return total, aux
+
+
 @functools.cache
-def _jitted(loss: LossFn):
-    return nnx.jit(functools.partial(_step, loss), donate_argnums=(0, 1))
+def _jitted(loss: LossFn, hooks: EngineHooks | None = None):
+    return nnx.jit(functools.partial(_step, loss, hooks), donate_argnums=(0, 1))
 
 
 def make_train_step(
-    model: GPT, optimizer: nnx.Optimizer, loss: LossFn = token_loss_sum
+    model: GPT,
+    optimizer: nnx.Optimizer,
+    loss: LossFn = token_loss_sum,
+    hooks: EngineHooks | None = None,
 ) -> Callable[..., StepOut]:
     """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut``.
 
@@ -112,7 +136,7 @@ def make_train_step(
     be a module-level function (it is a static argument of the jit).
     """
     with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
-        cached = nnx.cached_partial(_jitted(loss), model, optimizer)
+        cached = nnx.cached_partial(_jitted(loss, hooks), model, optimizer)
 
     def train_step(
         model_: GPT,

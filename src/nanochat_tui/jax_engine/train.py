@@ -31,9 +31,11 @@ def train(
     on_event: Callable[[dict], None],
     control: ControlInbox | None = None,
     resume: bool = False,
+    hooks: Any = None,
 ) -> TrainResult:
-    """Train ``config`` into ``run_dir``; see the module docstring."""
-    run = RunState(config, Path(run_dir), on_event)
+    """Train ``config`` into ``run_dir``; see the module docstring. ``hooks``: plugin engine
+    hooks (jax_engine/hooks.py) that the orchestrator resolved for this config."""
+    run = RunState(config, Path(run_dir), on_event, hooks=hooks)
     try:
         return run_loop(run, control, resume)
     except ResumeRefused:

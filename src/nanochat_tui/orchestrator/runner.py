@@ -191,7 +191,9 @@ def execute(
 
     status = "failed"
     try:
-        result = train(config, run_dir, on_event, control, resume)
+        from nanochat_tui.plugins.engine import engine_hooks
+
+        result = train(config, run_dir, on_event, control, resume, hooks=engine_hooks(config))
         status = result.status
         return result
     except ResumeRefused:

@@ -38,3 +38,6 @@ def register(registry: Registry) -> None:
     registry.add_screen("chat", "Chat", "3", "nanochat_tui.tui.screens.chat:ChatPane", order=30)
     # alignment: the SOUL pane (its Datasets view opens from it)
     registry.add_screen("soul", "SOUL", "7", "nanochat_tui.tui.screens.soul:SoulPane", order=65)
+    registry.add_screen(
+        "plugins", "Plugins", "P", "nanochat_tui.tui.screens.plugins:PluginsPane", order=90
+    )

@@ -429,7 +429,16 @@ class ConfigPane(Widget):
         try:
             return get_value(self.state.config, dotted)
         except (AttributeError, KeyError):
-            return None
+            pass
+        # a plugin field of a section the config does not have shows its default: leaving it
+        # unchanged must not create the section (that would switch the plugin on)
+        if dotted.startswith("plugins."):
+            section = dotted.rsplit(".", 1)[0]
+            entry = next((c for c in self.categories if c.section == section), None)
+            for key, _desc, value in category_fields(entry, self.state.config) if entry else []:
+                if key == dotted:
+                    return value
+        return None
 
     def _plugin_error(self, dotted: str, value: Any) -> str | None:
         _, name, fname = dotted.split(".", 2)
