@@ -79,12 +79,12 @@ def load_interface(path: Path | str) -> dict[str, UserTool]:
         ) from None
     tools = data.get("tools") if isinstance(data, dict) else None
     if not isinstance(tools, list):
-        raise UserError(f"{path}: no \"tools\" list", 'write {"tools": [...]} (docs/alignment.md)')
+        raise UserError(f'{path}: no "tools" list', 'write {"tools": [...]} (docs/alignment.md)')
     out: dict[str, UserTool] = {}
     for i, tool in enumerate(tools):
         where = f"{path}, tools[{i}]"
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
-            raise UserError(f"{where}: a tool needs a \"name\"", "give every tool a name")
+            raise UserError(f'{where}: a tool needs a "name"', "give every tool a name")
         command = tool.get("command")
         if command is None:
             continue  # described to the model but not runnable here
@@ -155,7 +155,9 @@ def run_command(
         if proc.returncode != 0:
             err.seek(0)
             detail = err.read(300).decode("utf-8", errors="replace").strip()
-            return False, f"error: exit status {proc.returncode}" + (f": {detail}" if detail else "")
+            return False, f"error: exit status {proc.returncode}" + (
+                f": {detail}" if detail else ""
+            )
     text = text.strip()
     if len(text) > max_chars:
         text = text[:max_chars] + " …(cut)"
@@ -215,11 +217,14 @@ class ToolRunner:
         return ToolOutcome(call, ok, output)
 
 
-def interface_for_run(config: dict[str, Any]) -> Path | None:
-    """The interface.json of the project and SOUL version a run recorded (``align.project``,
-    ``align.soul_version`` in its resolved config), when both are set and the file exists."""
+def interface_for_run(config: dict[str, Any], run_dir: Path | None = None) -> Path | None:
+    """The interface.json a run's chats use: ``RUN_DIR/interface.json`` when there is one, else
+    that of the project and SOUL version the run recorded (``align.project``,
+    ``align.soul_version`` in its resolved config). None when neither exists."""
     from nanochat_tui import paths
 
+    if run_dir is not None and (Path(run_dir) / "interface.json").is_file():
+        return Path(run_dir) / "interface.json"
     align = config.get("align") if isinstance(config, dict) else None
     if not isinstance(align, dict):
         return None
