@@ -205,14 +205,16 @@ def test_prefilled_call_forces_the_output_and_generation_continues(chat_model):
 
 
 def test_cached_and_uncached_agree_with_tools(chat_model):
-    from nanochat_tui.jax_engine.inference import _ToolHook
+    from nanochat_tui.jax_engine.inference import TokenToolHook
     from nanochat_tui.jax_engine.sample import generate, generate_uncached
 
     tok = chat_model.tokenizer
     call = tok.encode("<|python_start|>2+3<|python_end|>")
     prompt = [tok.bos_id, tok.special("assistant_start"), *call]
     kw = dict(max_new_tokens=12, temperature=1.0, top_k=20, seed=5, assistant_prefix=len(call))
-    a = list(generate(chat_model.model, prompt, tools=_ToolHook(tok, ToolRunner()), **kw))
-    b = list(generate_uncached(chat_model.model, prompt, tools=_ToolHook(tok, ToolRunner()), **kw))
+    a = list(generate(chat_model.model, prompt, tools=TokenToolHook(tok, ToolRunner()), **kw))
+    b = list(
+        generate_uncached(chat_model.model, prompt, tools=TokenToolHook(tok, ToolRunner()), **kw)
+    )
     assert a == b
     assert a[:3] == tok.encode("<|output_start|>5<|output_end|>")

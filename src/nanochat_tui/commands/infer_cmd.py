@@ -64,6 +64,23 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--prompts", nargs="*", help="prompts to continue (default: a few fixed ones)"
         )
+        parser.add_argument(
+            "--task",
+            metavar="NAME|FILE.jsonl",
+            help="score a task instead (stdlib-modules, or a JSONL file in nanochat's CORE, "
+            "ARC, MMLU or GSM8K format); saved to RUN/evals/<task>/step_N.json",
+        )
+        parser.add_argument(
+            "--split",
+            default="test",
+            help="embedded task split: test (held out of SFT), train, all",
+        )
+        parser.add_argument("--limit", type=int, default=0, help="score only the first N items")
+        parser.add_argument(
+            "--every-checkpoint",
+            action="store_true",
+            help="with --task: score every checkpoint of the run, not only the latest",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -184,6 +201,8 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.task:
+        return _eval_task(args)
     from nanochat_tui.jax_engine.data import build_splits
     from nanochat_tui.jax_engine.evaluate import (
         SAMPLE_PROMPTS,
@@ -231,3 +250,42 @@ def _eval(args: argparse.Namespace) -> int:
     for s in samples:
         print(f"--- {s['prompt']!r}\n{s['prompt']}{s['completion']}")
     return 0
+
+
+def _eval_task(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nanochat_tui import rundir
+    from nanochat_tui.align.tasks import load_task
+
+    task = load_task(args.task, args.split)
+    path = Path(args.path).expanduser()
+    targets = [path]
+    if args.every_checkpoint and rundir.is_run_dir(path):
+        targets = [info.path for info in rundir.list_checkpoints(path)] or [path]
+    for target in targets:
+        cm = _load(str(target))
+        run_task(cm, task, limit=args.limit, max_new_tokens=args.max_tokens)
+    return 0
+
+
+def run_task(cm, task, *, limit: int = 0, max_new_tokens: int = 128) -> dict:
+    """Score a loaded ChatModel on ``task``, save the result in its run dir and print a line."""
+    from nanochat_tui.jax_engine.task_eval import evaluate_task, save_result
+
+    result = evaluate_task(
+        cm.model,
+        cm.tokenizer,
+        task,
+        seq_len=cm.config.model.sequence_len,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+    )
+    run_dir = cm.path.parent.parent
+    saved = save_result(run_dir, result, step=cm.step, stage=cm.config.train.stage)
+    extra = f" · gold nll {result['mean_gold_nll']:.3f}" if "mean_gold_nll" in result else ""
+    print(
+        f"{task.name} step {cm.step} ({cm.config.train.stage}): accuracy "
+        f"{result['accuracy']:.3f} ({result['correct']}/{result['n']}){extra} → {saved}"
+    )
+    return result

@@ -90,7 +90,7 @@ class ChatModel:
         max_tokens = max(1, min(max_tokens, seq - 1))
         ids = ids[-(seq - max_tokens) :]  # keep the most recent context that fits
         self.last_stats = {"prompt_tokens": len(ids), "completion_tokens": 0, "ttft_s": None}
-        hook = _ToolHook(self.tokenizer, tools) if tools is not None else None
+        hook = TokenToolHook(self.tokenizer, tools) if tools is not None else None
         kinds = _segment_kinds(self.tokenizer)
         start = time.perf_counter()
         first: float | None = None
@@ -233,7 +233,7 @@ def _segment_kinds(tokenizer) -> dict[int, str]:
     }
 
 
-class _ToolHook:
+class TokenToolHook:
     """sample.ToolHook over a tokenizer: decode the call, run it, encode the delimited output."""
 
     def __init__(self, tokenizer, runner: ToolRunner) -> None:
