@@ -16,28 +16,10 @@ from nanochat_tui.transcripts import list_transcripts, read_transcript
 from nanochat_tui.tui.app import NanochatApp
 from nanochat_tui.tui.screens.chat import ChatPane, MessageView, PresetsScreen, TranscriptPicker
 
-TINY = tiny_overrides({"train.num_iterations": 20, "run.name": "trained"})
-
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> Path:
-    """Train one tiny checkpoint per test session (its own NANOCHAT_TUI_HOME for the caches)."""
-    from nanochat_tui.config import load_config
-    from nanochat_tui.jax_engine.train import train
-
-    home = tmp_path_factory.mktemp("train-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NANOCHAT_TUI_HOME", str(home))
-        config = load_config("tiny", TINY)
-        run_dir = home / "runs" / "trained"
-        result = train(config, run_dir, lambda event: None)
-    assert result.status == "finished", result
-    return run_dir
 
 
 @pytest.fixture

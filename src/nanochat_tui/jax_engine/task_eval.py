@@ -161,3 +161,21 @@ def save_result(run_dir: Path, result: dict[str, Any], *, step: int, stage: str)
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     return path
+
+
+def assistant_loss(
+    model: GPT, tokens: list[tuple[list[int], list[int]]], seq_len: int
+) -> tuple[float, int]:
+    """Mean NLL (nats) over the supervised (assistant) tokens of rendered conversations
+    ``(ids, mask)`` (align/chat.py), each scored alone; returns ``(loss, tokens scored)``."""
+    nll_fn, state = _token_nll(model), nnx.state(model)
+    total, count = 0.0, 0
+    for ids, mask in tokens:
+        ids, mask = ids[: seq_len + 1], mask[: seq_len + 1]
+        padded = np.zeros((1, min(_bucket(len(ids)), seq_len + 1)), np.int32)
+        padded[0, : len(ids)] = ids
+        nll = np.asarray(nll_fn(state, jnp.asarray(padded)))[0, : len(ids) - 1]
+        weights = np.asarray(mask[1:], np.float64)
+        total += float((nll * weights).sum())
+        count += int(weights.sum())
+    return total / max(count, 1), count
