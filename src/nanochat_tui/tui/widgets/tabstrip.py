@@ -27,15 +27,21 @@ class TabStrip(Widget):
         self.refresh()
 
     def render(self) -> Text:
+        width = self.content_region.width
+        text = self._tabs(gap=" ")
+        if text.cell_len + len(self.hint) >= width:
+            text = self._tabs(gap="")  # many panes: one space between tabs keeps the hint shown
+        pad = width - text.cell_len - len(self.hint)
+        if pad >= 1:
+            text.append(" " * pad)
+            text.append(self.hint, "dim")
+        return text
+
+    def _tabs(self, gap: str) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         for name, key, title in self.tabs:
             active = name == self.active
             text.append(f" {display_key(key)} ", "bold reverse" if active else "bold cyan")
             text.append(f"{title} ", "bold reverse" if active else "")
-            text.append(" ")
-        width = self.content_region.width
-        pad = width - text.cell_len - len(self.hint)
-        if pad >= 1:
-            text.append(" " * pad)
-            text.append(self.hint, "dim")
+            text.append(gap)
         return text
