@@ -366,3 +366,23 @@ async def test_chat_calls_the_calculator_and_a_confirmed_user_tool(tool_run, scr
         await wait_reply(pilot, pane)
         reply = list(pane.query(MessageView))[-1]
         assert ["output", "42"] in reply.parts
+
+
+def test_cli_chat_runs_tools(tool_run, tmp_path, capsys):
+    import json
+    import sys
+
+    from nanochat_tui.cli import main
+
+    greedy = ["--temperature", "0", "--max-tokens", "40"]
+    assert main(["chat", str(tool_run), "--prompt", "What is 6*7?", *greedy]) == 0
+    assert "[python 6*7][output 42]" in capsys.readouterr().out
+    interface = tmp_path / "interface.json"
+    doubler = [sys.executable, "-c", "import json,sys; print(json.load(sys.stdin)['x'] * 2)"]
+    interface.write_text(json.dumps({"tools": [{"name": "echo", "command": doubler}]}))
+    ask = ["chat", str(tool_run), "--prompt", "Echo 21", "--interface", str(interface), *greedy]
+    assert main(ask) == 0  # no terminal to ask on and no --allow-tools: refused
+    captured = capsys.readouterr()
+    assert "declined" in captured.out and "pass --allow-tools" in captured.err
+    assert main([*ask, "--allow-tools"]) == 0
+    assert "[output 42]" in capsys.readouterr().out
