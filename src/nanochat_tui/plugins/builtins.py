@@ -36,4 +36,4 @@ def register(registry: Registry) -> None:
         order=20,
     )
     registry.add_screen("chat", "Chat", "3", "nanochat_tui.tui.screens.chat:ChatPane", order=30)
-    registry.add_screen("evals", "Evals", "9", "nanochat_tui.tui.screens.evals:EvalsPane", order=90)
+    registry.add_screen("evals", "Evals", "9", "nanochat_tui.tui.screens.evals:EvalsPane", order=75)
