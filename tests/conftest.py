@@ -133,3 +133,22 @@ def type_into():
 def anyio_backend() -> str:
     """Async tests (``@pytest.mark.anyio``) run on asyncio, which Textual needs."""
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """Train one tiny checkpoint per test session (its own NANOCHAT_TUI_HOME for the caches):
+    the Chat and Evals pane tests load it."""
+    from helpers import tiny_overrides
+    from nanochat_tui.config import load_config
+    from nanochat_tui.jax_engine.train import train
+
+    home = tmp_path_factory.mktemp("train-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NANOCHAT_TUI_HOME", str(home))
+        overrides = tiny_overrides({"train.num_iterations": 20, "run.name": "trained"})
+        config = load_config("tiny", overrides)
+        run_dir = home / "runs" / "trained"
+        result = train(config, run_dir, lambda event: None)
+    assert result.status == "finished", result
+    return run_dir

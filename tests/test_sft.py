@@ -239,13 +239,16 @@ def test_sft_from_a_pretrained_checkpoint_lowers_assistant_loss(base, tmp_path) 
 
 def test_chat_prefabs_are_sft_stages() -> None:
     from nanochat_tui.config import load_prefab
+    from nanochat_tui.orchestrator.pipeline import plan
 
-    for name in ("tiny-chat", "sft-only"):
-        config = load_prefab(name)
-        assert config.train.stage == "sft" and config.data.source == "embedded"
-        assert "run.init_from" in config.description
+    config = load_prefab("sft-only")
+    assert config.train.stage == "sft" and config.data.source == "embedded"
+    assert "run.init_from" in config.description
     tiny, chat = load_prefab("tiny"), load_prefab("tiny-chat")
-    assert chat.model == tiny.model  # tiny-chat fine-tunes tiny checkpoints as they are
+    steps = plan(chat, "x")  # tiny-chat: pretrain the tiny model, then sft on the chat set
+    assert [(s.stage, s.name) for s in steps] == [("pretrain", "x.1-base"), ("sft", "x.2-sft")]
+    assert steps[1].config.data.source == "embedded" and not steps[1].config.pipeline
+    assert chat.model == tiny.model
     assert chat.data.tokenizer_chars == tiny.data.tokenizer_chars
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, OptionList, Static, TextArea
 
-from helpers import tiny_overrides
+from helpers import pilot_wait_for, tiny_overrides
 from nanochat_tui import paths
 from nanochat_tui.errors import UserError
 from nanochat_tui.eval_presets import load_presets
@@ -16,28 +16,10 @@ from nanochat_tui.transcripts import list_transcripts, read_transcript
 from nanochat_tui.tui.app import NanochatApp
 from nanochat_tui.tui.screens.chat import ChatPane, MessageView, PresetsScreen, TranscriptPicker
 
-TINY = tiny_overrides({"train.num_iterations": 20, "run.name": "trained"})
-
 
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory) -> Path:
-    """Train one tiny checkpoint per test session (its own NANOCHAT_TUI_HOME for the caches)."""
-    from nanochat_tui.config import load_config
-    from nanochat_tui.jax_engine.train import train
-
-    home = tmp_path_factory.mktemp("train-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NANOCHAT_TUI_HOME", str(home))
-        config = load_config("tiny", TINY)
-        run_dir = home / "runs" / "trained"
-        result = train(config, run_dir, lambda event: None)
-    assert result.status == "finished", result
-    return run_dir
 
 
 @pytest.fixture
@@ -258,3 +240,149 @@ async def test_preset_edited_persists_across_restart(run_dir):
         await wait_reply(pilot, pane)
         assert pane.mode == "complete"
         assert [v.role for v in pane.query(MessageView)] == ["prompt", "completion"]
+
+
+# ------------------------------------------------------------------ tool use
+
+CALC = {
+    "messages": [
+        {"role": "user", "content": "What is 6*7?"},
+        {"role": "assistant", "content": [{"type": "python", "text": "6*7"}]},
+        {"role": "tool", "content": "42"},
+        {"role": "assistant", "content": "It is 42."},
+    ]
+}
+ECHO = {
+    "messages": [
+        {"role": "user", "content": "Echo 21"},
+        {"role": "assistant", "content": [{"type": "python", "text": 'echo {"x": 21}'}]},
+        {"role": "tool", "content": "42"},
+        {"role": "assistant", "content": "Done."},
+    ]
+}
+
+
+@pytest.fixture(scope="session")
+def tool_run(trained_run: Path, tmp_path_factory) -> Path:
+    """The tiny base fine-tuned briefly (real SFT) on two tool-calling conversations, so greedy
+    decoding makes the calls deterministically: the calculator, and a user tool ``echo``."""
+    import json
+
+    from nanochat_tui.config import load_config
+    from nanochat_tui.jax_engine.train import train
+
+    home = tmp_path_factory.mktemp("tool-home")
+    data = home / "calls.jsonl"
+    data.write_text("\n".join(json.dumps(c) for c in [CALC, ECHO] * 4) + "\n")
+    overrides = tiny_overrides(
+        {
+            "train.num_iterations": 60,
+            "train.stage": "sft",
+            "data.source": str(data),
+            "data.val_fraction": 0.2,
+            "run.init_from": str(trained_run),
+            "run.name": "tools",
+            "optim.warmdown_ratio": 0.0,
+        }
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NANOCHAT_TUI_HOME", str(home))
+        result = train(load_config("sft-only", overrides), home / "tools", lambda e: None)
+    assert result.status == "finished", result
+    return home / "tools"
+
+
+async def _ask(pilot, app, pane: ChatPane, text: str) -> MessageView:
+    box = app.query_one("#chat-input", Input)
+    box.value = text
+    box.focus()
+    await pilot.press("enter")
+    await wait_reply(pilot, pane)
+    return list(pane.query(MessageView))[-1]
+
+
+@pytest.mark.anyio
+async def test_chat_calls_the_calculator_and_a_confirmed_user_tool(tool_run, screen_text):
+    import json
+    import sys
+
+    from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+    run_dir = paths.runs_dir() / "tools"
+    shutil.copytree(tool_run, run_dir)
+    (run_dir / "interface.json").write_text(
+        json.dumps(
+            {
+                "tools": [
+                    {
+                        "name": "echo",
+                        "description": "doubles x",
+                        "parameters": {"type": "object"},
+                        "command": [
+                            sys.executable,
+                            "-c",
+                            "import json,sys; print(json.load(sys.stdin)['x'] * 2)",
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await load_with_keys(pilot, app)
+        pane = app.query_one(ChatPane)
+        app.query_one("#temperature", Input).value = "0"
+        app.query_one("#max-tokens", Input).value = "40"
+        # the calculator runs without asking; call and output are shown apart from the text
+        reply = await _ask(pilot, app, pane, "What is 6*7?")
+        assert ["python", "6*7"] in reply.parts and ["output", "42"] in reply.parts
+        assert "⚙ python 6*7" in screen_text(app) and "→ 42" in screen_text(app)
+        [info] = list_transcripts(run_dir)
+        assert read_transcript(info.path)[-1]["parts"] == reply.parts
+        # a user tool waits for the confirm dialog: refused, it does not run
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.press("y")
+        box = app.query_one("#chat-input", Input)
+        box.value = "Echo 21"
+        box.focus()
+        await pilot.press("enter")
+        await pilot_wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 60, "dialog")
+        assert "stdin" in screen_text(app) and '"x": 21' in screen_text(app)
+        await pilot.press("n")
+        await wait_reply(pilot, pane)
+        reply = list(pane.query(MessageView))[-1]
+        assert any(k == "output" and "declined" in t for k, t in reply.parts)
+        # confirmed, it runs with its arguments on stdin
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        await pilot.press("y")
+        box.value = "Echo 21"
+        box.focus()
+        await pilot.press("enter")
+        await pilot_wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 60, "dialog")
+        await pilot.press("y")
+        await wait_reply(pilot, pane)
+        reply = list(pane.query(MessageView))[-1]
+        assert ["output", "42"] in reply.parts
+
+
+def test_cli_chat_runs_tools(tool_run, tmp_path, capsys):
+    import json
+    import sys
+
+    from nanochat_tui.cli import main
+
+    greedy = ["--temperature", "0", "--max-tokens", "40"]
+    assert main(["chat", str(tool_run), "--prompt", "What is 6*7?", *greedy]) == 0
+    assert "[python 6*7][output 42]" in capsys.readouterr().out
+    interface = tmp_path / "interface.json"
+    doubler = [sys.executable, "-c", "import json,sys; print(json.load(sys.stdin)['x'] * 2)"]
+    interface.write_text(json.dumps({"tools": [{"name": "echo", "command": doubler}]}))
+    ask = ["chat", str(tool_run), "--prompt", "Echo 21", "--interface", str(interface), *greedy]
+    assert main(ask) == 0  # no terminal to ask on and no --allow-tools: refused
+    captured = capsys.readouterr()
+    assert "declined" in captured.out and "pass --allow-tools" in captured.err
+    assert main([*ask, "--allow-tools"]) == 0
+    assert "[output 42]" in capsys.readouterr().out

@@ -90,13 +90,16 @@ async def test_keys_switch_panes_and_tabs_show_titles(screen_text) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
         assert app.active_pane == "config"
-        text = screen_text(app)
-        for label in ("1 Config", "6 Auth", "? help"):
-            assert label in text
+        tabs = screen_text(app).splitlines()[0]
+        # ten panes do not fit at this width: inactive tabs shrink to their keys, the active one
+        # keeps its title, and the help hint stays
+        for label in ("1 Config", " 6 ", "? help"):
+            assert label in tabs
         await pilot.press("6")
         await pilot.pause()
         assert app.active_pane == "auth"
-        assert "Weights & Biases API key" in screen_text(app)
+        text = screen_text(app)
+        assert "6 Auth" in text.splitlines()[0] and "Weights & Biases API key" in text
         await pilot.press("1")
         assert app.active_pane == "config"
 

@@ -68,6 +68,8 @@ def execute_headless(config, run_dir: Path, *, resume: bool, control, callbacks:
 
 def run(args: argparse.Namespace) -> int:
     config, resume_dir = load_run_config(args)
+    if config.pipeline and resume_dir is None:
+        return run_pipeline_headless(config, args)
     if args.detach:
         from nanochat_tui.orchestrator.runner import start_run
 
@@ -110,6 +112,45 @@ def run(args: argparse.Namespace) -> int:
     if result.status == "failed":
         print(f"error: {result.error or 'training failed'}", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_pipeline_headless(config, args: argparse.Namespace) -> int:
+    """Run a prefab's pipeline steps one after another in this process (orchestrator/pipeline.py)."""
+    from nanochat_tui.errors import UserError
+    from nanochat_tui.jax_engine.control import ControlInbox
+    from nanochat_tui.orchestrator.pipeline import plan, prepare_step, step_output
+
+    if args.detach:
+        raise UserError(
+            "a pipeline runs in the foreground",
+            "drop --detach (or detach each step: run STAGE_PREFAB --set run.init_from=...)",
+        )
+    steps = plan(config, args.name)
+    print(f"pipeline {steps[0].pipeline}: " + " → ".join(s.stage for s in steps), flush=True)
+    parent = config.run.init_from
+    for step in steps:
+        step_config, run_dir = prepare_step(step, parent)
+        print(f"[{step.index}/{step.of}] {step.stage}: {run_dir}", flush=True)
+        control = ControlInbox()
+        previous = _install_sigint(control)
+        display = _Display(quiet=args.quiet, label=f"{step.index}/{step.of} {step.stage}")
+        try:
+            with display:
+                result = execute_headless(
+                    step_config, run_dir, resume=False, control=control, callbacks=[display]
+                )
+        except BaseException:
+            discard_unstarted(run_dir)
+            raise
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        _print_summary(result, run_dir)
+        if result.status != "finished":
+            print(f"pipeline stopped at step {step.index} ({result.status})", file=sys.stderr)
+            return 1 if result.status == "failed" else 0
+        parent = step_output(step, run_dir)
+    print(f"pipeline finished: the last step is {run_dir}")
     return 0
 
 
@@ -163,8 +204,9 @@ def _print_summary(result, run_dir: Path) -> None:
 class _Display:
     """Rich progress bar (step, loss, tok/s, ETA) plus eval/sample/checkpoint lines, from events."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, label: str = "train") -> None:
         self.quiet = quiet
+        self.label = label
         self.progress = None
         self.task = None
 
@@ -182,7 +224,7 @@ class _Display:
 
         self.console = Console(stderr=False)
         self.progress = Progress(
-            TextColumn("[bold]train"),
+            TextColumn(f"[bold]{self.label}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
@@ -238,9 +280,12 @@ class _Display:
                 eta=_fmt_secs(eta),
             )
         elif kind == "eval":
-            self._print(
-                f"step {event['step']}: val bpb {event['val_bpb']:.4f} (unigram {event.get('unigram_bpb', 0):.4f})"
-            )
+            line = f"step {event['step']}: val bpb {event['val_bpb']:.4f}"
+            if "unigram_bpb" in event:
+                line += f" (unigram {event['unigram_bpb']:.4f})"
+            if "val_loss" in event:
+                line += f" · val loss {event['val_loss']:.4f}"
+            self._print(line)
         elif kind == "sample":
             for s in event.get("samples", [])[:2]:
                 self._print(f"  sample: {(s['prompt'] + s['completion'])[:100]!r}")

@@ -382,6 +382,25 @@ class UIConfig(Section):
     screens: list[ScreenSpec] = Field(default_factory=list)
 
 
+class PipelineStep(Section):
+    """One step of a prefab's pipeline: a stage run with its own overrides (docs/runs.md)."""
+
+    stage: str = Field(..., description="Training stage of this step (one of STAGES)")
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,40}$", description="Run-name suffix; empty = the stage"
+    )
+    set: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dotted overrides for this step, e.g. train.num_iterations",
+    )
+
+    @model_validator(mode="after")
+    def _known_stage(self) -> PipelineStep:
+        if self.stage not in STAGES:
+            raise ValueError(f"unknown stage {self.stage!r}; use one of {', '.join(STAGES)}")
+        return self
+
+
 class Config(Section):
     """A whole run: what a prefab YAML describes."""
 
@@ -399,6 +418,10 @@ class Config(Section):
     ui: UIConfig = Field(default_factory=UIConfig)
     plugins: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-plugin settings, validated by each plugin"
+    )
+    pipeline: list[PipelineStep] = Field(
+        default_factory=list,
+        description="Steps run in order, each from the previous one's weights (empty = one run)",
     )
 
     @model_validator(mode="after")

@@ -8,14 +8,23 @@ Prompt and cache lengths are rounded up to powers of two so a chat session compi
 shapes, not one per prompt length (and the temperature is traced, not static, so changing it in
 the Chat pane does not compile either); the padding is harmless because the decode mask only lets a
 query see cache slots at or before its own position, and every slot is rewritten before it is seen.
+
+Tool use (as nanochat's engine): with a ``ToolHook``, the ids between ``<|python_start|>`` and
+``<|python_end|>`` are handed to the hook once the call closes, and the ids it returns
+(``<|output_start|>…<|output_end|>``) are *forced*: fed to the model one per step in place of the
+sampled token, and yielded like sampled ones, so generation continues after the tool's output.
+Forced tokens count towards ``max_new_tokens`` and never stop the stream. ``assistant_prefix``
+says how many trailing prompt ids the assistant already "wrote" (a prefill): a call they close runs
+before the first sampled token.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -100,6 +109,38 @@ def _compiled(model: GPT) -> _Compiled:
     return fns
 
 
+class ToolHook(Protocol):
+    """Runs a tool call: ``hook(call_ids)`` returns the ids to force after ``python_end``
+    (usually ``output_start, *output, output_end``; empty forces nothing)."""
+
+    python_start: int
+    python_end: int
+
+    def __call__(self, call_ids: list[int]) -> list[int]: ...
+
+
+class _ToolState:
+    """Where the stream is with respect to a python block, and the ids waiting to be forced."""
+
+    def __init__(self, hook: ToolHook | None) -> None:
+        self.hook = hook
+        self.forced: deque[int] = deque()
+        self.call: list[int] | None = None  # ids of the open python block
+
+    def observe(self, t: int) -> None:
+        hook = self.hook
+        if hook is None:
+            return
+        if t == hook.python_start:
+            self.call = []
+        elif t == hook.python_end and self.call is not None:
+            call, self.call = self.call, None
+            if call:
+                self.forced.extend(hook(call))
+        elif self.call is not None:
+            self.call.append(t)
+
+
 def _check(prompt_ids: Sequence[int], max_new_tokens: int) -> None:
     if not prompt_ids:
         raise ValueError("prompt_ids is empty; start with at least one token (e.g. <|bos|>)")
@@ -116,8 +157,11 @@ def generate(
     top_k: int | None = None,
     seed: int = 0,
     stop_ids: Sequence[int] = (),
+    tools: ToolHook | None = None,
+    assistant_prefix: int = 0,
 ) -> Iterator[int]:
-    """Stream up to ``max_new_tokens`` ids after ``prompt_ids`` using the KV cache."""
+    """Stream up to ``max_new_tokens`` ids after ``prompt_ids`` using the KV cache; ``tools``
+    runs python calls and forces their output (module docstring)."""
     _check(prompt_ids, max_new_tokens)
     if max_new_tokens == 0:
         return
@@ -132,11 +176,19 @@ def generate(
     tok, cache = fns.prefill(
         state, idx, cache, jnp.int32(n - 1), jax.random.fold_in(key, 0), temp, greedy, top_k
     )
+    state_tools = _ToolState(tools)
+    for t in prompt_ids[len(prompt_ids) - assistant_prefix :] if assistant_prefix else ():
+        state_tools.observe(t)
     for i in range(max_new_tokens):
-        t = int(tok[0])
-        if t in stops:
-            return
+        if state_tools.forced:
+            t = state_tools.forced.popleft()
+            tok = jnp.asarray(np.array([t], np.int32))
+        else:
+            t = int(tok[0])
+            if t in stops:
+                return
         yield t
+        state_tools.observe(t)
         if i + 1 == max_new_tokens:
             return
         tok, cache = fns.decode_one(
@@ -160,6 +212,8 @@ def generate_uncached(
     top_k: int | None = None,
     seed: int = 0,
     stop_ids: Sequence[int] = (),
+    tools: ToolHook | None = None,
+    assistant_prefix: int = 0,
 ) -> Iterator[int]:
     """Same as ``generate`` but re-runs the full forward pass for every token (reference/tests)."""
     _check(prompt_ids, max_new_tokens)
@@ -168,12 +222,18 @@ def generate_uncached(
     stops = set(stop_ids)
     fns, state = _compiled(model), nnx.state(model)
     temp, greedy = jnp.float32(max(temperature, 0.0)), temperature <= 0
+    state_tools = _ToolState(tools)
+    for t in prompt_ids[len(prompt_ids) - assistant_prefix :] if assistant_prefix else ():
+        state_tools.observe(t)
     for i in range(max_new_tokens):
         idx = _padded_ids(ids, _bucket(len(ids)))
         last = jnp.int32(len(ids) - 1)  # causal: the zero padding after it cannot change its logits
         key_i = jax.random.fold_in(key, i)
         t = int(fns.full_next(state, idx, last, key_i, temp, greedy, top_k)[0])
-        if t in stops:
+        if state_tools.forced:
+            t = state_tools.forced.popleft()
+        elif t in stops:
             return
         yield t
+        state_tools.observe(t)
         ids.append(t)

@@ -491,6 +491,12 @@ def start_run(
     """Start training from ``config`` (fresh, ``run.init_from`` weights, or resuming ``resume_dir``)."""
     if mode not in ("thread", "detached"):
         raise UserError(f"unknown run mode {mode!r}", "use 'thread' or 'detached'")
+    if config.pipeline and resume_dir is None:
+        raise UserError(
+            f"{config.name} is a pipeline ({' → '.join(s.stage for s in config.pipeline)})",
+            f"run it with `nanochat-tui run {config.name}` (each step then shows in Runs), or "
+            "start one stage with an init_from checkpoint",
+        )
     resume = resume_dir is not None
     if resume:
         run_dir = Path(resume_dir).expanduser()

@@ -41,3 +41,4 @@ def register(registry: Registry) -> None:
     registry.add_screen(
         "plugins", "Plugins", "P", "nanochat_tui.tui.screens.plugins:PluginsPane", order=90
     )
+    registry.add_screen("evals", "Evals", "9", "nanochat_tui.tui.screens.evals:EvalsPane", order=75)

@@ -1,5 +1,9 @@
 """Eval / Chat pane (key 3): talk to the loaded checkpoint, or let it continue a prompt.
 
+Tool calls the model makes (``<|python_start|>…<|python_end|>``) run while it replies: the built-in
+calculator at once, a user tool of the run's project interface only after a confirm dialog showing
+the command and its JSON arguments. The call and its output appear in the reply, styled apart.
+
 Generation runs in a ``@work(thread=True)`` worker; each streamed piece reaches the UI through
 ``call_from_thread``. JAX is imported only inside that worker (``ChatModel.load``), never at module
 import. Every message is appended to ``run_dir/transcripts/<session>.jsonl``; past transcripts are
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,16 +24,15 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, OptionList, Select, Static, TextArea
-from textual.widgets.option_list import Option
+from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
 from nanochat_tui.errors import UserError
-from nanochat_tui.eval_presets import Preset, load_presets, save_presets, upsert
-from nanochat_tui.transcripts import TranscriptWriter, list_transcripts, read_transcript
+from nanochat_tui.eval_presets import Preset, load_presets
+from nanochat_tui.transcripts import TranscriptWriter, read_transcript
 from nanochat_tui.tui.messages import CheckpointLoaded, DeviceInfo
+from nanochat_tui.tui.screens.chat_dialogs import PresetsScreen, TranscriptPicker
 
 log = logging.getLogger("nanochat_tui.tui.chat")
 
@@ -39,6 +43,8 @@ ROLE_STYLE = {
     "completion": ("model", "bold green"),
     "error": ("error", "bold red"),
 }
+# how a tool call and its output look inside a reply (the text around them is plain)
+PART_STYLE = {"python": ("⚙ ", "bold yellow"), "output": ("→ ", "magenta")}
 NO_CHECKPOINT = (
     "No checkpoint loaded.\n\n"
     "Press 2 to open Checkpoints, highlight one and press Enter to load it, then come back with 3.\n"
@@ -70,10 +76,17 @@ class MessageView(Static):
     MessageView.-prompt, MessageView.-user { background: $boost; }
     """
 
-    def __init__(self, role: str, content: str = "", stats: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        content: str = "",
+        stats: dict[str, Any] | None = None,
+        parts: list[list[str]] | None = None,
+    ) -> None:
         super().__init__(classes=f"-{role}")
         self.role = role
         self.body = content
+        self.parts: list[list[str]] = [list(p) for p in parts or []]  # [kind, text] of a reply
         self.stats = stats
         self.pending = False
         self.phase = ""  # shown while the reply has no text yet: "loading checkpoint…"
@@ -87,9 +100,19 @@ class MessageView(Static):
     def on_mount(self) -> None:
         self._render_text()
 
-    def append(self, piece: str) -> None:
+    def append(self, piece: str, kind: str = "text") -> None:
+        """Add streamed text; ``kind`` "python" (a tool call) or "output" (its result) is shown
+        apart from the reply's text."""
         self.body += piece
+        if self.parts and self.parts[-1][0] == kind:
+            self.parts[-1][1] += piece
+        else:
+            self.parts.append([kind, piece])
         self._render_text()
+
+    @property
+    def used_tools(self) -> bool:
+        return any(kind != "text" for kind, _ in self.parts)
 
     def finish(self, stats: dict[str, Any] | None) -> None:
         self.pending = False
@@ -100,7 +123,19 @@ class MessageView(Static):
         label, style = ROLE_STYLE.get(self.role, (self.role, "bold"))
         text = Text()
         text.append(f"{label} ", style=style)
-        text.append(self.body)
+        if self.used_tools:
+            for kind, piece in self.parts:
+                if kind in PART_STYLE:
+                    mark, part_style = PART_STYLE[kind]
+                    text.append(
+                        f"\n{mark}{kind} " if kind == "python" else f"\n{mark}", style=part_style
+                    )
+                    text.append(piece, style=part_style)
+                    text.append("\n")
+                else:
+                    text.append(piece)
+        else:
+            text.append(self.body)
         if self.pending and self.phase and not self.body:
             text.append(self.phase, style="dim italic")
         if self.pending:
@@ -210,7 +245,12 @@ class ChatPane(Widget):
             return
         for record in records if records is not None else self.messages:
             scroll.mount(
-                MessageView(record["role"], str(record.get("content", "")), record.get("stats"))
+                MessageView(
+                    record["role"],
+                    str(record.get("content", "")),
+                    record.get("stats"),
+                    record.get("parts"),
+                )
             )
         scroll.scroll_end(animate=False)
 
@@ -289,7 +329,7 @@ class ChatPane(Widget):
         self.generating = True
         self._update_header()
         history = [
-            {"role": m["role"], "content": m["content"]}
+            {"role": m["role"], "content": _content(m)}
             for m in self.messages
             if m["role"] in ("user", "assistant")
         ]
@@ -298,15 +338,23 @@ class ChatPane(Widget):
         self._generate(self.mode, text, history, params, reply)
         return True
 
-    def _record(self, role: str, content: str, stats: dict[str, Any] | None = None) -> None:
+    def _record(
+        self,
+        role: str,
+        content: str,
+        stats: dict[str, Any] | None = None,
+        parts: list[list[str]] | None = None,
+    ) -> None:
         ckpt = self.checkpoint
         if self._writer is None:
             self._writer = TranscriptWriter(ckpt.run_dir, checkpoint=str(ckpt.path), step=ckpt.step)
         try:
-            record = self._writer.append(role, content, stats, mode=self.mode)
+            record = self._writer.append(role, content, stats, mode=self.mode, parts=parts)
         except UserError as err:
             self.notify(str(err), severity="error")
             record = {"role": role, "content": content, "stats": stats, "mode": self.mode}
+            if parts:
+                record["parts"] = parts
         self.messages.append(record)
 
     @work(thread=True, exclusive=True, group="chat-generate")
@@ -335,12 +383,14 @@ class ChatPane(Widget):
                 "seed": params.get("seed", 0),
             }
             pieces = (
-                model.chat(history, **kwargs) if mode == "chat" else model.complete(text, **kwargs)
+                model.chat_turn(history, tools=self._tool_runner(model), **kwargs)
+                if mode == "chat"
+                else (("text", p) for p in model.complete(text, **kwargs))
             )
-            for piece in pieces:
+            for kind, piece in pieces:
                 if worker.is_cancelled:
                     break
-                self.app.call_from_thread(reply.append, piece)
+                self.app.call_from_thread(reply.append, piece, kind)
             stats = dict(getattr(model, "last_stats", None) or {})
             if worker.is_cancelled:
                 stats["stopped"] = True
@@ -364,6 +414,35 @@ class ChatPane(Widget):
             self.post_message(DeviceInfo(device_brief()))  # the status bar's device field
         return self._model
 
+    def _tool_runner(self, model: Any) -> Any:
+        """The calculator plus the user tools of the run's project interface (each asked for in
+        a dialog first). Runs in the worker thread."""
+        from nanochat_tui.align.tool_exec import ToolRunner, interface_for_run, load_interface
+
+        path = interface_for_run(model.meta.get("config") or {}, self.checkpoint.run_dir)
+        return ToolRunner(load_interface(path) if path else {}, self._confirm_tool)
+
+    def _confirm_tool(self, call: Any) -> bool:
+        """Ask in a dialog whether a user tool may run (called from the worker thread; it waits
+        for the answer; esc on the reply refuses)."""
+        from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+        done, answer = threading.Event(), [False]
+
+        def answered(ok: bool | None) -> None:
+            answer[0] = bool(ok)
+            done.set()
+
+        question = f"The model calls a tool.\n\n{call.describe()}\n\nRun it?"
+        self.app.call_from_thread(
+            self.app.push_screen, ConfirmScreen(question, yes="Run", no="Refuse"), answered
+        )
+        worker = get_current_worker()
+        while not done.wait(0.1):
+            if worker.is_cancelled:
+                return False
+        return answer[0]
+
     def _finish(self, reply: MessageView, stats: dict[str, Any] | None, error: str | None) -> None:
         self.generating = False
         if error is not None:
@@ -372,7 +451,7 @@ class ChatPane(Widget):
             self.query_one("#chat-log", VerticalScroll).mount(MessageView("error", error))
         else:
             reply.finish(stats)
-            self._record(reply.role, reply.body, stats)
+            self._record(reply.role, reply.body, stats, reply.parts if reply.used_tools else None)
         self._update_header()
         self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
 
@@ -497,159 +576,10 @@ class ChatPane(Widget):
         ]
 
 
-class TranscriptPicker(ModalScreen[Path | None]):
-    """Pick one of a run's transcripts; dismisses with its path."""
-
-    DEFAULT_CSS = """
-    TranscriptPicker { align: center middle; }
-    TranscriptPicker > Vertical { width: 90%; max-width: 110; height: 80%; border: round $primary; background: $surface; }
-    TranscriptPicker OptionList { height: 1fr; }
-    """
-    BINDINGS: ClassVar[list[Binding]] = [
-        Binding("escape", "dismiss_none", "Close", id="transcripts.close")
-    ]
-
-    def __init__(self, run_dir: Path) -> None:
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.items = list_transcripts(self.run_dir)
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(f"Transcripts of {self.run_dir.name} — enter views · esc closes")
-            if self.items:
-                yield OptionList(*[Option(t.title, id=str(i)) for i, t in enumerate(self.items)])
-            else:
-                yield Static(
-                    "No transcripts yet: chat with the checkpoint and they are saved here."
-                )
-
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        event.stop()
-        self.dismiss(self.items[int(event.option.id or 0)].path)
-
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
-
-
-class PresetsScreen(ModalScreen[Preset | None]):
-    """Eval presets: pick one (enter uses it), edit name/mode/prompt, ctrl+s saves to disk."""
-
-    DEFAULT_CSS = """
-    PresetsScreen { align: center middle; }
-    PresetsScreen > Horizontal { width: 95%; max-width: 120; height: 80%; border: round $primary; background: $surface; }
-    PresetsScreen OptionList { width: 28; height: 1fr; }
-    PresetsScreen #preset-editor { width: 1fr; padding: 0 1; }
-    PresetsScreen #preset-name { width: 1fr; }
-    PresetsScreen #preset-mode { width: 20; }
-    PresetsScreen TextArea { height: 1fr; }
-    PresetsScreen #preset-buttons { height: auto; }
-    PresetsScreen #preset-buttons Button { margin-right: 1; }
-    """
-    BINDINGS: ClassVar[list[Binding]] = [
-        Binding("ctrl+s", "save", "Save preset", id="presets.save", priority=True),
-        Binding("ctrl+r", "use", "Use preset", id="presets.use", priority=True),
-        Binding("escape", "close", "Close", id="presets.close"),
-    ]
-
-    def __init__(self, presets: list[Preset]) -> None:
-        super().__init__()
-        self.presets = presets
-
-    def compose(self) -> ComposeResult:
-        with Horizontal():
-            yield OptionList(*self._options(), id="preset-list")
-            with Vertical(id="preset-editor"):
-                with Horizontal(classes="row"):
-                    yield Input(id="preset-name", placeholder="name")
-                    yield Select(
-                        [("continue text", "complete"), ("chat message", "chat")],
-                        value="complete",
-                        allow_blank=False,
-                        id="preset-mode",
-                    )
-                yield TextArea(id="preset-prompt")
-                with Horizontal(id="preset-buttons"):
-                    yield Button("Use (ctrl+r)", id="use", variant="primary", compact=True)
-                    yield Button("Save (ctrl+s)", id="save", compact=True)
-                    yield Button("Delete", id="delete", variant="error", compact=True)
-                    yield Button("Close (esc)", id="close", compact=True)
-
-    def _options(self) -> list[Option]:
-        return [Option(f"{p.name}  [{p.mode}]", id=p.name) for p in self.presets]
-
-    def on_mount(self) -> None:
-        listing = self.query_one(OptionList)
-        if self.presets:
-            listing.highlighted = 0
-            self._edit(self.presets[0])
-        listing.focus()
-
-    def _edit(self, preset: Preset) -> None:
-        self.query_one("#preset-name", Input).value = preset.name
-        self.query_one("#preset-mode", Select).value = preset.mode
-        self.query_one("#preset-prompt", TextArea).text = preset.prompt
-
-    def editor_preset(self) -> Preset:
-        mode = self.query_one("#preset-mode", Select).value
-        return Preset(
-            self.query_one("#preset-name", Input).value.strip() or "untitled",
-            self.query_one("#preset-prompt", TextArea).text,
-            "chat" if mode == "chat" else "complete",
-        )
-
-    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        preset = next((p for p in self.presets if p.name == event.option.id), None)
-        if preset is not None:
-            self._edit(preset)
-
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        event.stop()
-        self.action_use()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        {
-            "use": self.action_use,
-            "save": self.action_save,
-            "delete": self.action_delete,
-            "close": self.action_close,
-        }[event.button.id or "close"]()
-
-    def action_use(self) -> None:
-        preset = self.editor_preset()
-        if not preset.prompt.strip():
-            self.notify("The prompt is empty", severity="warning")
-            return
-        self.dismiss(preset)
-
-    def action_save(self) -> None:
-        preset = self.editor_preset()
-        if not preset.prompt.strip():
-            self.notify("Cannot save an empty prompt", severity="warning")
-            return
-        self.presets = upsert(self.presets, preset)
-        self._persist(f"Saved preset '{preset.name}'")
-        listing = self.query_one(OptionList)
-        listing.highlighted = next(i for i, p in enumerate(self.presets) if p.name == preset.name)
-
-    def action_delete(self) -> None:
-        name = self.query_one("#preset-name", Input).value.strip()
-        if not any(p.name == name for p in self.presets):
-            return
-        self.presets = [p for p in self.presets if p.name != name]
-        self._persist(f"Deleted preset '{name}'")
-
-    def _persist(self, message: str) -> None:
-        try:
-            save_presets(self.presets)
-        except OSError as err:
-            self.notify(f"cannot save presets: {err}", severity="error")
-            return
-        listing = self.query_one(OptionList)
-        listing.clear_options()
-        listing.add_options(self._options())
-        self.notify(message, timeout=2)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
+def _content(record: dict[str, Any]) -> Any:
+    """A transcript record as chat content: nanochat parts when the reply used a tool."""
+    parts = record.get("parts")
+    if not parts:
+        return record["content"]
+    kinds = {"text": "text", "python": "python", "output": "python_output"}
+    return [{"type": kinds[kind], "text": text} for kind, text in parts]
