@@ -15,6 +15,9 @@
 - returns ``StepOut(loss, grad_norm, tokens, aux)``: the mean loss, the global gradient norm
   before clipping, the supervised token count and the task's aux metrics (each divided by the
   count), as device scalars (no host sync inside the step). Model and optimizer buffers are donated.
+- with a ``placement`` (sharding.py) the step runs on its mesh: each micro-batch is pinned to
+  ``B`` over every device, gradients and the updated state to the parameters' shardings (so the
+  state keeps its layout from step to step), and Muon sees the mesh (it gathers each matrix).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import optax
 from flax import nnx
 
 from nanochat_tui.jax_engine.model import GPT
+from nanochat_tui.jax_engine.sharding import Placement
 
 LossFn = Callable[[Any, Any, Any], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]
 
@@ -49,6 +53,7 @@ def token_loss_sum(model: GPT, x: jax.Array, y: jax.Array):
 
 def _step(
     loss: LossFn,
+    placement: Placement | None,
     model: GPT,
     optimizer: nnx.Optimizer,
     x: Any,
@@ -59,6 +64,8 @@ def _step(
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def loss_of(p: Any, xb: Any, yb: Any):
+        if placement is not None:
+            xb, yb = placement.constrain_batch((xb, yb))
         total, count, aux = loss(nnx.merge(graphdef, p, rest), xb, yb)
         aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
         return total.astype(jnp.float32), (count.astype(jnp.float32), aux)
@@ -87,21 +94,29 @@ def _step(
         (total, count, aux, grads), _ = jax.lax.scan(micro, zeros, (x, y))
     denom = jnp.maximum(count, 1.0)
     grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
+    if placement is not None:
+        grads = placement.constrain(grads)
     aux = {k: v / denom for k, v in aux.items()}
     kwargs = {"lr_scale": lr_scale}
     if grad_clip is not None:
         kwargs["grad_clip"] = grad_clip
     optimizer.update(model, grads, **kwargs)
+    if placement is not None:
+        for obj in (model, optimizer):
+            nnx.update(obj, placement.constrain(nnx.state(obj)))
     return StepOut(total / denom, optax.tree.norm(grads), count, aux)
 
 
 @functools.cache
-def _jitted(loss: LossFn):
-    return nnx.jit(functools.partial(_step, loss), donate_argnums=(0, 1))
+def _jitted(loss: LossFn, placement: Placement | None):
+    return nnx.jit(functools.partial(_step, loss, placement), donate_argnums=(0, 1))
 
 
 def make_train_step(
-    model: GPT, optimizer: nnx.Optimizer, loss: LossFn = token_loss_sum
+    model: GPT,
+    optimizer: nnx.Optimizer,
+    loss: LossFn = token_loss_sum,
+    placement: Placement | None = None,
 ) -> Callable[..., StepOut]:
     """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut``.
 
@@ -109,10 +124,11 @@ def make_train_step(
     their graph once instead of on every call (``nnx.jit`` alone re-walks it per call: ~6 ms a step
     for ``tiny`` on CPU, tens of ms for d12+). Their variables are shared, so every update is visible
     through ``model`` and ``optimizer`` as before; passing other objects is an error. ``loss`` must
-    be a module-level function (it is a static argument of the jit).
+    be a module-level function (it is a static argument of the jit). ``placement``: see the module
+    docstring (the state must already be laid out by ``placement.place``).
     """
     with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
-        cached = nnx.cached_partial(_jitted(loss), model, optimizer)
+        cached = nnx.cached_partial(_jitted(loss, placement), model, optimizer)
 
     def train_step(
         model_: GPT,
@@ -125,7 +141,10 @@ def make_train_step(
         if model_ is not model or optimizer_ is not optimizer:
             raise ValueError("this train step is bound to the model and optimizer it was made for")
         clip = None if grad_clip is None else jnp.asarray(grad_clip, jnp.float32)
-        return cached(x, y, jnp.asarray(lr_scale, jnp.float32), clip)
+        if placement is None:
+            return cached(x, y, jnp.asarray(lr_scale, jnp.float32), clip)
+        with jax.set_mesh(placement.mesh):  # traced under it: Muon gathers each matrix
+            return cached(x, y, jnp.asarray(lr_scale, jnp.float32), clip)
 
     return train_step
 

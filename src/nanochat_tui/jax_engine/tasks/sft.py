@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from nanochat_tui.align.chat import Rendered, load_conversations, normalize, render
 from nanochat_tui.align.embedded import embedded_conversations, held_out
 from nanochat_tui.align.packing import best_fit, collate
 from nanochat_tui.errors import UserError
+from nanochat_tui.jax_engine.sharding import placement
 from nanochat_tui.jax_engine.step import token_loss_sum
 from nanochat_tui.jax_engine.tasks import Task
 
@@ -70,8 +70,7 @@ class SFTBatches:
             chosen.append(self.rows(self._epoch)[self._row])
             self._row += 1
         x, y = self.task.collate(chosen)
-        shape = (accum, bsz, x.shape[-1])
-        out = jax.device_put((x.reshape(shape), y.reshape(shape)), jax.devices()[0])
+        out = placement(config).put_batch(x, y)
         self.position = {"epoch": self._epoch, "row": self._row}
         self.data_wait += time.perf_counter() - start
         return out
