@@ -22,6 +22,7 @@ WORKER = Path(__file__).parent / "sharding_worker.py"
 # fp32 with a different reduction order (8 micro-batches summed in a scan vs one all-reduce over 8
 # devices, sharded matmuls): agreement to ~1e-6 relative is expected; 1e-5 leaves room for XLA.
 RTOL = 1e-5
+RECIPE_2026 = {"model.recipe": "nanochat-2026"}
 
 
 def _run_worker(root: Path, runs: list[dict]) -> dict:
@@ -54,6 +55,9 @@ def test_meshes_match_one_device_and_resume_across_meshes(tmp_path: Path) -> Non
         {"name": "mixed", "mesh": [2, 4], "steps": 3},
         {"name": "fsdp8-on-1", "mesh": [1, 1], "steps": 5, "from": "fsdp8"},
         {"name": "fsdp8-on-2x4", "mesh": [2, 4], "steps": 5, "from": "fsdp8"},
+        # nanochat's Muon (2026 recipe) gathers each sharded matrix before Newton–Schulz
+        {"name": "one-2026", "mesh": [1, 1], "steps": 2, "set": RECIPE_2026},
+        {"name": "fsdp8-2026", "mesh": [1, 8], "steps": 2, "set": RECIPE_2026},
     ]
     out = _run_worker(tmp_path, runs)
     ref = out["one"]
@@ -68,6 +72,8 @@ def test_meshes_match_one_device_and_resume_across_meshes(tmp_path: Path) -> Non
         assert got["status"] == "finished" and got["step"] == 5, got
         assert _close(got["losses"], ref["losses"][3:]), (name, got["losses"], ref["losses"])
     assert out["fsdp8-on-2x4"]["devices_used"] == 8 and out["fsdp8-on-1"]["devices_used"] == 1
+    got, want = out["fsdp8-2026"]["losses"], out["one-2026"]["losses"]
+    assert out["fsdp8-2026"]["devices_used"] == 8 and _close(got, want), (got, want)
 
 
 def _config(**changes):
