@@ -15,6 +15,7 @@ from nanochat_tui import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "tui": ("tui_cmd", "open the TUI (the default with no subcommand)"),
     "run": ("train_cmd", "train a prefab headless (progress bar), or --detach it"),
+    "launch": ("launch_cmd", "train a prefab on a cloud with SkyPilot (extra: cloud)"),
     "chat": ("infer_cmd", "chat with a checkpoint in the terminal (streaming)"),
     "eval": ("infer_cmd", "print val bpb and sample continuations of a checkpoint"),
     "runs": ("runs_cmd", "list runs and their status"),

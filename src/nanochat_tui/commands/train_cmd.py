@@ -1,6 +1,12 @@
 """``nanochat-tui run PREFAB``: train headless with a progress bar, resume a run, or --detach it.
 
 Ctrl+C once saves a checkpoint and stops (resumable); twice aborts.
+
+Several hosts: start the same command on each with ``--coordinator HOST:PORT --num-processes N
+--process-id I`` and one ``--name`` (or set ``NANOCHAT_COORDINATOR``, ``NANOCHAT_NUM_PROCESSES``,
+``NANOCHAT_PROCESS_ID``; under SkyPilot ``SKYPILOT_NODE_IPS``/``SKYPILOT_NUM_NODES``/
+``SKYPILOT_NODE_RANK`` are read automatically, the coordinator being the first node on port
+``COORDINATOR_PORT``). Process 0 writes events and the run's files; every process saves its shards.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+COORDINATOR_PORT = 8476
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -32,6 +40,53 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run in the background (survives logout); control it later",
     )
+    parser.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="several hosts: process 0's address (on all)"
+    )
+    parser.add_argument("--num-processes", type=int, metavar="N", help="several hosts: how many")
+    parser.add_argument(
+        "--process-id", type=int, metavar="I", help="several hosts: this one, 0..N-1"
+    )
+
+
+def cluster_from(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str, int, int] | None:
+    """``(coordinator, num_processes, process_id)`` for a multi-process run, from the flags, else
+    ``NANOCHAT_*`` variables, else SkyPilot's; None for a single process."""
+    from nanochat_tui.errors import UserError
+
+    coordinator = args.coordinator or environ.get("NANOCHAT_COORDINATOR")
+    count = (
+        args.num_processes
+        if args.num_processes is not None
+        else environ.get("NANOCHAT_NUM_PROCESSES")
+    )
+    rank = args.process_id if args.process_id is not None else environ.get("NANOCHAT_PROCESS_ID")
+    if coordinator is None and count is None and rank is None:
+        nodes = environ.get("SKYPILOT_NODE_IPS", "").split()
+        if len(nodes) > 1 and "SKYPILOT_NODE_RANK" in environ:
+            coordinator = f"{nodes[0]}:{COORDINATOR_PORT}"
+            count = environ.get("SKYPILOT_NUM_NODES", len(nodes))
+            rank = environ["SKYPILOT_NODE_RANK"]
+        else:
+            return None
+    fix = "pass all three: --coordinator HOST:PORT --num-processes N --process-id I"
+    if coordinator is None or count is None or rank is None:
+        raise UserError(
+            "a multi-process run needs the coordinator, the process count and this process's id",
+            fix,
+        )
+    host, _, port = str(coordinator).rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--coordinator {coordinator!r} is not HOST:PORT", fix)
+    try:
+        count, rank = int(count), int(rank)
+    except ValueError:
+        raise UserError(f"process count {count!r} / id {rank!r} are not integers", fix) from None
+    if count < 1 or not 0 <= rank < count:
+        raise UserError(
+            f"--process-id {rank} is not in 0..{count - 1} (--num-processes {count})", fix
+        )
+    return str(coordinator), count, rank
 
 
 def load_run_config(args: argparse.Namespace):
@@ -67,6 +122,11 @@ def execute_headless(config, run_dir: Path, *, resume: bool, control, callbacks:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
+    cluster = cluster_from(args, dict(os.environ))
+    if cluster is not None and cluster[1] > 1:
+        return run_process(args, *cluster)
     config, resume_dir = load_run_config(args)
     if config.pipeline and resume_dir is None:
         return run_pipeline_headless(config, args)
@@ -152,6 +212,70 @@ def run_pipeline_headless(config, args: argparse.Namespace) -> int:
         parent = step_output(step, run_dir)
     print(f"pipeline finished: the last step is {run_dir}")
     return 0
+
+
+def run_process(args: argparse.Namespace, coordinator: str, count: int, rank: int) -> int:
+    """One process of a multi-process run: process 0 as a headless run (events, files, progress);
+    the others train their shards silently into the same run directory."""
+    from nanochat_tui.errors import UserError
+
+    if args.detach:
+        raise UserError(
+            "--detach is for one process", "start each process of a multi-host run itself"
+        )
+    if not (args.name or args.resume):
+        raise UserError(
+            "a multi-process run needs the same run name on every process",
+            "pass --name NAME (or --resume RUN_DIR) to every process",
+        )
+    config, resume_dir = load_run_config(args)
+    from nanochat_tui.jax_engine.sharding import barrier, init_distributed
+
+    init_distributed(coordinator, count, rank)
+    if rank == 0:
+        from nanochat_tui.orchestrator.runner import resolve_run_dir
+
+        if resume_dir is None:
+            config, run_dir = resolve_run_dir(config, args.name)
+        else:
+            run_dir = resume_dir
+        barrier("run-dir")
+        print(f"process 0 of {count} ({coordinator}): {run_dir}", flush=True)
+        return _train_here(args, config, run_dir, resume_dir is not None)
+    from nanochat_tui.jax_engine.train import train
+    from nanochat_tui.orchestrator.runner import run_dir_for
+
+    barrier("run-dir")  # process 0 has made (and checked) the directory
+    if resume_dir is None:
+        run_dir = run_dir_for(config, args.name)
+        config = config.model_copy(deep=True)
+        config.run.name = args.name
+    else:
+        run_dir = resume_dir
+    from nanochat_tui.plugins.engine import engine_hooks
+
+    hooks = engine_hooks(config)  # the same model and loss as process 0's (plugins)
+    result = train(config, run_dir, lambda event: None, None, resume_dir is not None, hooks=hooks)
+    print(f"process {rank} of {count}: {result.status} at step {result.step}", flush=True)
+    return 1 if result.status == "failed" else 0
+
+
+def _train_here(args: argparse.Namespace, config, run_dir: Path, resume: bool) -> int:
+    """Process 0 of several: the headless run, with the run directory already made."""
+    from nanochat_tui.jax_engine.control import ControlInbox
+
+    control = ControlInbox()
+    previous = _install_sigint(control)
+    display = _Display(quiet=args.quiet)
+    try:
+        with display:
+            result = execute_headless(
+                config, run_dir, resume=resume, control=control, callbacks=[display]
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _print_summary(result, run_dir)
+    return 1 if result.status == "failed" else 0
 
 
 def discard_unstarted(run_dir: Path) -> bool:

@@ -9,6 +9,7 @@ CATEGORIES: dict[str, str] = {
     "Data": "data",
     "Optimization": "optim",
     "Training": "train",
+    "Devices": "mesh",
     "Run": "run",
     "Alignment": "align",
     "Preferences": "pref",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from nanochat_tui.config.machine import cpu_profile
 from nanochat_tui.config.schema import Config, ModelConfig
+from nanochat_tui.errors import UserError
 
 # Peak dense bf16 FLOP/s. This machine's CPU is not listed: its row (``hardware()``) uses the usable
 # core count, the memory and a measured fp32 matmul rate (config/machine.py).
@@ -16,8 +17,8 @@ ACCELERATORS: dict[str, tuple[float, float]] = {
     "TPU v5e-8": (8 * 197e12, 9.60),
     "TPU v6e-8": (8 * 918e12, 21.60),
 }
-# name: (memory of ONE device in bytes, platform). Every device holds the whole model (data
-# parallel), so what must fit is one device's share: the model, its optimizer and one micro-batch.
+# name: (memory of ONE device in bytes, platform). What must fit is one device's share: the model
+# and its optimizer (divided by mesh.fsdp) and one micro-batch.
 DEVICE_MEMORY: dict[str, tuple[float, str]] = {
     "1× H100": (80 * 2**30, "gpu"),
     "8× H100": (80 * 2**30, "gpu"),
@@ -32,6 +33,13 @@ ACT_PER_DIM = 17
 ACT_PER_SCORE = 1
 # A training step reaches about this share of the measured matmul rate on a CPU (tiny prefab).
 CPU_MFU = 0.25
+# name: devices the accelerator line has (the mesh spans all of them).
+DEVICE_COUNT: dict[str, int] = {
+    "1× H100": 1,
+    "8× H100": 8,
+    "TPU v5e-8": 8,
+    "TPU v6e-8": 8,
+}
 DEFAULT_MFU = 0.45
 
 
@@ -45,6 +53,7 @@ class Hardware:
     memory: float
     platform: str
     mfu: float
+    devices: int = 1  # the mesh spans all of them
 
 
 def hardware() -> list[Hardware]:
@@ -53,7 +62,9 @@ def hardware() -> list[Hardware]:
     rows = [Hardware(cpu.name, cpu.flops, cpu.price_per_hour, cpu.memory, "cpu", CPU_MFU)]
     for name, (peak, price) in ACCELERATORS.items():
         capacity, platform = DEVICE_MEMORY[name]
-        rows.append(Hardware(name, peak, price, capacity, platform, DEFAULT_MFU))
+        rows.append(
+            Hardware(name, peak, price, capacity, platform, DEFAULT_MFU, DEVICE_COUNT[name])
+        )
     return rows
 
 
@@ -112,6 +123,67 @@ def total_tokens(config: Config) -> int:
 
 
 @dataclass(frozen=True)
+class MeshLayout:
+    """How a step spreads over ``data × fsdp`` devices (``mesh.*`` resolved for a device count).
+
+    Each device runs ``device_batch`` sequences per micro-batch; one micro-batch over the mesh is
+    ``global_batch`` sequences, and ``accum`` micro-batches make the ``total_batch_size`` tokens of
+    one optimizer step (nanochat's ``grad_accum_steps``, which shrinks as devices are added).
+    """
+
+    data: int
+    fsdp: int
+    device_batch: int
+    accum: int
+    sequence_len: int
+
+    @property
+    def devices(self) -> int:
+        return self.data * self.fsdp
+
+    @property
+    def global_batch(self) -> int:
+        return self.device_batch * self.devices
+
+    @property
+    def label(self) -> str:
+        return f"{self.data}×{self.fsdp}"
+
+
+def mesh_layout(config: Config, device_count: int) -> MeshLayout:
+    """Resolve ``mesh.data``/``mesh.fsdp`` (-1 = all remaining devices) for ``device_count``
+    devices; raises UserError naming the fields when the layout does not divide."""
+    data, fsdp = config.mesh.data, config.mesh.fsdp
+    fix_mesh = f"set mesh.data × mesh.fsdp to a divisor of {device_count} (e.g. mesh.data=-1)"
+    if -1 in (data, fsdp):
+        known = fsdp if data == -1 else data
+        name = "mesh.fsdp" if data == -1 else "mesh.data"
+        if device_count % known:
+            raise UserError(f"{name}={known} does not divide the {device_count} devices", fix_mesh)
+        data, fsdp = (
+            (device_count // known, known) if data == -1 else (known, device_count // known)
+        )
+    elif device_count % (data * fsdp):
+        raise UserError(
+            f"mesh.data × mesh.fsdp = {data}×{fsdp} = {data * fsdp} does not divide the "
+            f"{device_count} devices",
+            fix_mesh,
+        )
+    seq, bsz = config.model.sequence_len, config.train.device_batch_size
+    per_micro = bsz * seq * data * fsdp
+    total = config.train.total_batch_size
+    if total % per_micro:
+        raise UserError(
+            f"train.total_batch_size {total} is not a multiple of train.device_batch_size × "
+            f"model.sequence_len × devices (mesh.data × mesh.fsdp = {data}×{fsdp}) = "
+            f"{bsz}×{seq}×{data * fsdp} = {per_micro}",
+            f"set train.total_batch_size to a multiple of {per_micro}, or lower "
+            "train.device_batch_size or the mesh size",
+        )
+    return MeshLayout(data, fsdp, bsz, total // per_micro, seq)
+
+
+@dataclass(frozen=True)
 class Memory:
     """Bytes one device needs for a training step, by part."""
 
@@ -149,8 +221,12 @@ def optimizer_bytes(m: ModelConfig) -> int:
     return 4 * (2 * adam + c["blocks"])
 
 
-def memory_estimate(config: Config, platform: str = "cpu") -> Memory:
-    """What one device holds during a training step on ``platform`` (cpu | gpu | tpu)."""
+def memory_estimate(
+    config: Config, platform: str = "cpu", layout: MeshLayout | None = None
+) -> Memory:
+    """What one device holds during a training step on ``platform`` (cpu | gpu | tpu): with a
+    ``layout``, parameters, gradients and optimizer state are split over its ``fsdp`` devices
+    and gradients are double-buffered only when it accumulates."""
     m = config.model
     n = num_params(m)
     act_bytes = 4 if platform == "cpu" or config.train.dtype == "float32" else 2
@@ -169,11 +245,20 @@ def memory_estimate(config: Config, platform: str = "cpu") -> Memory:
     # measured one on an accelerator yet.
     activations = tokens * per_layer * m.depth
     chunk = tokens if m.loss_chunk <= 0 else min(tokens, m.loss_chunk)
-    grads = 4 * n * (2 if config.grad_accum_steps > 1 else 1)
+    accum = config.grad_accum_steps if layout is None else layout.accum
+    shards = 1 if layout is None else layout.fsdp
+    grads = 4 * n * (2 if accum > 1 else 1) // shards
     if config.train.stage in PREFERENCE_STAGES:
         chunk = m.sequence_len  # preference losses run the head one sequence at a time
     logits = 2 * chunk * m.padded_vocab * 4
-    return Memory(4 * n, grads, optimizer_bytes(m), activations, logits, reference_bytes(config))
+    return Memory(
+        4 * n // shards,
+        grads,
+        optimizer_bytes(m) // shards,
+        activations,
+        logits,
+        reference_bytes(config),
+    )
 
 
 @dataclass(frozen=True)
@@ -184,6 +269,8 @@ class Estimate:
     mfu: float
     memory: int = 0  # bytes one device needs (memory_estimate)
     device_memory: int = 0  # bytes one device has
+    layout: MeshLayout | None = None  # None: mesh.* does not divide this accelerator
+    layout_error: str = ""
 
     @property
     def fits(self) -> bool:
@@ -195,6 +282,12 @@ def compatibility_matrix(config: Config) -> list[Estimate]:
     rows = []
     for hw in hardware():
         hours = flops / (hw.peak * hw.mfu) / 3600
-        need = memory_estimate(config, hw.platform).total
-        rows.append(Estimate(hw.name, hours, hours * hw.price, hw.mfu, need, int(hw.memory)))
+        try:
+            layout, error = mesh_layout(config, hw.devices), ""
+        except UserError as err:
+            layout, error = None, err.message
+        need = memory_estimate(config, hw.platform, layout).total
+        rows.append(
+            Estimate(hw.name, hours, hours * hw.price, hw.mfu, need, int(hw.memory), layout, error)
+        )
     return rows

@@ -312,6 +312,28 @@ class PrefConfig(Section):
     )
 
 
+class MeshConfig(Section):
+    """Device layout: a ``data`` × ``fsdp`` mesh (jax_engine/sharding.py). The batch is split over
+    both axes; parameters and optimizer state are sharded over ``fsdp``. -1 = all remaining devices."""
+
+    data: int = Field(
+        -1, ge=-1, le=65536, description="Data-parallel replicas; -1 = all remaining devices"
+    )
+    fsdp: int = Field(
+        1, ge=-1, le=65536, description="Devices that shard parameters/optimizer; -1 = remaining"
+    )
+
+    @model_validator(mode="after")
+    def _check_axes(self) -> MeshConfig:
+        if 0 in (self.data, self.fsdp):
+            raise ValueError("mesh.data and mesh.fsdp must be ≥ 1, or -1 for all remaining devices")
+        if self.data == -1 and self.fsdp == -1:
+            raise ValueError(
+                "only one of mesh.data and mesh.fsdp may be -1 (all remaining devices)"
+            )
+        return self
+
+
 class RunConfig(Section):
     name: str | None = Field(None, description="Run name: run directory and W&B run name")
     runs_dir: str | None = Field(
@@ -411,6 +433,7 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    mesh: MeshConfig = Field(default_factory=MeshConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
     pref: PrefConfig = Field(default_factory=PrefConfig)

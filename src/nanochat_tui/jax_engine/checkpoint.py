@@ -106,6 +106,8 @@ class Checkpointer:
     def __init__(self, run_dir: Path, keep: int = 3) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.root = self.run_dir / rundir.CHECKPOINTS
+        # Every process saves its own shards through orbax; only process 0 touches pins and trash.
+        self._primary = jax.process_index() == 0
         self._pending: list[tuple[int, str]] = []
         self._saved: set[int] = set()
         self.manager = ocp.CheckpointManager(
@@ -128,7 +130,7 @@ class Checkpointer:
         A step saved already (an interval save, then a manual one at the same step) is not
         written twice; the request is still reported, and a manual one still pins the step.
         """
-        if reason == "manual":
+        if reason == "manual" and self._primary:
             rundir.set_pinned(self.run_dir, step, True)
         if step in self._saved or step in self.manager.all_steps():
             self._pending.append((step, reason))
@@ -173,7 +175,8 @@ class Checkpointer:
             self._empty_trash()
 
     def _empty_trash(self) -> None:
-        shutil.rmtree(self.root / rundir.TRASH, ignore_errors=True)
+        if self._primary:
+            shutil.rmtree(self.root / rundir.TRASH, ignore_errors=True)
 
 
 def resolve_step_dir(path: Path | str) -> Path:

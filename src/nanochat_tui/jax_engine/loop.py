@@ -59,7 +59,6 @@ class _Interval:
 def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> TrainResult:
     """Train ``run.config`` into ``run.run_dir`` (see the module docstring)."""
     import jax
-    from flax import nnx
 
     from nanochat_tui.config.estimates import flops_per_token, num_iterations, num_params
     from nanochat_tui.config.loader import ConfigError, validate_patch
@@ -72,6 +71,11 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
     )
     from nanochat_tui.jax_engine.flops import compute_dtype, device_summary
     from nanochat_tui.jax_engine.optim import lr_schedule
+    from nanochat_tui.jax_engine.sharding import (
+        is_primary,
+        placement,
+        share_commands,
+    )
     from nanochat_tui.jax_engine.startup import set_aside_damaged, setup
     from nanochat_tui.jax_engine.step import make_train_step
 
@@ -89,24 +93,24 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
             run.release()
             raise
         run.release()
-        set_aside_damaged(run, int(start_meta["step"]))
+        if is_primary():
+            set_aside_damaged(run, int(start_meta["step"]))
     else:
         task, model, optimizer, tokenizer, start_meta, start_fields = setup(run, False)
-    write_run_config(run_dir, config)
+    primary = is_primary()  # several processes: only process 0 writes the run's files
+    if primary:
+        write_run_config(run_dir, config)
     resumed_from = int(start_meta["step"]) if start_meta else None
     position = start_meta.get("data_position") if start_meta else None
 
-    # Commit the state to the device the batches go to: the step's outputs are committed, and
-    # uncommitted inputs on the first call would make the second call compile again.
-    device = jax.devices()[0]
-    for obj in (model, optimizer):
-        nnx.update(obj, jax.device_put(nnx.state(obj), device))
-    train_step = make_train_step(model, optimizer, task.loss, run.hooks)
+    # The state is on the mesh already (setup): the step keeps it there, batches come split over it.
+    place = placement(config)
+    train_step = make_train_step(model, optimizer, task.loss, run.hooks, place)
     n_iter = num_iterations(config)
     tokens_per_step = config.train.total_batch_size
     fpt = flops_per_token(config.model)
     device_info = device_summary()
-    devices_used = len(jax.tree.leaves(nnx.state(model, nnx.Param))[0].devices())
+    devices_used = place.size
     peak = device_info.get("peak_flops")
     peak_used = peak * devices_used if peak else None
     watch = DivergenceWatch(config.train.divergence_factor, config.train.divergence_steps)
@@ -173,7 +177,11 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         resumed_from_step=resumed_from,
         tokens_per_step=tokens_per_step,
         dtype=str(jax.numpy.dtype(compute_dtype(config))),
-        grad_accum_steps=config.grad_accum_steps,
+        grad_accum_steps=place.layout.accum,
+        mesh={"data": place.layout.data, "fsdp": place.layout.fsdp},
+        device_batch=place.layout.device_batch,
+        global_batch=place.layout.global_batch,
+        processes=jax.process_count(),
         tokenizer_hash=tokenizer.hash,
         allocator=allocator.in_use(),
         **start_fields,
@@ -254,7 +262,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
     try:
         while run.step < n_iter:
             wait0 = batches.data_wait
-            x, y = batches.next()
+            x, y = place.conform_batch(*batches.next())
             interval.data += batches.data_wait - wait0
             o = run.config.optim
             lr_scale = lr_schedule(run.step, n_iter, o) * o.lr_multiplier
@@ -276,7 +284,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
                 if run.step < n_iter and every and run.step % every == 0
             ]
             save_due = run.step < n_iter and t.save_every and run.step % t.save_every == 0
-            commands = control.drain() if control else []
+            commands = share_commands(control.drain() if control else [])
             if due or save_due or commands:
                 report(pending)  # evals, saves and patches see this step's loss first
                 pending = None
@@ -301,7 +309,8 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
                         continue
                     run.config = new_config
                     n_iter = num_iterations(new_config)
-                    write_run_config(run_dir, new_config)
+                    if primary:
+                        write_run_config(run_dir, new_config)
                     run.emit(
                         "patch", step=run.step, changes=changes, ok=True,
                         message=f"applied at step {run.step}", num_iterations=n_iter,

@@ -20,6 +20,10 @@ expert, batched over the leading axis (one batched Newton–Schulz, not E separa
 ``momentum(count)`` and ``weight_decay(count)`` are schedules of the transform's own step count, so
 a resumed run continues them exactly. The caller's learning-rate schedule multiplies the whole update
 afterwards (``scale_by_lr_scale`` in optim.py), which is how nanochat scales ``lr`` and ``lr·wd``.
+
+On a mesh (sharding.py) each matrix's momentum-mixed gradient is gathered whole onto every device
+before step 2, so the Newton–Schulz iterations are plain local matmuls; the update is split back
+onto the parameter's sharding by the step.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+
+from nanochat_tui.jax_engine.sharding import gathered
 
 # Polar Express coefficients (num_iters=5, safety 2e-2, cushion 2), arXiv:2505.16932.
 POLAR_EXPRESS = (
@@ -130,7 +136,7 @@ def nanochat_muon(
             g = g.astype(jnp.float32)
             buf = m * buf + (1 - m) * g
             g = (1 - m) * g + m * buf
-            x = orthogonalize(g.T, polar_express, renorm)
+            x = orthogonalize(gathered(g).T, polar_express, renorm)
             if normuon:
                 x, v = variance_reduce(x, v, beta2)
             w = p.astype(jnp.float32).T

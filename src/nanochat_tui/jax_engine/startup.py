@@ -24,10 +24,12 @@ def setup(run: RunState, resume: bool):
     from nanochat_tui.jax_engine.flops import compute_dtype
     from nanochat_tui.jax_engine.model import GPT
     from nanochat_tui.jax_engine.optim import build_optimizer
+    from nanochat_tui.jax_engine.sharding import is_primary, placement
     from nanochat_tui.jax_engine.tasks import get_task
     from nanochat_tui.jax_engine.tokenizer import Tokenizer, get_tokenizer
 
     config, run_dir = run.config, run.run_dir
+    place = placement(config)  # a mesh that does not divide is refused before any work
     run.phase("tokenizer")
     start = None
     if resume:
@@ -50,7 +52,8 @@ def setup(run: RunState, resume: bool):
             )
     else:
         tokenizer = _init_tokenizer(config) or get_tokenizer(config, log=run.log)
-        tokenizer.save(run_dir / rundir.TOKENIZER)
+        if is_primary():  # the others trained the same one (deterministic): no file race
+            tokenizer.save(run_dir / rundir.TOKENIZER)
     if tokenizer.vocab_size > config.model.vocab_size:
         raise IncompatibleCheckpoint(
             f"tokenizer has {tokenizer.vocab_size} ids but model.vocab_size is {config.model.vocab_size}",
@@ -72,6 +75,8 @@ def setup(run: RunState, resume: bool):
         mlp=hooks.mlp if hooks is not None else None,
     )
     optimizer = nnx.Optimizer(model, build_optimizer(model, config, hooks), wrt=nnx.Param)
+    for obj in (model, optimizer):  # laid out before a restore, which then lands on this mesh
+        nnx.update(obj, place.place(nnx.state(obj)))
     if start is not None:
         ckpt.restore_into(start.path, model, optimizer)
         run.step = int(start.meta["step"])

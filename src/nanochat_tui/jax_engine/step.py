@@ -18,6 +18,9 @@
 - returns ``StepOut(loss, grad_norm, tokens, aux)``: the mean loss, the global gradient norm
   before clipping, the supervised token count and the task's aux metrics (each divided by the
   count), as device scalars (no host sync inside the step). Model and optimizer buffers are donated.
+- with a ``placement`` (sharding.py) the step runs on its mesh: each micro-batch is pinned to
+  ``B`` over every device, gradients and the updated state to the parameters' shardings (so the
+  state keeps its layout from step to step), and Muon sees the mesh (it gathers each matrix).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from flax import nnx
 
 from nanochat_tui.jax_engine.hooks import EngineHooks
 from nanochat_tui.jax_engine.model import GPT
+from nanochat_tui.jax_engine.sharding import Placement
 
 LossFn = Callable[[Any, Any, Any], tuple[jax.Array, jax.Array, dict[str, jax.Array]]]
 
@@ -54,6 +58,7 @@ def token_loss_sum(model: GPT, x: jax.Array, y: jax.Array):
 def _step(
     loss: LossFn,
     hooks: EngineHooks | None,
+    placement: Placement | None,
     model: GPT,
     optimizer: nnx.Optimizer,
     x: Any,
@@ -64,6 +69,8 @@ def _step(
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
 
     def loss_of(p: Any, xb: Any, yb: Any):
+        if placement is not None:
+            xb, yb = placement.constrain_batch((xb, yb))
         # With hooks, the non-Param variables are fresh copies made inside this trace, so a
         # plugin's module may write per-forward statistics into them for its loss terms to read.
         merged = nnx.merge(graphdef, p, rest if hooks is None else jax.tree.map(lambda a: a, rest))
@@ -97,11 +104,16 @@ def _step(
         (total, count, aux, grads), _ = jax.lax.scan(micro, zeros, (x, y))
     denom = jnp.maximum(count, 1.0)
     grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
+    if placement is not None:
+        grads = placement.constrain(grads)
     aux = {k: v / denom for k, v in aux.items()}
     kwargs = {"lr_scale": lr_scale}
     if grad_clip is not None:
         kwargs["grad_clip"] = grad_clip
     optimizer.update(model, grads, **kwargs)
+    if placement is not None:
+        for obj in (model, optimizer):
+            nnx.update(obj, placement.constrain(nnx.state(obj)))
     return StepOut(total / denom, optax.tree.norm(grads), count, aux)
 
 
@@ -117,8 +129,8 @@ def _apply_hooks(hooks: EngineHooks, model: GPT, total, count, aux: dict[str, An
 
 
 @functools.cache
-def _jitted(loss: LossFn, hooks: EngineHooks | None = None):
-    return nnx.jit(functools.partial(_step, loss, hooks), donate_argnums=(0, 1))
+def _jitted(loss: LossFn, hooks: EngineHooks | None, placement: Placement | None):
+    return nnx.jit(functools.partial(_step, loss, hooks, placement), donate_argnums=(0, 1))
 
 
 def make_train_step(
@@ -126,6 +138,7 @@ def make_train_step(
     optimizer: nnx.Optimizer,
     loss: LossFn = token_loss_sum,
     hooks: EngineHooks | None = None,
+    placement: Placement | None = None,
 ) -> Callable[..., StepOut]:
     """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut``.
 
@@ -133,10 +146,11 @@ def make_train_step(
     their graph once instead of on every call (``nnx.jit`` alone re-walks it per call: ~6 ms a step
     for ``tiny`` on CPU, tens of ms for d12+). Their variables are shared, so every update is visible
     through ``model`` and ``optimizer`` as before; passing other objects is an error. ``loss`` must
-    be a module-level function (it is a static argument of the jit).
+    be a module-level function (it is a static argument of the jit). ``placement``: see the module
+    docstring (the state must already be laid out by ``placement.place``).
     """
     with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
-        cached = nnx.cached_partial(_jitted(loss, hooks), model, optimizer)
+        cached = nnx.cached_partial(_jitted(loss, hooks, placement), model, optimizer)
 
     def train_step(
         model_: GPT,
@@ -149,7 +163,10 @@ def make_train_step(
         if model_ is not model or optimizer_ is not optimizer:
             raise ValueError("this train step is bound to the model and optimizer it was made for")
         clip = None if grad_clip is None else jnp.asarray(grad_clip, jnp.float32)
-        return cached(x, y, jnp.asarray(lr_scale, jnp.float32), clip)
+        if placement is None:
+            return cached(x, y, jnp.asarray(lr_scale, jnp.float32), clip)
+        with jax.set_mesh(placement.mesh):  # traced under it: Muon gathers each matrix
+            return cached(x, y, jnp.asarray(lr_scale, jnp.float32), clip)
 
     return train_step
 

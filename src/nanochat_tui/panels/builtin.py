@@ -24,6 +24,7 @@ from textual.widgets import Sparkline, Static
 from nanochat_tui.panels.base import Panel, fmt_duration, fmt_num, threshold_style
 from nanochat_tui.panels.chart import ChartView
 from nanochat_tui.panels.store import MetricStore
+from nanochat_tui.telemetry.device import device_memory_rows
 
 
 def _bar(fraction: float, width: int) -> str:
@@ -202,8 +203,15 @@ class DevicePanel(Panel):
         )
         mfu_text.stylize(threshold_style(mfu, self.spec.thresholds))
         table.add_row(self.source or "mfu", mfu_text)
-        mem = last.get("device_memory_bytes")
-        table.add_row("device mem", f"{fmt_num(mem)}B" if mem is not None else "— (not reported)")
+        per_device = device_memory_rows(store.last_device)
+        if per_device:
+            for label, text in per_device:
+                table.add_row(label, text)
+        else:
+            mem = last.get("device_memory_bytes")
+            table.add_row(
+                "device mem", f"{fmt_num(mem)}B" if mem is not None else "— (not reported)"
+            )
         for key in ("device_util", "gpu_util", "host_cpu_percent", "host_ram_bytes"):
             if key in last:
                 table.add_row(key.replace("_", " "), fmt_num(last[key]))

@@ -155,6 +155,7 @@ class MetricStore:
         self.run_end: dict[str, Any] = {}
         self.last_error: dict[str, Any] = {}
         self.last_heartbeat: float | None = None
+        self.last_device: dict[str, Any] = {}  # the latest heartbeat's device snapshot
         self.samples: deque[dict[str, Any]] = deque(maxlen=keep)
         self.checkpoints: deque[dict[str, Any]] = deque(maxlen=keep)
         self.patches: deque[dict[str, Any]] = deque(maxlen=keep)
@@ -240,6 +241,8 @@ class MetricStore:
             self.phase = event
         elif kind == "heartbeat":
             self.last_heartbeat = t if isinstance(t, (int, float)) else time.time()
+            if isinstance(event.get("device"), dict):
+                self.last_device = event["device"]
 
     # ------------------------------------------------------------ reading
 

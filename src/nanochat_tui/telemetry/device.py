@@ -78,6 +78,34 @@ def gpu_utilization() -> list[dict[str, Any]]:
     return out
 
 
+def _bytes(n: float) -> str:
+    for unit, size in (("T", 2**40), ("G", 2**30), ("M", 2**20), ("k", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def device_memory_rows(snap: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(label, "used / limit (peak)")`` for every accelerator in a ``snapshot()`` that reports
+    memory (a mesh's devices all appear; CPU devices report none), else NVML's GPUs, else []."""
+    rows = []
+    for dev in snap.get("accelerators") or []:
+        used, limit = dev.get("bytes_in_use"), dev.get("bytes_limit")
+        if used is None:
+            continue
+        text = f"{_bytes(used)}B" + (f" / {_bytes(limit)}B" if limit else "")
+        if dev.get("peak_bytes_in_use"):
+            text += f" (peak {_bytes(dev['peak_bytes_in_use'])}B)"
+        rows.append((f"{dev.get('platform', 'dev')}{dev.get('id', len(rows))} mem", text))
+    if not rows:
+        for gpu in snap.get("gpus") or []:
+            used, total = gpu.get("mem_used_bytes"), gpu.get("mem_total_bytes")
+            if used is not None:
+                label = f"gpu{gpu.get('index', len(rows))} mem"
+                rows.append((label, f"{_bytes(used)}B / {_bytes(total or 0)}B"))
+    return rows
+
+
 def snapshot() -> dict[str, Any]:
     """Everything available right now, as a JSON-serialisable dict."""
     data: dict[str, Any] = {"host": host_metrics()}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
 import numpy as np
 
 from nanochat_tui.jax_engine.data import BatchLoader, build_splits
 from nanochat_tui.jax_engine.evaluate import evaluate_bpb, sample_continuations, unigram_baseline
 from nanochat_tui.jax_engine.packing import BestFitRows
+from nanochat_tui.jax_engine.sharding import placement
 from nanochat_tui.jax_engine.step import token_loss_sum
 from nanochat_tui.jax_engine.tasks import Task
 
@@ -42,31 +42,24 @@ class PretrainTask(Task):
         }
 
     def batches(self, position: dict[str, Any] | None) -> BatchLoader:
-        seq, bsz = self.config.model.sequence_len, self.config.train.device_batch_size
-        accum = self.config.grad_accum_steps
-        device = jax.devices()[0]
-
-        def to_device(x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, jax.Array]:
-            shape = (accum, bsz, seq)
-            return jax.device_put((x.reshape(shape), y.reshape(shape)), device)
-
+        place = placement(self.config)
         data = self.config.data
         packer = None
         if data.packing == "bestfit":
             packer = BestFitRows(
                 self.splits.train,
                 self.tokenizer.bos_id,
-                seq + 1,
+                self.config.model.sequence_len + 1,
                 self.config.train.seed,
                 buffer=data.pack_buffer,
             )
         return BatchLoader(
             self.splits.train,
-            seq,
-            bsz * accum,
+            self.config.model.sequence_len,
+            self.config.train.total_batch_size // self.config.model.sequence_len,
             self.config.train.seed,
             position=position,
-            transform=to_device,
+            transform=place.put_batch,
             packer=packer,
         )
 

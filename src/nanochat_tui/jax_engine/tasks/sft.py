@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
 from nanochat_tui.align.chat import Rendered, load_conversations, normalize, render
@@ -27,6 +26,7 @@ from nanochat_tui.align.interface import Interface
 from nanochat_tui.align.packing import best_fit, collate
 from nanochat_tui.align.soul import Soul
 from nanochat_tui.errors import UserError
+from nanochat_tui.jax_engine.sharding import placement
 from nanochat_tui.jax_engine.step import token_loss_sum
 from nanochat_tui.jax_engine.tasks import Task
 from nanochat_tui.projects import soul_for
@@ -76,8 +76,7 @@ class SFTBatches:
             chosen.append(self.rows(self._epoch)[self._row])
             self._row += 1
         x, y = self.task.collate(chosen)
-        shape = (accum, bsz, x.shape[-1])
-        out = jax.device_put((x.reshape(shape), y.reshape(shape)), jax.devices()[0])
+        out = placement(config).put_batch(x, y)
         self.position = {"epoch": self._epoch, "row": self._row}
         self.data_wait += time.perf_counter() - start
         return out

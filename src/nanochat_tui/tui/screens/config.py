@@ -85,18 +85,28 @@ def field_id(dotted: str) -> str:
 
 
 def estimates_renderable(config: Any) -> Table:
-    """Est. wall time and cost per accelerator at the assumed MFU, and the memory one device needs
-    (red when it does not fit)."""
+    """Est. wall time and cost per accelerator at the assumed MFU (stated under the table), the
+    memory one device needs (red when it does not fit), and the mesh: data×fsdp, sequences per
+    device (b/dev) and per mesh (glob) in one micro-batch, micro-batches per step (acc); ✗ when
+    ``mesh.*`` or the batch does not divide on that hardware."""
     table = Table(box=None, expand=False, pad_edge=False, show_edge=False, header_style="bold")
     table.add_column("hardware", no_wrap=True)
-    table.add_column("est. time", justify="right", no_wrap=True)
-    table.add_column("cost", justify="right", no_wrap=True)
-    table.add_column("MFU", justify="right", no_wrap=True)
-    table.add_column("mem/dev", justify="right", no_wrap=True)
+    for header in ("time", "cost", "mem/dev", "mesh", "b/dev", "glob", "acc"):
+        table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
     for est in compatibility_matrix(config):
         memory = Text(f"{est.memory / 2**30:.3g}G", style="" if est.fits else "bold red")
+        lay = est.layout
+        mesh = (
+            [lay.label, str(lay.device_batch), str(lay.global_batch), str(lay.accum)]
+            if lay
+            else [Text("✗", style="bold red"), "", "", ""]
+        )
         table.add_row(
-            est.accelerator, human_hours(est.hours), f"${est.cost:,.2f}", f"{est.mfu:.0%}", memory
+            est.accelerator,
+            human_hours(est.hours),
+            f"${est.cost:,.0f}",
+            memory,
+            *mesh,
         )
     return table
 
@@ -262,7 +272,7 @@ class ConfigPane(Widget):
     ConfigPane #cfg-bottom { height: 10; }
     ConfigPane #diff-box { width: 1fr; border: round $primary; padding: 0 1; }
     ConfigPane #diff-box:focus { border: round $accent; background-tint: $foreground 5%; }
-    ConfigPane #est-box { width: 44; border: round $primary; padding: 0 1; }
+    ConfigPane #est-box { width: 62; border: round $primary; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save_as", "Save as prefab", id="config.save_as"),

@@ -1,0 +1,181 @@
+"""``nanochat-tui launch``: the SkyPilot Task built for tpu-v6e-8 and H100:8 (asserted on SkyPilot's
+own Task/Resources objects, never launched), the cost table (the catalog functions fed a local
+table), and the three cloud error paths. No test reaches a cloud."""
+
+from __future__ import annotations
+
+import pytest
+
+from nanochat_tui.config import load_config
+from nanochat_tui.errors import UserError
+from nanochat_tui.orchestrator import launch
+
+sky = pytest.importorskip("sky")  # the dev group installs it; the `cloud` extra for users
+
+# $/h per node: (cloud, accelerator spec, spot) -> price; what the catalog functions return here
+TABLE = {
+    ("gcp", "tpu-v6e-8:1", False): 21.60,
+    ("aws", "H100:8", False): 98.32,
+    ("aws", "H100:8", True): 39.33,
+}
+
+
+def local_price(cloud: str, acc: launch.Accelerator, spot: bool) -> float:
+    return TABLE[(cloud, acc.spec, spot)]
+
+
+def _spec(**kw) -> launch.LaunchSpec:
+    base = dict(prefab="hundred", cloud="gcp", accelerator="tpu-v6e-8", name="d20-test")
+    return launch.LaunchSpec(**{**base, **kw})
+
+
+def test_parse_accelerators() -> None:
+    tpu = launch.parse_accelerator("tpu-v6e-8")
+    assert (tpu.name, tpu.count, tpu.devices, tpu.peak) == ("tpu-v6e-8", 1, 8, 918e12)
+    gpu = launch.parse_accelerator("H100:8")
+    assert (gpu.name, gpu.count, gpu.devices, gpu.peak) == ("H100", 8, 8, 989e12)
+    with pytest.raises(UserError, match="no peak FLOP/s known"):
+        launch.parse_accelerator("Z9000:8")
+
+
+@pytest.mark.parametrize(
+    ("cloud", "accelerator", "spot", "extra", "recovery"),
+    [
+        ("gcp", "tpu-v6e-8", False, "tpu", "FAILOVER"),
+        ("aws", "H100:8", True, "cuda", "EAGER_NEXT_REGION"),
+    ],
+)
+def test_task_for_tpu_and_h100(tmp_path, cloud, accelerator, spot, extra, recovery) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("name: hundred\n")
+    spec = _spec(cloud=cloud, accelerator=accelerator, spot=spot, nodes=2)
+    task = launch.build_task(spec, str(cfg), str(tmp_path))
+    assert isinstance(task, sky.Task)
+    assert task.name == "d20-test" and task.num_nodes == 2 and task.workdir == str(tmp_path)
+    assert f"uv sync --extra {extra}" in task.setup
+    assert f"nanochat-tui run {launch.REMOTE_CONFIG} --quiet --name d20-test" in task.run
+    assert f"--set run.runs_dir={launch.CHECKPOINTS}/runs" in task.run
+    assert f"--resume {launch.CHECKPOINTS}/runs/d20-test" in task.run  # recovery continues the run
+    assert task.envs["NANOCHAT_TUI_HOME"] == "~/nanochat"
+    assert task.file_mounts == {launch.REMOTE_CONFIG: str(cfg)}
+    storage = task.storage_mounts[launch.CHECKPOINTS]
+    assert storage.name == "nanochat-d20-test" and storage.mode == sky.StorageMode.MOUNT
+    (res,) = list(task.resources)
+    assert str(res.cloud).lower() == cloud
+    want = {"tpu-v6e-8": 1} if extra == "tpu" else {"H100": 8}
+    assert res.accelerators == want
+    assert res.use_spot is spot
+    assert res.job_recovery["strategy"] == recovery
+
+
+def test_cost_table_for_hundred() -> None:
+    config = load_config("hundred", [])
+    est = launch.cost_table(config, _spec(cloud="aws", accelerator="H100:8"), local_price)
+    from nanochat_tui.config.estimates import flops_per_token, total_tokens
+
+    flops = flops_per_token(config.model) * total_tokens(config)
+    assert est.devices == 8 and est.flops == flops
+    assert est.hours == pytest.approx(flops / (989e12 * 8 * launch.LAUNCH_MFU) / 3600)
+    assert est.price_per_hour == 98.32 and est.cost == pytest.approx(est.hours * 98.32)
+    rows = dict((r.label, r.value) for r in est.rows)
+    assert rows["devices"] == "8 (mesh 8×1, accum 1)" and rows["MFU (assumed)"] == "40%"
+    assert rows["price"].startswith("$98.32/h")
+    spot = launch.cost_table(
+        config, _spec(cloud="aws", accelerator="H100:8", spot=True), local_price
+    )
+    assert spot.cost < est.cost
+    with pytest.raises(
+        UserError, match=r"train\.total_batch_size"
+    ):  # tiny's batch cannot split 8 ways
+        launch.cost_table(
+            load_config("tiny", []), _spec(cloud="aws", accelerator="H100:8"), local_price
+        )
+
+
+def test_catalog_price_reads_skypilot_catalog_functions(monkeypatch) -> None:
+    from sky.clouds import service_catalog as catalog
+
+    hosts = {("H100", 8, "aws"): ["p5.48xlarge"]}
+    hourly = {("p5.48xlarge", False): 98.32}
+    monkeypatch.setattr(
+        catalog,
+        "get_instance_type_for_accelerator",
+        lambda name, count, use_spot=False, clouds=None, **_: (
+            hosts.get((name, count, clouds)),
+            ["H100:4"],
+        ),
+    )
+    monkeypatch.setattr(
+        catalog, "get_hourly_cost", lambda t, spot, region, zone, clouds=None: hourly[(t, spot)]
+    )
+    acc = launch.parse_accelerator("H100:8")
+    assert launch.catalog_price("aws", acc, False) == 98.32
+    with pytest.raises(UserError, match="offers no B200:8"):
+        launch.catalog_price("aws", launch.parse_accelerator("B200:8"), False)
+
+
+@pytest.mark.parametrize(
+    ("error", "message", "fix"),
+    [
+        (
+            lambda: sky.exceptions.NoCloudAccessError("AWS credentials not found"),
+            "no usable credentials for aws",
+            "sky check aws",
+        ),
+        (
+            lambda: sky.exceptions.ResourcesUnavailableError(
+                "Quota exceeded for H100 in us-east-1"
+            ),
+            "no quota for H100:8 on aws",
+            "quota increase",
+        ),
+        (
+            lambda: sky.exceptions.ResourcesUnavailableError(
+                "Failed to acquire resources in all zones"
+            ),
+            "no capacity for H100:8 on aws",
+            "retry later",
+        ),
+    ],
+)
+def test_cloud_errors_are_explained(error, message, fix) -> None:
+    spec = _spec(cloud="aws", accelerator="H100:8")
+
+    def submit(task, name):
+        raise error()
+
+    with pytest.raises(UserError) as err:
+        launch.launch(spec, object(), submit=submit)
+    assert message in err.value.message and fix in err.value.remediation
+
+
+def test_without_skypilot_says_how_to_install(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "sky", None)  # an import of sky now fails as if absent
+    with pytest.raises(UserError) as err:
+        launch.require_sky()
+    assert "uv sync --extra cloud" in err.value.remediation
+
+
+def test_cli_dry_run_prints_the_table(monkeypatch, capsys) -> None:
+    from nanochat_tui.cli import main
+
+    monkeypatch.setattr(launch, "catalog_price", local_price)
+    monkeypatch.setattr(launch.cost_table, "__defaults__", (local_price, launch.LAUNCH_MFU))
+    code = main(
+        [
+            "launch",
+            "hundred",
+            "--cloud",
+            "gcp",
+            "--accelerator",
+            "tpu-v6e-8",
+            "--name",
+            "x",
+            "--dry-run",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "est. cost" in out and "$21.60/h" in out and "nanochat-x" in out
