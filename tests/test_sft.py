@@ -265,3 +265,24 @@ def test_cli_run_sft_only_from_a_run_dir(base, tmp_path, capsys) -> None:
     meta = rundir.latest_checkpoint(tmp_path / "chat").meta
     assert meta["stage"] == "sft" and meta["step"] == 3
     assert meta["tokenizer_hash"] == Tokenizer.load(base / "tokenizer.json").hash
+
+
+def test_tiny_align_pipeline_is_pretrain_sft_dpo_matching_dpo_only() -> None:
+    from nanochat_tui.config import load_prefab
+    from nanochat_tui.orchestrator.pipeline import plan
+
+    align, dpo_only = load_prefab("tiny-align"), load_prefab("dpo-only")
+    steps = plan(align, "a")
+    assert [(s.stage, s.name) for s in steps] == [
+        ("pretrain", "a.1-base"),
+        ("sft", "a.2-sft"),
+        ("dpo", "a.3-dpo"),
+    ]
+    dpo = steps[2].config
+    assert dpo.model == dpo_only.model and dpo.pref == dpo_only.pref
+    assert dpo.optim.lr_multiplier == dpo_only.optim.lr_multiplier
+    assert dpo.train.total_batch_size == dpo_only.train.total_batch_size
+    assert dpo.data.val_fraction == dpo_only.data.val_fraction
+    assert steps[1].config.train.num_iterations == load_prefab("tiny-chat").pipeline[1].set[
+        "train.num_iterations"
+    ]
