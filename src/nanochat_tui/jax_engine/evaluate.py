@@ -92,3 +92,26 @@ def sample_continuations(
         new = [t for t in new if t != tokenizer.bos_id]
         out.append({"prompt": prompt, "completion": tokenizer.decode(new)})
     return out
+
+
+def sample_replies(
+    model: Any, tokenizer: Any, prompts: list[list[int]], seq_len: int, step: int
+) -> list[dict[str, str]]:
+    """An assistant reply to each prompt (ids ending with ``<|assistant_start|>``): the first
+    greedy, the rest sampled (T 0.8, top-k 50), each stopping at ``<|assistant_end|>``."""
+    from nanochat_tui.jax_engine.sample import generate
+
+    stop = (tokenizer.special("<|assistant_end|>"), tokenizer.bos_id)
+    out = []
+    for i, prompt in enumerate(prompts):
+        budget = min(48, seq_len - len(prompt))
+        if budget < 1:
+            continue
+        new = list(
+            generate(
+                model, prompt, max_new_tokens=budget, temperature=0.0 if i == 0 else 0.8,
+                top_k=50, seed=step + i, stop_ids=stop,
+            )
+        )  # fmt: skip
+        out.append({"prompt": tokenizer.decode(prompt[1:]), "completion": tokenizer.decode(new)})
+    return out

@@ -30,6 +30,7 @@ import numpy as np
 
 from nanochat_tui.align.preferences import Pair, held_out, load_pairs, render_embedded
 from nanochat_tui.errors import UserError
+from nanochat_tui.jax_engine.evaluate import sample_replies
 from nanochat_tui.jax_engine.tasks import Task
 
 
@@ -336,21 +337,5 @@ class PreferenceTask(Task):
         }
 
     def sample(self, model: Any, step: int) -> list[dict[str, str]]:
-        from nanochat_tui.jax_engine.sample import generate
-
-        tok = self.tokenizer
-        end = tok.special("<|assistant_end|>")
-        out = []
-        for i, pair in enumerate(self.val[:3]):
-            prompt = pair.chosen_ids[: pair.prompt_len + 1]
-            budget = min(48, self.config.model.sequence_len - len(prompt))
-            if budget < 1:
-                continue
-            new = list(
-                generate(
-                    model, prompt, max_new_tokens=budget, temperature=0.0 if i == 0 else 0.8,
-                    top_k=50, seed=step + i, stop_ids=(end, tok.bos_id),
-                )
-            )  # fmt: skip
-            out.append({"prompt": tok.decode(prompt[1:]), "completion": tok.decode(new)})
-        return out
+        prompts = [pair.chosen_ids[: pair.prompt_len + 1] for pair in self.val[:3]]
+        return sample_replies(model, self.tokenizer, prompts, self.config.model.sequence_len, step)

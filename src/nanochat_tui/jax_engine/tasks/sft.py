@@ -26,6 +26,7 @@ from nanochat_tui.align.interface import Interface
 from nanochat_tui.align.packing import best_fit, collate
 from nanochat_tui.align.soul import Soul
 from nanochat_tui.errors import UserError
+from nanochat_tui.jax_engine.evaluate import sample_replies
 from nanochat_tui.jax_engine.sharding import placement
 from nanochat_tui.jax_engine.step import token_loss_sum
 from nanochat_tui.jax_engine.tasks import Task
@@ -192,21 +193,6 @@ class SFTTask(Task):
         }
 
     def sample(self, model: Any, step: int) -> list[dict[str, str]]:
-        from nanochat_tui.jax_engine.sample import generate
-
-        tok = self.tokenizer
-        end, start = tok.special("<|assistant_end|>"), tok.special("<|assistant_start|>")
-        out = []
-        for i, conv in enumerate(self.val[:3]):
-            prompt = conv.ids[: conv.ids.index(start) + 1]
-            budget = min(48, self.config.model.sequence_len - len(prompt))
-            if budget < 1:
-                continue
-            new = list(
-                generate(
-                    model, prompt, max_new_tokens=budget, temperature=0.0 if i == 0 else 0.8,
-                    top_k=50, seed=step + i, stop_ids=(end, tok.bos_id),
-                )
-            )  # fmt: skip
-            out.append({"prompt": tok.decode(prompt[1:]), "completion": tok.decode(new)})
-        return out
+        start = self.tokenizer.special("<|assistant_start|>")
+        prompts = [conv.ids[: conv.ids.index(start) + 1] for conv in self.val[:3]]
+        return sample_replies(model, self.tokenizer, prompts, self.config.model.sequence_len, step)
