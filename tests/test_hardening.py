@@ -147,7 +147,7 @@ def test_plugins_that_exit_or_raise_base_exceptions_are_disabled(plugin_dir, mon
     (plugin_dir / "half_registers.py").write_text(
         "class Odd(BaseException):\n    pass\n"
         "def register(registry):\n"
-        "    registry.add_screen('half', 'Half', '9', 'half_registers:Nothing')\n"
+        "    registry.add_screen('half', 'Half', 'H', 'half_registers:Nothing')\n"
         "    raise Odd('gave up halfway')\n"
     )
     (plugin_dir / "fine.py").write_text(

@@ -59,8 +59,8 @@ def test_bad_pipelines_refused_before_running(tmp_path: Path):
     from nanochat_tui.config.loader import ConfigError
     from nanochat_tui.orchestrator.pipeline import plan
 
-    with pytest.raises(ConfigError, match="unknown stage 'dpo'"):
-        load_config(str(prefab(tmp_path, [{"stage": "dpo"}])))
+    with pytest.raises(ConfigError, match="unknown stage 'rlhf'"):
+        load_config(str(prefab(tmp_path, [{"stage": "rlhf"}])))
     config = load_config(str(prefab(tmp_path, [{"stage": "pretrain", "set": {"train.nope": 1}}])))
     with pytest.raises(UserError, match="pipeline step 1"):
         plan(config, "q")

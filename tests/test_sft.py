@@ -283,6 +283,7 @@ def test_tiny_align_pipeline_is_pretrain_sft_dpo_matching_dpo_only() -> None:
     assert dpo.optim.lr_multiplier == dpo_only.optim.lr_multiplier
     assert dpo.train.total_batch_size == dpo_only.train.total_batch_size
     assert dpo.data.val_fraction == dpo_only.data.val_fraction
-    assert steps[1].config.train.num_iterations == load_prefab("tiny-chat").pipeline[1].set[
-        "train.num_iterations"
-    ]
+    assert (
+        steps[1].config.train.num_iterations
+        == load_prefab("tiny-chat").pipeline[1].set["train.num_iterations"]
+    )

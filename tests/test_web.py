@@ -45,7 +45,7 @@ def test_web_serves_the_tui_to_a_browser_session():
             received = ""
             async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
                 end = time.monotonic() + 180
-                while "Checkpoints" not in received and time.monotonic() < end:
+                while "Transformer layers" not in received and time.monotonic() < end:
                     msg = await ws.receive(timeout=180)
                     if msg.type == aiohttp.WSMsgType.BINARY:
                         received += msg.data.decode("utf-8", "replace")
@@ -55,7 +55,7 @@ def test_web_serves_the_tui_to_a_browser_session():
                         break
             return received
 
-        assert "Checkpoints" in asyncio.run(first_frame())  # the tab strip of the first frame
+        assert "Transformer layers" in asyncio.run(first_frame())  # the Config pane, first frame
     finally:
         proc.terminate()
         proc.wait(timeout=20)

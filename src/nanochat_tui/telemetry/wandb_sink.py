@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,11 @@ def choose_mode(requested: str, key: str | None) -> str:
     return "online" if network_ok() else "offline"
 
 
+# wandb's package imports itself in pieces: two threads importing it at once (two runs' sinks
+# starting together) can get a partially initialised module ("has no attribute 'errors'").
+_IMPORT_LOCK = threading.Lock()
+
+
 class WandbSink:
     name = "wandb"
 
@@ -71,7 +77,8 @@ class WandbSink:
     def _init(self) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_CONSOLE", "off")
-        import wandb
+        with _IMPORT_LOCK:
+            import wandb
 
         cfg = self.config.telemetry.wandb
         key = wandb_key()
