@@ -178,3 +178,24 @@ async def test_refresh_keeps_its_rate_under_load_shows_the_real_one_and_skips_wh
         stream(7)
         live._tick()
         assert live.grid.redraws == redraws and not live._shown()
+
+
+@pytest.mark.anyio
+async def test_header_names_the_stage_the_run_trains(tmp_path):
+    from nanochat_tui.panels.store import MetricStore
+    from nanochat_tui.tui.app import NanochatApp
+    from nanochat_tui.tui.screens.live import LivePane
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        live = app.query_one(LivePane)
+        store = MetricStore()
+        store.ingest([{"type": "run_start", "time": 1.0, "num_iterations": 9, "stage": "sft"}])
+        store.ingest([{"type": "step", "time": 2.0, "step": 3, "loss": 2.5}])
+        live._set_store(store)
+        live.run_dir, live.run_name = tmp_path, "chat.2-sft"
+        live._update_header()
+        header = live.query_one("#live-header")._last_content.plain
+        assert "chat.2-sft sft [" in header and "step 3" in header

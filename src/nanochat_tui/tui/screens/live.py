@@ -311,6 +311,9 @@ class LivePane(Widget, can_focus=True):
         else:
             store = self.store
             text.append(self.run_name, style="bold")
+            stage = store.run_start.get("stage")
+            if stage:  # which stage this run (or pipeline step) trains: pretrain, sft, dpo, ...
+                text.append(f" {stage}", style="cyan")
             text.append(f" [{store.status}] ")
             phase = store.starting_phase()
             if phase is not None:
