@@ -31,11 +31,12 @@ def test_config_pane(snap_compare, size) -> None:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_config_pane_with_error_and_override(snap_compare, size) -> None:
     async def edit(pilot) -> None:
+        from conftest import _type_into  # waits until the field is laid out, then types
+
         await keys()(pilot)
-        await pilot.click("#f-model--depth")
-        await pilot.press("end", "backspace", "4", "escape")
-        await pilot.click("#f-model--head_dim")
-        await pilot.press("end", "backspace", "backspace", "5")
+        await _type_into(pilot, "#f-model--depth", "4")
+        await pilot.press("escape")
+        await _type_into(pilot, "#f-model--head_dim", "5")
         await pilot.pause()
 
     assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, run_before=edit)
