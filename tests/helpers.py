@@ -3,6 +3,7 @@ and waiting for an event in a run's events.jsonl."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,42 @@ TINY: dict[str, Any] = {
     "train.sample_every": 0,
     "train.save_every": 0,
 }
+
+
+class Recorder:
+    """An ``on_event`` sink for ``train``: keeps every event (each must be JSON-serialisable) and,
+    given a control inbox, stops the run after step ``stop_at``."""
+
+    def __init__(self, stop_at: int | None = None, control: Any = None) -> None:
+        self.events: list[dict] = []
+        self.stop_at, self.control = stop_at, control
+
+    def __call__(self, event: dict) -> None:
+        json.dumps(event)
+        self.events.append(event)
+        if event["type"] == "step" and event["step"] == self.stop_at and self.control:
+            self.control.stop()
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e["type"] == kind]
+
+    def losses(self) -> dict[int, float]:
+        return {e["step"]: e["loss"] for e in self.of("step")}
+
+
+async def start_run_from_runs_pane(pilot, app, name: str) -> None:
+    """As a user: Runs pane (4), new run (n), type ``name``, enter; waits until the app switched
+    to Live with the run's handle."""
+    await pilot.press("4")
+    await pilot_wait_for(pilot, lambda: app.active_pane == "runs", 10, "runs pane")
+    await pilot.pause()
+    await pilot.press("n")
+    await pilot.pause()
+    for ch in name:
+        await pilot.press(ch)
+    await pilot.press("enter")
+    await pilot_wait_for(pilot, lambda: app.state.run is not None, 60, "run handle")
+    await pilot_wait_for(pilot, lambda: app.active_pane == "live", 10, "switch to live")
 
 
 def tiny(changes: dict[str, Any] | None = None) -> dict[str, Any]:

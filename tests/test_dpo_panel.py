@@ -8,7 +8,7 @@ import json
 import pytest
 
 from helpers import pilot_wait_for as wait_for
-from helpers import tiny_overrides
+from helpers import start_run_from_runs_pane, tiny_overrides
 
 
 @pytest.fixture
@@ -88,16 +88,7 @@ async def test_dpo_run_from_the_tui_updates_the_preferences_panel(tmp_path) -> N
     app = NanochatApp(prefab="dpo-only", overrides=overrides)
     try:
         async with app.run_test(size=(160, 48)) as pilot:
-            await pilot.press("4")
-            await wait_for(pilot, lambda: app.active_pane == "runs", 10, "runs pane")
-            await pilot.pause()
-            await pilot.press("n")
-            await pilot.pause()
-            for ch in "dpo-run":
-                await pilot.press(ch)
-            await pilot.press("enter")
-            await wait_for(pilot, lambda: app.state.run is not None, 60, "run handle")
-            await wait_for(pilot, lambda: app.active_pane == "live", 10, "switch to live")
+            await start_run_from_runs_pane(pilot, app, "dpo-run")
             live = app.query_one(LivePane)
             panel = next(p for p in live.grid.panels if p.spec.type == "preferences")
             await wait_for(

@@ -11,31 +11,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from helpers import tiny_overrides
+from helpers import Recorder, tiny_overrides
 from nanochat_tui import rundir
 from nanochat_tui.config import load_config
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.control import ControlInbox
 from nanochat_tui.jax_engine.tokenizer import Tokenizer
 from nanochat_tui.jax_engine.train import train
-
-
-class Recorder:
-    def __init__(self, stop_at: int | None = None, control: ControlInbox | None = None) -> None:
-        self.events: list[dict] = []
-        self.stop_at, self.control = stop_at, control
-
-    def __call__(self, event: dict) -> None:
-        json.dumps(event)
-        self.events.append(event)
-        if event["type"] == "step" and event["step"] == self.stop_at and self.control:
-            self.control.stop()
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind]
-
-    def losses(self) -> dict[int, float]:
-        return {e["step"]: e["loss"] for e in self.of("step")}
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from helpers import Recorder
 from nanochat_tui import rundir
 from nanochat_tui.config import load_config
 from nanochat_tui.errors import IncompatibleCheckpoint
@@ -34,24 +34,6 @@ TINY = [
 
 def _config(*extra: str):
     return load_config("tiny", [*TINY, *extra])
-
-
-class Recorder:
-    def __init__(self, stop_at: int | None = None, control: ControlInbox | None = None) -> None:
-        self.events: list[dict] = []
-        self.stop_at, self.control = stop_at, control
-
-    def __call__(self, event: dict) -> None:
-        json.dumps(event)  # every event must be JSON-serialisable
-        self.events.append(event)
-        if event["type"] == "step" and event["step"] == self.stop_at and self.control:
-            self.control.stop()
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind]
-
-    def losses(self) -> dict[int, float]:
-        return {e["step"]: e["loss"] for e in self.of("step")}
 
 
 @pytest.fixture(scope="module")

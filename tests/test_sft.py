@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from helpers import Recorder
 from nanochat_tui import rundir
 from nanochat_tui.align.chat import render_conversation
 from nanochat_tui.align.packing import best_fit, collate
@@ -34,24 +35,6 @@ BASE = [
     "train.sample_every=0",
     "train.save_every=0",
 ]
-
-
-class Recorder:
-    def __init__(self, stop_at: int | None = None, control: ControlInbox | None = None) -> None:
-        self.events: list[dict] = []
-        self.stop_at, self.control = stop_at, control
-
-    def __call__(self, event: dict) -> None:
-        json.dumps(event)
-        self.events.append(event)
-        if event["type"] == "step" and event["step"] == self.stop_at and self.control:
-            self.control.stop()
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self.events if e["type"] == kind]
-
-    def losses(self) -> dict[int, float]:
-        return {e["step"]: e["loss"] for e in self.of("step")}
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import pilot_wait_for as wait_for
-from helpers import tiny_overrides
+from helpers import start_run_from_runs_pane, tiny_overrides
 from nanochat_tui import rundir
 
 
@@ -23,16 +23,7 @@ async def test_sft_run_from_the_tui(tmp_path) -> None:
     overrides = tiny_overrides({"run.init_from": str(base), "train.num_iterations": 4})
     app = NanochatApp(prefab="sft-only", overrides=overrides)
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.press("4")
-        await wait_for(pilot, lambda: app.active_pane == "runs", 10, "runs pane")
-        await pilot.pause()
-        await pilot.press("n")
-        await pilot.pause()
-        for ch in "sft-run":
-            await pilot.press(ch)
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: app.state.run is not None, 60, "run handle")
-        await wait_for(pilot, lambda: app.active_pane == "live", 10, "switch to live")
+        await start_run_from_runs_pane(pilot, app, "sft-run")
         live = app.query_one(LivePane)
         await wait_for(pilot, lambda: bool(live.store.run_end), 240, "run_end")
         live._update_header()
