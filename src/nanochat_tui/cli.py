@@ -149,5 +149,13 @@ def _closed_pipe() -> int:
     return 141  # 128 + SIGPIPE, what a shell reports for a writer whose pipe closed
 
 
+def program() -> None:
+    """The console script: :func:`main`, then an exit that skips native teardown once JAX is
+    loaded (:mod:`nanochat_tui.exiting`)."""
+    from nanochat_tui.exiting import leave
+
+    leave(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    program()
