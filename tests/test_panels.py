@@ -172,7 +172,7 @@ async def test_live_pane_rebuilds_from_event_log(tmp_path):
 
 @pytest.mark.anyio
 async def test_screen_switch_keeps_panels_mounted_and_skips_hidden_redraws(tmp_path):
-    """`]`/`[` toggle which grid is displayed: no panel is remounted, hidden grids aren't drawn,
+    """`]`/`[` toggle which grid is visible: no panel is remounted, hidden grids aren't drawn,
     and an unchanged chart is not rebuilt (the plotext build is cached)."""
     import json
 
@@ -218,7 +218,7 @@ async def test_screen_switch_keeps_panels_mounted_and_skips_hidden_redraws(tmp_p
             every_panel = [p for g in grids for p in g.panels]
             assert len(mounts) == len(every_panel) == 6  # all screens mounted once, up front
             hidden = grids[1]
-            assert hidden.display is False and hidden.redraws == 0  # hidden: never drawn
+            assert hidden.visible is False and hidden.redraws == 0  # hidden: never drawn
             first = {id(p) for p in every_panel}
 
             for key in ["right_square_bracket", "left_square_bracket"] * 3:

@@ -36,6 +36,24 @@ def threshold_style(value: float | None, thresholds: dict[str, float]) -> str:
 THRESHOLD_KEYS = ("above", "below", "warn_above", "warn_below")
 
 
+def label_grid(rows: list[tuple[str, str | Text]], gap: int = 2) -> Text:
+    """Rows of (dim label, value) as one ``Text`` with the values aligned.
+
+    A plain ``Text`` instead of a Rich ``Table``: a table is re-measured and re-rendered on every
+    repaint (≈10 ms at 160 columns), a Text is compared and reused by ``Panel.set_body``.
+    """
+    width = max((len(label) for label, _ in rows), default=0) + gap
+    text = Text()
+    for i, (label, value) in enumerate(rows):
+        if i:
+            text.append("\n")
+        text.append(label.ljust(width), style="dim")
+        text.append(value if isinstance(value, Text) else Text(value))
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
 def fmt_num(value: float | None, digits: int = 4) -> str:
     """Compact number: 1.23k, 4.5M, 0.0123; '—' for missing."""
     if value is None:
@@ -133,12 +151,17 @@ class Panel(Widget):
         # children not composed yet: on_resize draws once they are laid out
         with contextlib.suppress(NoMatches):
             self.draw(store)
+            self._drawn = (store, store.version, self.size)
 
     def on_resize(self) -> None:
-        """Layout-dependent drawing (bar widths, legends) follows the panel's new size."""
-        if self._store is not None:
-            with self._store.lock:
-                self._safe_draw(self._store)
+        """Layout-dependent drawing (bar widths, legends) follows the panel's new size.
+
+        A screen shown again reports a resize to the size it already had: nothing to redraw.
+        """
+        store = self._store
+        if store is not None and getattr(self, "_drawn", None) != (store, store.version, self.size):
+            with store.lock:
+                self._safe_draw(store)
 
     def draw(self, store: MetricStore) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -16,12 +16,11 @@ import time
 from typing import Any
 
 import psutil
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Sparkline, Static
 
-from nanochat_tui.panels.base import Panel, fmt_duration, fmt_num, threshold_style
+from nanochat_tui.panels.base import Panel, fmt_duration, fmt_num, label_grid, threshold_style
 from nanochat_tui.panels.chart import ChartView
 from nanochat_tui.panels.store import MetricStore
 from nanochat_tui.telemetry.device import device_memory_rows
@@ -188,38 +187,38 @@ class DevicePanel(Panel):
 
     def draw(self, store: MetricStore) -> None:
         start, last = store.run_start, store.last_step
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="dim")
-        table.add_column()
+        rows: list[tuple[str, str | Text]] = []
         device = start.get("device") or "—"
         count = start.get("device_count")
-        table.add_row("device", f"{device}" + (f" ×{count}" if count else ""))
-        table.add_row(
-            "peak", f"{fmt_num(start.get('peak_flops'))}FLOP/s" if start.get("peak_flops") else "—"
+        rows.append(("device", f"{device}" + (f" ×{count}" if count else "")))
+        rows.append(
+            (
+                "peak",
+                f"{fmt_num(start.get('peak_flops'))}FLOP/s" if start.get("peak_flops") else "—",
+            )
         )
         mfu = store.latest(self.source or "mfu")
         mfu_text = Text(
             f"{mfu:.1%}" if mfu is not None and self.source in (None, "mfu") else fmt_num(mfu)
         )
         mfu_text.stylize(threshold_style(mfu, self.spec.thresholds))
-        table.add_row(self.source or "mfu", mfu_text)
+        rows.append((self.source or "mfu", mfu_text))
         per_device = device_memory_rows(store.last_device)
         if per_device:
-            for label, text in per_device:
-                table.add_row(label, text)
+            rows.extend(per_device)
         else:
             mem = last.get("device_memory_bytes")
-            table.add_row(
-                "device mem", f"{fmt_num(mem)}B" if mem is not None else "— (not reported)"
+            rows.append(
+                ("device mem", f"{fmt_num(mem)}B" if mem is not None else "— (not reported)")
             )
         for key in ("device_util", "gpu_util", "host_cpu_percent", "host_ram_bytes"):
             if key in last:
-                table.add_row(key.replace("_", " "), fmt_num(last[key]))
+                rows.append((key.replace("_", " "), fmt_num(last[key])))
         if self.spec.options.get("host", True):
-            table.add_row("host cpu", f"{psutil.cpu_percent(interval=None):.0f}% (this machine)")
+            rows.append(("host cpu", f"{psutil.cpu_percent(interval=None):.0f}% (this machine)"))
             vm = psutil.virtual_memory()
-            table.add_row("host ram", f"{fmt_num(vm.used)}B / {fmt_num(vm.total)}B")
-        self.set_body("#device-body", table)
+            rows.append(("host ram", f"{fmt_num(vm.used)}B / {fmt_num(vm.total)}B"))
+        self.set_body("#device-body", label_grid(rows))
 
 
 _TIMERS = (

@@ -25,8 +25,9 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Container
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from nanochat_tui.config import ConfigError
@@ -148,18 +149,28 @@ class LivePane(Widget, can_focus=True):
             id="live-hint",
         )
 
-    def _switcher(self) -> ContentSwitcher:
-        grids = [
-            PanelGrid(self.store, spec, id=f"live-screen-{i}")
-            for i, spec in enumerate(self.screens)
-        ]
-        initial = f"live-screen-{self.screen_index}"
-        return ContentSwitcher(*grids, initial=initial, id="live-screens")
+    def _switcher(self) -> Container:
+        """Every screen's grid, each on its own layer of one container, all laid out at full
+        size; only the current one is visible.
+
+        Hiding with ``visibility`` (not ``display``, as a ContentSwitcher does) keeps the hidden
+        grids' sizes, so showing one again resizes nothing: its panels keep their rendered lines
+        and the switch costs one repaint, not a re-layout plus a redraw of every panel.
+        """
+        grids = []
+        for i, spec in enumerate(self.screens):
+            grid = PanelGrid(self.store, spec, id=f"live-screen-{i}")
+            grid.styles.layer = f"screen{i}"
+            grid.styles.visibility = "visible" if i == self.screen_index else "hidden"
+            grids.append(grid)
+        box = Container(*grids, id="live-screens")
+        box.styles.layers = tuple(f"screen{i}" for i in range(len(grids)))
+        return box
 
     @property
     def grids(self) -> list[PanelGrid]:
-        """One grid per declared screen (all mounted; only the current one is displayed)."""
-        return list(self.query_one("#live-screens", ContentSwitcher).query_children(PanelGrid))
+        """One grid per declared screen (all mounted; only the current one is visible)."""
+        return list(self.query_one("#live-screens", Container).query_children(PanelGrid))
 
     @property
     def grid(self) -> PanelGrid:
@@ -239,7 +250,7 @@ class LivePane(Widget, can_focus=True):
         """tui.messages.ConfigChanged: adopt the new config's screens (e.g. another prefab)."""
         self.screens = self._screens_from_config()
         self.screen_index = 0
-        switcher = self.query_one("#live-screens", ContentSwitcher)
+        switcher = self.query_one("#live-screens", Container)
         await switcher.remove()  # a new layout: the only time every grid is rebuilt
         await self.mount(self._switcher(), after="#live-header")
         self._after_switch()
@@ -344,13 +355,12 @@ class LivePane(Widget, can_focus=True):
     def _switch_to(self, index: int) -> None:
         """Show screen ``index``: a display toggle, no remount; redraws only that screen."""
         chart_builder().hold()  # paint the switch first, then build the charts
-        had_focus = self.has_focus_within
+        old = self.grid
+        old.styles.visibility = "hidden"
         self.screen_index = index % len(self.screens)
-        self.query_one(
-            "#live-screens", ContentSwitcher
-        ).current = f"live-screen-{self.screen_index}"
-        if had_focus and not self.has_focus_within:
-            self.focus()  # the focused panel was hidden: keep the pane's keys working
+        self.grid.styles.visibility = "visible"
+        if old.has_focus_within:
+            self.focus()  # the focused panel is hidden now: keep the pane's keys working
         self._after_switch()
 
     def _after_switch(self) -> None:
