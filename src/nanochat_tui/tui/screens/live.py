@@ -384,9 +384,7 @@ class LivePane(Widget, can_focus=True):
     def _set_refresh(self, ms: int) -> None:
         chart_builder().hold()
         self.current.refresh_ms = max(50, min(60_000, ms))
-        self._restart_timer()
-        self._tick(force=True)
-        self.call_after_refresh(self._action_painted)
+        self._after_switch()  # the header's new rate paints first; the panels catch up right after
         self.notify(f"refresh every {self.current.refresh_ms} ms", timeout=2)
 
     def action_faster(self) -> None:
