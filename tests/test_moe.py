@@ -231,13 +231,38 @@ def test_tiny_moe_run_resumes_exactly(straight, tmp_path):
         _run(other, run_dir, resume=True)
 
 
-def test_chat_refuses_an_moe_checkpoint_readably(straight):
+def test_chat_loads_an_moe_checkpoint_with_the_plugin_and_refuses_it_without(straight):
+    import jax.numpy as jnp
+    import numpy as np
+
     from nanochat_tui.errors import IncompatibleCheckpoint
     from nanochat_tui.jax_engine.inference import ChatModel
+    from nanochat_tui.jax_engine.sample import generate
+    from nanochat_tui.plugins.engine import model_mlp
 
     result, _, _ = straight
     with pytest.raises(IncompatibleCheckpoint, match=r"plugins\.moe\.num_experts=4"):
-        ChatModel.load(result.last_checkpoint)
+        ChatModel.load(result.last_checkpoint)  # serve and export pass no plugin MLP
+
+    cm = ChatModel.load(result.last_checkpoint, mlp_for=model_mlp)
+    assert isinstance(cm.model.blocks[0].mlp, MoEMLP)
+    prompt = cm.tokenizer.encode("def ")[:6]
+    cached = list(generate(cm.model, prompt, max_new_tokens=8, temperature=0.0, seed=0))
+    # reference: greedy from full forward passes, no KV cache (the experts see the whole prefix)
+    ids = list(prompt)
+    for _ in range(len(cached)):
+        logits = np.asarray(cm.model(jnp.asarray([ids], jnp.int32)))[0, -1]
+        ids.append(int(np.argmax(logits)))
+    assert cached == ids[len(prompt) :]
+
+
+def test_eval_cli_scores_an_moe_checkpoint(straight, capsys):
+    from nanochat_tui.cli import main
+
+    result, _, _ = straight
+    assert main(["eval", str(result.last_checkpoint), "--max-tokens", "4", "--tokens", "2048"]) == 0
+    out = capsys.readouterr().out
+    assert "bpb" in out
 
 
 def test_moe_cli_prints_active_and_total(capsys):

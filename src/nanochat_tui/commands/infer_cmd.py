@@ -91,7 +91,9 @@ def _load(path: str):
     from nanochat_tui.jax_engine.inference import ChatModel
 
     print(f"loading {path} …", file=sys.stderr, flush=True)
-    model = ChatModel.load(path)
+    from nanochat_tui.plugins.engine import model_mlp
+
+    model = ChatModel.load(path, mlp_for=model_mlp)
     print(f"checkpoint step {model.step} · {model.path}", file=sys.stderr, flush=True)
     return model
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,11 @@ class ChatModel:
         self.last_stats: dict[str, Any] = {}
 
     @classmethod
-    def load(cls, path: Path | str) -> ChatModel:
+    def load(cls, path: Path | str, mlp_for: Callable[[Any], Any] | None = None) -> ChatModel:
+        """Load ``path``. ``mlp_for(config)`` builds the MLP a plugin put in the model (the MoE
+        plugin's experts) for a checkpoint whose meta names ``plugin_shape``; the engine never
+        imports plugins, so the caller passes ``plugins.engine.model_mlp``. Without it, such a
+        checkpoint is refused with the fields that shape it."""
         from flax import nnx
 
         from nanochat_tui.config.loader import ConfigError, validate
@@ -46,13 +50,16 @@ class ChatModel:
             raise IncompatibleCheckpoint(
                 str(err), "this checkpoint was written by an incompatible nanochat-tui version"
             ) from None
+        mlp = None
         if meta.get("plugin_shape"):
-            fields = ", ".join(f"{k}={v}" for k, v in sorted(meta["plugin_shape"].items()))
-            raise IncompatibleCheckpoint(
-                f"{step_dir} was trained with a plugin that changes the model ({fields})",
-                "chat, eval and serve load plugin-built models only in a later version; "
-                "train without the plugin to chat with the model",
-            )
+            if mlp_for is None:
+                fields = ", ".join(f"{k}={v}" for k, v in sorted(meta["plugin_shape"].items()))
+                raise IncompatibleCheckpoint(
+                    f"{step_dir} was trained with a plugin that changes the model ({fields})",
+                    "chat and eval load it (`nanochat-tui chat`, the Chat and Evals panes); "
+                    "serve and export take only models without plugin layers",
+                )
+            mlp = mlp_for(config)
         tok_path = step_dir.parent.parent / rundir.TOKENIZER
         if not tok_path.is_file():
             raise IncompatibleCheckpoint(
@@ -66,7 +73,7 @@ class ChatModel:
                 f"checkpoint {step_dir} expects tokenizer {want} but {tok_path} is {tokenizer.hash}",
                 "restore the run's original tokenizer.json (it was replaced or edited)",
             )
-        model = GPT(config.model, rngs=nnx.Rngs(0), dtype=compute_dtype(config))
+        model = GPT(config.model, rngs=nnx.Rngs(0), dtype=compute_dtype(config), mlp=mlp)
         restore_into(step_dir, model)
         return cls(model, tokenizer, config, meta, step_dir)
 

@@ -83,6 +83,13 @@ def engine_hooks(config: Any) -> EngineHooks | None:
     )
 
 
+def model_mlp(config: Any) -> Any:
+    """The MLP factory a plugin puts in ``config``'s model (None: the dense MLP); what chat and
+    eval pass to ``ChatModel.load`` to rebuild a plugin-built checkpoint (``mlp_for``)."""
+    hooks = engine_hooks(config)
+    return hooks.mlp if hooks is not None else None
+
+
 def shape_fields(config: Any) -> tuple[tuple[str, Any], ...]:
     """``(plugins.<name>.<field>, value)`` for every shape field of a plugin that is on."""
     out = []

@@ -408,8 +408,9 @@ class ChatPane(Widget):
         if self._model is None or self._model_key != key:
             from nanochat_tui.jax_engine.flops import device_brief
             from nanochat_tui.jax_engine.inference import ChatModel
+            from nanochat_tui.plugins.engine import model_mlp
 
-            self._model = ChatModel.load(ckpt.path)
+            self._model = ChatModel.load(ckpt.path, mlp_for=model_mlp)
             self._model_key = key
             self.post_message(DeviceInfo(device_brief()))  # the status bar's device field
         return self._model

@@ -217,7 +217,9 @@ class EvalsPane(Widget):
             from nanochat_tui.jax_engine.task_eval import evaluate_task, save_result
 
             task = load_task(task_spec)
-            cm = ChatModel.load(step_dir)
+            from nanochat_tui.plugins.engine import model_mlp
+
+            cm = ChatModel.load(step_dir, mlp_for=model_mlp)
             result = evaluate_task(
                 cm.model, cm.tokenizer, task, seq_len=cm.config.model.sequence_len
             )
