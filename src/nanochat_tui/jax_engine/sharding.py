@@ -7,7 +7,10 @@
 - Parameters and optimizer state: an array of rank ≥ 2 is split over ``fsdp`` along its first
   axis that divides (embedding rows, kernel inputs); anything else is replicated. The rule reads
   only the shape, so a parameter, its gradient, its Adam moments and its Muon momentum share one
-  sharding, and GSPMD turns the gradient reduction into a reduce-scatter onto it.
+  sharding, and GSPMD turns the gradient reduction into a reduce-scatter onto it. They are built
+  in place (``build_sharded``: the initialisers run under ``jit`` with these shardings as its
+  outputs), so no device ever holds a whole fsdp-split array; the values are the ones an
+  unsharded initialisation with the same seed gives.
 - Batches ``[M, B, ...]``: ``B`` split over ``data × fsdp`` (every device gets ``device_batch``
   rows). Every process walks the same deterministic order (so data positions and resume stay
   exact) but reads only the rows its own devices hold (``local_rows``, the data loader's
@@ -20,7 +23,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -81,6 +86,21 @@ class Placement:
     def batch_sharding(self) -> NamedSharding:
         """For ``[M, B, ...]`` micro-batched leaves: ``B`` over every device."""
         return NamedSharding(self.mesh, P(None, AXES))
+
+    def build_sharded(self, make: Callable[[], Any]) -> Any:
+        """What ``make()`` returns (nnx modules, an optimizer), built directly on the mesh: its
+        shapes come from ``nnx.eval_shape``, then one jit runs the initialisers with each
+        array's sharding as its output sharding."""
+        from flax import nnx
+
+        graphdef, shapes = nnx.split(nnx.eval_shape(make))
+        shardings = jax.tree.map(lambda a: self.sharding(a.shape), shapes)
+
+        @partial(jax.jit, out_shardings=shardings)
+        def build() -> Any:
+            return nnx.split(make())[1]
+
+        return nnx.merge(graphdef, build())
 
     def place(self, tree: Any) -> Any:
         """``tree``'s arrays moved to their shardings (parameters / optimizer state)."""
