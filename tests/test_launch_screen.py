@@ -130,6 +130,25 @@ async def test_without_skypilot_the_screen_says_how_to_install(monkeypatch, scre
         assert screen.query_one("#launch-go", Button).disabled
 
 
+async def test_an_unexpected_planning_error_is_one_message(screen_text) -> None:
+    require_sky()
+
+    def broken_catalog(cloud, acc, spot, region=""):
+        raise ValueError("Invalid region 'mars-1' for AWS\nmore detail")
+
+    app = LaunchHost()
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = app.screen_under_test
+        await built(pilot, screen)
+        screen.price_lookup = broken_catalog
+        screen.rebuild()
+        await built(pilot, screen, 2)
+        text = screen_text(app)
+        assert "cannot plan this launch: ValueError: Invalid region 'mars-1' for AWS" in text
+        assert "more detail" not in text and "sky show-gpus" in text
+        assert screen.query_one("#launch-go", Button).disabled
+
+
 def cloud_errors() -> dict:
     """Each error path: (what SkyPilot raises, the message, the remediation's key words)."""
     import sky

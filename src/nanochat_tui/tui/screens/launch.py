@@ -260,6 +260,15 @@ class LaunchScreen(ModalScreen[None]):
             task = launch.build_task(spec, str(config_path), workdir)
         except UserError as err:
             return Plan(spec, error=err)
+        except Exception as err:  # SkyPilot refusing a value it validates itself (a region, ...)
+            first = str(err).splitlines()[0][:200] if str(err) else ""
+            return Plan(
+                spec,
+                error=UserError(
+                    f"cannot plan this launch: {type(err).__name__}: {first}",
+                    "check the cloud, accelerator and region fields (`sky show-gpus` lists them)",
+                ),
+            )
         return Plan(spec, estimate, task, tuple(launch.task_summary(task)))
 
     def show_plan(self, plan: Plan) -> None:
