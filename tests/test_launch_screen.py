@@ -16,7 +16,7 @@ from helpers import pilot_wait_for
 from launch_fixtures import local_price, require_sky
 from nanochat_tui.config import load_config
 from nanochat_tui.orchestrator import launch
-from nanochat_tui.tui.screens.launch import LaunchScreen
+from nanochat_tui.tui.screens.launch import LaunchScreen, display_path_in
 
 pytestmark = pytest.mark.anyio
 SIZES = [(80, 24), (160, 48)]
@@ -73,7 +73,8 @@ async def test_opened_from_the_config_pane_and_the_palette(monkeypatch, screen_t
         await built(pilot, screen)
         text = screen_text(app)
         assert "$98.32/h (SkyPilot catalog)" in text and "est. cost" in text
-        assert launch.project_root(launch.__file__) in text.replace("\n", "")
+        checkout = display_path_in(launch.project_root(launch.__file__))  # ~ for the home folder
+        assert f"{checkout} (synced to every node)" in text
         await pilot.press("escape")
         await pilot_wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen), what="close")
         (command,) = [c for c in collect_commands(app) if c[0] == "Launch on a cloud…"]
