@@ -57,10 +57,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_gather:
         muon.gathered = lambda x: x  # GSPMD partitions Newton–Schulz on the sharded matrices itself
     place = placement(config)
-    model = GPT(config.model, rngs=nnx.Rngs(0), dtype=compute_dtype(config))
-    optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
-    for obj in (model, optimizer):
-        nnx.update(obj, place.place(nnx.state(obj)))
+
+    def make():  # built on the mesh, as a run builds it (jax_engine/startup.py)
+        model = GPT(config.model, rngs=nnx.Rngs(0), dtype=compute_dtype(config))
+        return model, nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
+
+    model, optimizer = place.build_sharded(make)
     step = make_train_step(model, optimizer, placement=place)
     rng = np.random.default_rng(0)
     rows = place.layout.accum * place.layout.global_batch

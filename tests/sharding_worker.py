@@ -6,6 +6,8 @@ starts, so tests/test_sharding.py runs this with ``JAX_NUM_CPU_DEVICES=8``).
 SPEC_JSON: ``{"root", "runs": [{"name", "mesh": [data, fsdp], "steps", "from", "set": {...}}]}``;
 each run trains ``root/<name>``, or with ``from`` copies ``root/<from>`` there and resumes it; the
 worker prints one ``RESULT`` JSON line mapping names to their losses, devices and accumulation.
+A run with ``"init": true`` trains nothing: it compares the model built on the mesh
+(``Placement.build_sharded``) with one built eagerly on one device from the same seed.
 """
 
 from __future__ import annotations
@@ -57,12 +59,48 @@ def run(root: Path, spec: dict) -> dict:
     }
 
 
+def compare_init(spec: dict) -> dict:
+    """The largest difference between the mesh-built and the eagerly built parameters (and
+    between their losses on one batch), and whether every array has its mesh sharding."""
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from nanochat_tui.config import load_config
+    from nanochat_tui.jax_engine.model import GPT, token_losses
+    from nanochat_tui.jax_engine.optim import build_optimizer
+    from nanochat_tui.jax_engine.sharding import Placement, make_mesh
+
+    data, fsdp = spec["mesh"]
+    changes = {**SHARDED, "mesh.data": data, "mesh.fsdp": fsdp, **spec.get("set", {})}
+    config = load_config("tiny", tiny_overrides(changes))
+    place = Placement(*make_mesh(config))
+
+    def make():
+        model = GPT(config.model, rngs=nnx.Rngs(config.train.seed))
+        return model, nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
+
+    model, optimizer = place.build_sharded(make)
+    eager = GPT(config.model, rngs=nnx.Rngs(config.train.seed))
+    built = jax.tree.leaves(nnx.state(model, nnx.Param))
+    want = jax.tree.leaves(nnx.state(eager, nnx.Param))
+    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(built, want, strict=True))  # fmt: skip
+    arrays = jax.tree.leaves(nnx.state(model)) + jax.tree.leaves(nnx.state(optimizer))
+    laid_out = all(a.sharding.is_equivalent_to(place.sharding(a.shape), a.ndim) for a in arrays)
+    split = sum(len(a.sharding.device_set) == place.size and not a.sharding.is_fully_replicated for a in arrays)  # fmt: skip
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, config.model.vocab_size, (8, config.model.sequence_len), dtype=np.int32)
+    y = np.roll(x, -1, axis=1)
+    loss = [float(np.mean(token_losses(m, x, y))) for m in (model, eager)]
+    return {"max_diff": diff, "laid_out": laid_out, "split_arrays": split, "losses": loss}
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     root = Path(spec["root"])
     out = {}
     for item in spec["runs"]:
-        out[item["name"]] = run(root, item)
+        out[item["name"]] = compare_init(item) if item.get("init") else run(root, item)
     print("RESULT " + json.dumps(out), flush=True)
 
 

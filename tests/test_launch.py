@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import pytest
 
+from launch_fixtures import local_price, require_sky
 from nanochat_tui.config import load_config
 from nanochat_tui.errors import UserError
 from nanochat_tui.orchestrator import launch
 
-sky = pytest.importorskip("sky")  # the dev group installs it; the `cloud` extra for users
-
-# $/h per node: (cloud, accelerator spec, spot) -> price; what the catalog functions return here
-TABLE = {
-    ("gcp", "tpu-v6e-8:1", False): 21.60,
-    ("aws", "H100:8", False): 98.32,
-    ("aws", "H100:8", True): 39.33,
-}
-
-
-def local_price(cloud: str, acc: launch.Accelerator, spot: bool) -> float:
-    return TABLE[(cloud, acc.spec, spot)]
+require_sky()
+import sky  # noqa: E402  (after the skip: SkyPilot is the optional `cloud` extra)
 
 
 def _spec(**kw) -> launch.LaunchSpec:
@@ -66,6 +57,30 @@ def test_task_for_tpu_and_h100(tmp_path, cloud, accelerator, spot, extra, recove
     assert res.accelerators == want
     assert res.use_spot is spot
     assert res.job_recovery["strategy"] == recovery
+
+
+def test_region_reaches_resources_and_the_summary_reads_the_task(tmp_path) -> None:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("name: hundred\n")
+    spec = _spec(cloud="aws", accelerator="H100:8", region="us-east-1", spot=True)
+    task = launch.build_task(spec, str(cfg), str(tmp_path))
+    (res,) = list(task.resources)
+    assert res.region == "us-east-1"
+    summary = dict(launch.task_summary(task))
+    assert list(summary) == ["resources", "workdir", "env", "mounts", "setup", "run"]
+    assert summary["resources"] == (
+        "1 node(s): AWS H100:8 us-east-1 spot recovery EAGER_NEXT_REGION"
+    )
+    assert summary["mounts"].splitlines() == [
+        f"{launch.REMOTE_CONFIG} ← {cfg}",
+        f"{launch.CHECKPOINTS} ← bucket nanochat-d20-test (mount)",
+    ]
+    assert summary["setup"] == task.setup and summary["run"] == task.run
+    assert "WANDB_MODE=offline" in summary["env"]
+    est = launch.cost_table(load_config("hundred", []), spec, local_price)
+    assert dict((r.label, r.value) for r in est.rows)["hardware"] == (
+        "1× H100:8 on aws us-east-1 (spot)"
+    )
 
 
 def test_cost_table_for_hundred() -> None:
@@ -179,3 +194,4 @@ def test_cli_dry_run_prints_the_table(monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0
     assert "est. cost" in out and "$21.60/h" in out and "nanochat-x" in out
+    assert "uv sync --extra tpu" in out and "GCP tpu-v6e-8:1 on-demand" in out

@@ -1,6 +1,7 @@
 """Two processes on 127.0.0.1 with ``jax.distributed`` (CPU, gloo collectives, 2 devices each)
-train a few steps of one run on a 2×2 mesh — parameters sharded across the two processes — and
-process 0's loss sequence equals a single-process run of the same global batch. Plus the
+train a few steps of one run on a 2×2 mesh — parameters sharded across the two processes, each
+process reading only the rows of each batch its own devices hold — and process 0's loss sequence
+equals a single-process run of the same global batch. Plus the
 coordinator/rank resolution from flags, ``NANOCHAT_*`` and SkyPilot's variables (no JAX)."""
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from helpers import tiny_overrides
+from nanochat_tui import paths
 from nanochat_tui.commands.train_cmd import COORDINATOR_PORT, cluster_from
 from nanochat_tui.errors import UserError
+from nanochat_tui.jax_engine.data import BatchLoader
 
 WORKER = Path(__file__).parent / "sharding_worker.py"
 SHARDED = {"train.device_batch_size": 1, "train.total_batch_size": 512, "optim.warmdown_ratio": 0.0}
@@ -78,6 +82,12 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     assert start["processes"] == 2 and start["devices_used"] == 4 and start["grad_accum_steps"] == 2
     losses = [e["loss"] for e in events if e["type"] == "step"]
     assert (runs / "mh" / "checkpoints" / "3").is_dir()  # saved by both processes' orbax
+    # 8 rows a step = 2 micro-batches × 4 columns; process 0's devices hold columns 0-1, process
+    # 1's columns 2-3: each read its 4 rows of every batch it built, never the other's
+    reads = sorted(data_reads(paths.log_dir() / "app.log"))
+    assert [rows for rows, _read, _batches in reads] == [[0, 1, 4, 5], [2, 3, 6, 7]], reads
+    for _rows, read, batches in reads:
+        assert batches >= 3 and read == 4 * batches, reads
     ref = subprocess.run(
         [
             sys.executable,
@@ -102,6 +112,34 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
         losses,
         want,
     )
+
+
+def data_reads(app_log: Path) -> list[tuple[list[int], int, int]]:
+    """(rows, rows read, batches) from each process's 'data: read' line in the app log."""
+    import re
+
+    found = []
+    for line in app_log.read_text().splitlines():
+        message = json.loads(line)["message"]
+        m = re.fullmatch(r"data: read (\d+) rows in (\d+) batches \(rows (\[[\d, ]*\]) of each 8-row batch\)", message)  # fmt: skip
+        if m:
+            found.append((json.loads(m.group(3)), int(m.group(1)), int(m.group(2))))
+    return found
+
+
+def test_a_loader_with_rows_reads_only_them_in_the_same_order() -> None:
+    tokens = np.arange(10 * 4 + 1, dtype=np.uint16)  # 10 windows of 4 tokens
+    whole = BatchLoader(tokens, 4, 6, seed=3, prefetch=0)
+    part = BatchLoader(tokens, 4, 6, seed=3, prefetch=0, rows=np.array([1, 4]))
+    for _ in range(3):  # crosses an epoch: 18 rows of 10 windows
+        x, y = whole.next()
+        px, py = part.next()
+        np.testing.assert_array_equal(px, x[[1, 4]])
+        np.testing.assert_array_equal(py, y[[1, 4]])
+        assert part.position == whole.position  # resume points agree with one process's
+    assert (part.rows_read, whole.rows_read) == (6, 18)
+    resumed = BatchLoader(tokens, 4, 6, seed=3, prefetch=0, rows=np.array([1, 4]), position=part.position)  # fmt: skip
+    np.testing.assert_array_equal(resumed.next()[0], whole.next()[0][[1, 4]])
 
 
 def _args(**kw) -> argparse.Namespace:

@@ -21,6 +21,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         help="per node: NAME:COUNT (H100:8) or a TPU slice (tpu-v6e-8)",
     )
     parser.add_argument("--spot", action="store_true", help="spot/preemptible (recovered on loss)")
+    parser.add_argument("--region", default="", help="region (default: any, cheapest first)")
     parser.add_argument("--nodes", type=int, default=1, help="hosts (default 1)")
     parser.add_argument("--name", help="job and run name (default <prefab>-<YYYYmmdd-HHMMSS>)")
     parser.add_argument(
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         nodes=args.nodes,
         name=name,
         bucket=args.bucket or "",
+        region=args.region,
         overrides=tuple(args.overrides),
     )
     launch.require_sky()
@@ -65,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
     task = launch.build_task(spec, str(config_path), workdir)
     print(f"  {'bucket':<16} {spec.bucket_name} → {launch.CHECKPOINTS}")
     if args.dry_run:
-        print(task)
+        for heading, text in launch.task_summary(task):
+            print(f"  {heading}:")
+            print("\n".join(f"    {line}" for line in text.splitlines()))
         return 0
     if not args.yes:
         answer = input(f"launch {name} (~${estimate.cost:,.2f})? [y/N] ").strip().lower()

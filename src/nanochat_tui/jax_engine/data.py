@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import queue
 import shutil
@@ -25,6 +26,8 @@ import numpy as np
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.packing import BestFitRows
 from nanochat_tui.jax_engine.tokenizer import Tokenizer
+
+log = logging.getLogger("nanochat_tui.data")
 
 
 def is_val_document(index: int, val_fraction: float) -> bool:
@@ -142,6 +145,11 @@ class BatchLoader:
     background thread builds the next batches; ``data_wait`` accumulates the time ``next()`` spent
     waiting for it. ``transform(x, y)`` runs on each batch in that thread too (the train loop
     reshapes into micro-batches and moves them to the device there, off the step's critical path).
+
+    ``rows`` (several hosts): the indices of the rows of each batch this process reads; the order
+    and the position advance over the whole batch as on one process, but only those windows are
+    read from the token cache. A best-fit ``packer`` is sequential, so it still packs every row
+    and only ``rows`` are kept. ``rows_read`` counts the rows read (the close logs it).
     """
 
     def __init__(
@@ -154,9 +162,16 @@ class BatchLoader:
         prefetch: int = 2,
         transform: Callable[[np.ndarray, np.ndarray], tuple] | None = None,
         packer: BestFitRows | None = None,
+        rows: np.ndarray | None = None,
     ) -> None:
         self.tokens = tokens
         self.packer = packer
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        if self.rows is not None and (self.rows.min() < 0 or self.rows.max() >= batch_size):
+            raise ValueError(f"rows {self.rows.tolist()} outside a batch of {batch_size}")
+        self.rows_read = 0
+        self.batches_made = 0
+        self._counts = threading.Lock()  # the prefetch thread counts, close() reports
         self.transform = transform
         self.seq_len = seq_len
         self.batch_size = batch_size
@@ -192,22 +207,30 @@ class BatchLoader:
     def _make(self) -> tuple[np.ndarray, np.ndarray, dict]:
         if self.packer is not None:
             block = np.stack([self.packer.next_row() for _ in range(self.batch_size)])
-            x, y = block[:, :-1], block[:, 1:]
-            if self.transform is not None:
-                x, y = self.transform(x, y)
-            return x, y, self.packer.position
-        rows = []
-        for _ in range(self.batch_size):
-            if self._index >= self.num_windows:
-                self._epoch, self._index = self._epoch + 1, 0
-            start = int(self._permutation(self._epoch)[self._index]) * self.seq_len
-            rows.append(np.asarray(self.tokens[start : start + self.seq_len + 1], dtype=np.int32))
-            self._index += 1
-        block = np.stack(rows)
+            if self.rows is not None:
+                block = block[self.rows]
+            position = self.packer.position
+        else:
+            windows = []
+            for _ in range(self.batch_size):
+                if self._index >= self.num_windows:
+                    self._epoch, self._index = self._epoch + 1, 0
+                windows.append(int(self._permutation(self._epoch)[self._index]))
+                self._index += 1
+            if self.rows is not None:
+                windows = [windows[r] for r in self.rows]
+            seq = self.seq_len
+            block = np.stack(
+                [np.asarray(self.tokens[w * seq : w * seq + seq + 1], np.int32) for w in windows]
+            )
+            position = {"epoch": self._epoch, "index": self._index}
+        with self._counts:
+            self.rows_read += len(block)
+            self.batches_made += 1
         x, y = block[:, :-1], block[:, 1:]
         if self.transform is not None:
             x, y = self.transform(x, y)
-        return x, y, {"epoch": self._epoch, "index": self._index}
+        return x, y, position
 
     def _produce(self) -> None:
         assert self._queue is not None
@@ -238,6 +261,12 @@ class BatchLoader:
 
     def close(self) -> None:
         self._stop.set()
+        share = "all" if self.rows is None else f"rows {self.rows.tolist()}"
+        with self._counts:
+            log.info(
+                "data: read %d rows in %d batches (%s of each %d-row batch)",
+                self.rows_read, self.batches_made, share, self.batch_size,
+            )  # fmt: skip
 
     @property
     def epoch_fraction(self) -> float:

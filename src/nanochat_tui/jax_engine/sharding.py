@@ -7,18 +7,25 @@
 - Parameters and optimizer state: an array of rank ≥ 2 is split over ``fsdp`` along its first
   axis that divides (embedding rows, kernel inputs); anything else is replicated. The rule reads
   only the shape, so a parameter, its gradient, its Adam moments and its Muon momentum share one
-  sharding, and GSPMD turns the gradient reduction into a reduce-scatter onto it.
+  sharding, and GSPMD turns the gradient reduction into a reduce-scatter onto it. They are built
+  in place (``build_sharded``: the initialisers run under ``jit`` with these shardings as its
+  outputs), so no device ever holds a whole fsdp-split array; the values are the ones an
+  unsharded initialisation with the same seed gives.
 - Batches ``[M, B, ...]``: ``B`` split over ``data × fsdp`` (every device gets ``device_batch``
-  rows). Every process builds the same global batch from the same deterministic order (so data
-  positions and resume stay exact) and hands only its own rows to
-  ``jax.make_array_from_process_local_data``.
+  rows). Every process walks the same deterministic order (so data positions and resume stay
+  exact) but reads only the rows its own devices hold (``local_rows``, the data loader's
+  ``rows``); ``put_local_batch`` assembles the global array from each process's share with
+  ``jax.make_array_from_process_local_data``. Tasks that build whole batches hand them to
+  ``put_batch``, which keeps this process's rows.
 - On one device all of this is a one-device mesh: the same arrays as before.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
@@ -80,6 +87,21 @@ class Placement:
         """For ``[M, B, ...]`` micro-batched leaves: ``B`` over every device."""
         return NamedSharding(self.mesh, P(None, AXES))
 
+    def build_sharded(self, make: Callable[[], Any]) -> Any:
+        """What ``make()`` returns (nnx modules, an optimizer), built directly on the mesh: its
+        shapes come from ``nnx.eval_shape``, then one jit runs the initialisers with each
+        array's sharding as its output sharding."""
+        from flax import nnx
+
+        graphdef, shapes = nnx.split(nnx.eval_shape(make))
+        shardings = jax.tree.map(lambda a: self.sharding(a.shape), shapes)
+
+        @partial(jax.jit, out_shardings=shardings)
+        def build() -> Any:
+            return nnx.split(make())[1]
+
+        return nnx.merge(graphdef, build())
+
     def place(self, tree: Any) -> Any:
         """``tree``'s arrays moved to their shardings (parameters / optimizer state)."""
         return jax.tree.map(lambda a: jax.device_put(a, self.sharding(np.shape(a))), tree)
@@ -95,28 +117,63 @@ class Placement:
         spec = NamedSharding(self.mesh, P(AXES))
         return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, spec), tree)
 
-    def put_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
-        """Global host batches (pytrees of ``[accum × global_batch, ...]`` numpy leaves, the same
-        on every process) → ``[accum, global_batch, ...]`` arrays split over the mesh; each
-        process supplies only the rows its own devices hold."""
+    def process_span(self) -> tuple[int, int]:
+        """``[lo, hi)``: the columns of a ``[accum, global_batch]`` batch that this process's
+        devices hold (the whole batch on one process)."""
+        shape = (self.layout.accum, self.layout.global_batch)
+        if jax.process_count() == 1:
+            return 0, shape[1]
+        held = sorted(
+            {
+                col
+                for idx in self.batch_sharding.addressable_devices_indices_map(shape).values()
+                for col in range(*idx[1].indices(shape[1]))
+            }
+        )
+        lo, hi = held[0], held[-1] + 1
+        if len(held) != hi - lo:  # make_mesh puts a process's devices next to each other
+            raise ValueError(f"this process holds batch columns {held}, not one block")
+        return lo, hi
+
+    def local_rows(self) -> np.ndarray | None:
+        """Which rows of a flat ``[accum × global_batch]`` batch this process reads (row
+        ``m · global_batch + j`` is column ``j`` of micro-batch ``m``); None = all of them."""
+        if jax.process_count() == 1:
+            return None
+        lo, hi = self.process_span()
+        accum, width = self.layout.accum, self.layout.global_batch
+        return (np.arange(accum)[:, None] * width + np.arange(lo, hi)[None, :]).ravel()
+
+    def put_local_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """This process's rows of a batch (``local_rows`` order: ``[accum × share, ...]``
+        numpy leaves) → the global ``[accum, global_batch, ...]`` arrays over the mesh."""
         sharding = self.batch_sharding
-        accum = self.layout.accum
+        accum, width = self.layout.accum, self.layout.global_batch
 
         def put(leaf: np.ndarray) -> jax.Array:
             leaf = np.asarray(leaf)
             if leaf.shape[0] % accum:
                 raise ValueError(f"{leaf.shape[0]} rows do not split into {accum} micro-batches")
-            whole = leaf.reshape(accum, leaf.shape[0] // accum, *leaf.shape[1:])
+            mine = leaf.reshape(accum, leaf.shape[0] // accum, *leaf.shape[1:])
             if jax.process_count() == 1:
-                return jax.device_put(whole, sharding)
-            rows = [
-                idx[1] for idx in sharding.addressable_devices_indices_map(whole.shape).values()
-            ]
-            lo = min(r.start or 0 for r in rows)
-            hi = max(whole.shape[1] if r.stop is None else r.stop for r in rows)
-            return jax.make_array_from_process_local_data(sharding, whole[:, lo:hi], whole.shape)
+                return jax.device_put(mine, sharding)
+            return jax.make_array_from_process_local_data(
+                sharding, mine, (accum, width, *leaf.shape[1:])
+            )
 
         return jax.tree.map(put, x), jax.tree.map(put, y)
+
+    def put_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """Whole host batches (pytrees of ``[accum × global_batch, ...]`` numpy leaves, the same
+        on every process) → ``[accum, global_batch, ...]`` arrays split over the mesh; each
+        process supplies only the rows its own devices hold."""
+        rows = self.local_rows()
+        if rows is None:
+            return self.put_local_batch(x, y)
+        return self.put_local_batch(
+            jax.tree.map(lambda a: np.asarray(a)[rows], x),
+            jax.tree.map(lambda a: np.asarray(a)[rows], y),
+        )
 
     def conform_batch(self, x: Any, y: Any) -> tuple[Any, Any]:
         """Batches a task placed itself (``[M, B, ...]`` on one device) re-laid onto the mesh:

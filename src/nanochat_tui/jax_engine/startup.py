@@ -68,15 +68,18 @@ def setup(run: RunState, resume: bool):
 
     run.phase("model")
     hooks = run.hooks
-    model = GPT(
-        config.model,
-        rngs=nnx.Rngs(config.train.seed),
-        dtype=compute_dtype(config),
-        mlp=hooks.mlp if hooks is not None else None,
-    )
-    optimizer = nnx.Optimizer(model, build_optimizer(model, config, hooks), wrt=nnx.Param)
-    for obj in (model, optimizer):  # laid out before a restore, which then lands on this mesh
-        nnx.update(obj, place.place(nnx.state(obj)))
+
+    def make() -> tuple[GPT, nnx.Optimizer]:
+        model = GPT(
+            config.model,
+            rngs=nnx.Rngs(config.train.seed),
+            dtype=compute_dtype(config),
+            mlp=hooks.mlp if hooks is not None else None,
+        )
+        return model, nnx.Optimizer(model, build_optimizer(model, config, hooks), wrt=nnx.Param)
+
+    # built on the mesh (no device holds a whole fsdp-split array); a restore lands on it too
+    model, optimizer = place.build_sharded(make)
     if start is not None:
         ckpt.restore_into(start.path, model, optimizer)
         run.step = int(start.meta["step"])

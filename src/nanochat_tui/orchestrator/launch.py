@@ -3,10 +3,12 @@
 - ``build_task``: a ``sky.Task`` (Python API, no YAML) whose setup installs the project with uv and
   whose run is the headless ``nanochat-tui run`` on the resolved config (file-mounted), writing
   runs and checkpoints to a bucket mounted at ``/checkpoints``; resources carry the cloud,
-  accelerator, spot choice and managed-job recovery (``FAILOVER`` on demand, ``EAGER_NEXT_REGION``
+  accelerator, region, spot choice and managed-job recovery (``FAILOVER`` on demand, ``EAGER_NEXT_REGION``
   on spot). Several nodes find each other through SkyPilot's variables (commands/train_cmd.py).
 - ``cost_table``: hours from the config's total FLOPs at a stated MFU over every device, and the
   price per hour from SkyPilot's catalog functions (``price_lookup`` lets tests use a local table).
+- ``task_summary``: what the built Task will run (setup, run, resources, env, mounts), read back
+  from the Task itself, for the CLI's ``--dry-run`` and the TUI's Launch screen.
 - ``launch``: ``sky.jobs.launch`` with cloud failures turned into one readable UserError (missing
   credentials, no quota, no capacity).
 
@@ -88,6 +90,7 @@ class LaunchSpec:
     nodes: int = 1
     name: str = ""
     bucket: str = ""
+    region: str = ""
     overrides: tuple[str, ...] = ()
 
     @property
@@ -172,6 +175,7 @@ def build_task(spec: LaunchSpec, config_yaml_path: str, workdir: str) -> Any:
             cloud=cloud_of(spec.cloud),
             accelerators=acc.spec,
             use_spot=spec.spot,
+            region=spec.region or None,
             job_recovery={
                 "strategy": "EAGER_NEXT_REGION" if spec.spot else "FAILOVER",
                 "max_restarts_on_errors": 3,
@@ -181,28 +185,29 @@ def build_task(spec: LaunchSpec, config_yaml_path: str, workdir: str) -> Any:
     return task
 
 
-def catalog_price(cloud: str, acc: Accelerator, spot: bool) -> float:
-    """$ per hour of one node with ``acc`` on ``cloud``, from SkyPilot's catalog: the cheapest
-    host instance type that carries the accelerator, plus the accelerator where the cloud bills it
-    apart (GCP)."""
-    sky = require_sky()
+def catalog_price(cloud: str, acc: Accelerator, spot: bool, region: str = "") -> float:
+    """$ per hour of one node with ``acc`` on ``cloud`` (in ``region``, or the cheapest one),
+    from SkyPilot's catalog: the cheapest host instance type that carries the accelerator, plus
+    the accelerator where the cloud bills it apart (GCP)."""
+    require_sky()
     from sky.clouds import service_catalog as catalog
 
-    del sky
+    where = region or None
     instances, fuzzy = catalog.get_instance_type_for_accelerator(
-        acc.name, acc.count, use_spot=spot, clouds=cloud
+        acc.name, acc.count, use_spot=spot, region=where, clouds=cloud
     )
     if not instances:
         near = f" (close: {', '.join(fuzzy[:5])})" if fuzzy else ""
+        place = f" in {region}" if region else ""
         raise UserError(
-            f"{cloud} offers no {acc.spec}{' spot' if spot else ''} in SkyPilot's catalog{near}",
-            "pick another --accelerator or --cloud (`sky show-gpus` lists them)",
+            f"{cloud}{place} offers no {acc.spec}{' spot' if spot else ''} in SkyPilot's catalog{near}",
+            "pick another --accelerator, --region or --cloud (`sky show-gpus` lists them)",
         )
-    host = min(catalog.get_hourly_cost(t, spot, None, None, clouds=cloud) for t in instances)
+    host = min(catalog.get_hourly_cost(t, spot, where, None, clouds=cloud) for t in instances)
     if cloud.lower() == "gcp" and not acc.name.startswith("tpu-"):
-        host += catalog.get_accelerator_hourly_cost(acc.name, acc.count, spot, None, None, cloud)
+        host += catalog.get_accelerator_hourly_cost(acc.name, acc.count, spot, where, None, cloud)
     if cloud.lower() == "gcp" and acc.name.startswith("tpu-"):
-        host = catalog.get_accelerator_hourly_cost(acc.name, acc.count, spot, None, None, cloud)
+        host = catalog.get_accelerator_hourly_cost(acc.name, acc.count, spot, where, None, cloud)
     return float(host)
 
 
@@ -229,7 +234,7 @@ class CostEstimate:
 def cost_table(
     config: Any,
     spec: LaunchSpec,
-    price_lookup: Callable[[str, Accelerator, bool], float] = catalog_price,
+    price_lookup: Callable[[str, Accelerator, bool, str], float] = catalog_price,
     mfu: float = LAUNCH_MFU,
 ) -> CostEstimate:
     """Hours and dollars for ``config`` on ``spec``'s hardware (every device of every node)."""
@@ -240,11 +245,11 @@ def cost_table(
     layout = mesh_layout(config, devices)  # refuses a mesh/batch that this hardware cannot split
     flops = flops_per_token(config.model) * total_tokens(config)
     hours = flops / (acc.peak * devices * mfu) / 3600
-    per_hour = price_lookup(spec.cloud, acc, spec.spot) * spec.nodes
+    per_hour = price_lookup(spec.cloud, acc, spec.spot, spec.region) * spec.nodes
+    where = f"{spec.cloud} {spec.region}" if spec.region else spec.cloud
     rows = (
         CostRow(
-            "hardware",
-            f"{spec.nodes}× {acc.spec} on {spec.cloud}" + (" (spot)" if spec.spot else ""),
+            "hardware", f"{spec.nodes}× {acc.spec} on {where}" + (" (spot)" if spec.spot else "")
         ),
         CostRow("devices", f"{devices} (mesh {layout.label}, accum {layout.accum})"),
         CostRow("training FLOPs", f"{flops:.3g}"),
@@ -254,6 +259,39 @@ def cost_table(
         CostRow("est. cost", f"${hours * per_hour:,.2f}"),
     )
     return CostEstimate(devices, flops, mfu, hours, per_hour, rows)
+
+
+def task_summary(task: Any) -> list[tuple[str, str]]:
+    """(heading, text) for each part of a built Task, read back from the Task object: what
+    ``launch`` would submit."""
+    resources = ", ".join(
+        " ".join(
+            part
+            for part in (
+                str(r.cloud),
+                ",".join(f"{k}:{v}" for k, v in (r.accelerators or {}).items()),
+                r.region or "",
+                "spot" if r.use_spot else "on-demand",
+                f"recovery {r.job_recovery['strategy']}" if r.job_recovery else "",
+            )
+            if part
+        )
+        for r in task.resources
+    )
+    mounts = [f"{dst} ← {src}" for dst, src in (task.file_mounts or {}).items()]
+    mounts += [
+        f"{dst} ← bucket {store.name} ({store.mode.value.lower()})"
+        for dst, store in (task.storage_mounts or {}).items()
+    ]
+    envs = " ".join(f"{k}={v}" for k, v in sorted((task.envs or {}).items()))
+    return [
+        ("resources", f"{task.num_nodes} node(s): {resources}"),
+        ("workdir", f"{task.workdir} (synced to every node)"),
+        ("env", envs),
+        ("mounts", "\n".join(mounts)),
+        ("setup", task.setup or ""),
+        ("run", task.run or ""),
+    ]
 
 
 def explain_cloud_error(err: BaseException, spec: LaunchSpec) -> UserError | None:

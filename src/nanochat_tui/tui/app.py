@@ -462,6 +462,11 @@ class NanochatApp(App[int]):
             ("Help: keys", "every key binding and its id", self.action_help),
             ("Toggle event log", "the attached run's events (key l)", self.action_toggle_events),
             ("Serve a checkpoint", "OpenAI-compatible API on 127.0.0.1", self.action_serve),
+            (
+                "Launch on a cloud…",
+                "the current config as a SkyPilot managed job: cost, task, confirm",
+                self.action_launch,
+            ),
             ("Generate synthetic data", "SOUL critique → revision pairs", self.action_generate),
             (
                 "Review synthetic pairs",
@@ -484,6 +489,12 @@ class NanochatApp(App[int]):
 
             self.install_screen(ServeScreen(), "serve")
         self.push_screen("serve")
+
+    def action_launch(self) -> None:
+        """Open the Launch screen on the current config (Config pane: ctrl+l)."""
+        from nanochat_tui.tui.screens.launch import LaunchScreen
+
+        self.push_screen(LaunchScreen(self.state.config, self.state.prefab_name))
 
     def action_generate(self) -> None:
         """Open the Generate screen (one instance, so a generation outlives closing it)."""

@@ -59,8 +59,9 @@ class PretrainTask(Task):
             self.config.train.total_batch_size // self.config.model.sequence_len,
             self.config.train.seed,
             position=position,
-            transform=place.put_batch,
+            transform=place.put_local_batch,
             packer=packer,
+            rows=place.local_rows(),  # several hosts: each process reads only its share
         )
 
     def evaluate(self, model: Any) -> dict[str, float]:

@@ -278,6 +278,7 @@ class ConfigPane(Widget):
         Binding("ctrl+s", "save_as", "Save as prefab", id="config.save_as"),
         Binding("ctrl+r", "reset", "Reset all overrides", id="config.reset"),
         Binding("ctrl+o", "pick_prefab", "Pick prefab", id="config.pick_prefab"),
+        Binding("ctrl+l", "launch", "Launch on a cloud (SkyPilot)", id="config.launch"),
     ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -507,6 +508,12 @@ class ConfigPane(Widget):
         select = self.query_one("#prefab", Select)
         select.focus()
         select.action_show_overlay()
+
+    def action_launch(self) -> None:
+        """The Launch screen on this config: cost and time, the SkyPilot task, confirm."""
+        from nanochat_tui.tui.screens.launch import LaunchScreen
+
+        self.app.push_screen(LaunchScreen(self.state.config, self.state.prefab_name))
 
     def action_reset(self) -> None:
         if not self.state.overrides:
