@@ -254,9 +254,9 @@ def _simplify(config: Any) -> Any:
     from nanochat_tui.config.loader import apply_overrides
 
     m = config.model
-    plain = apply_overrides(
-        config, {"model.blocks": None, "model.n_kv_head": m.blocks[0].n_kv_head}
-    )
+    first = m.blocks[0]
+    kv = None if first.n_kv_head == first.n_head else first.n_kv_head
+    plain = apply_overrides(config, {"model.blocks": None, "model.n_kv_head": kv})
     uniform = plain.model.block_settings() == m.block_settings()
     if not uniform:
         return config

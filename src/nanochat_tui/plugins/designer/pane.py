@@ -185,8 +185,7 @@ class DesignerPane(Widget):
         if self.edit_error:
             lines.append(f"✗ edit: {self.edit_error}\n", "bold red")
         for p in found:
-            name = design.layers[p.layer].kind if p.layer is not None else ""
-            lines.append(f"✗ {p} {('(' + name + ')') if name else ''}\n", "red")
+            lines.append(f"✗ {p}\n", "red")
         if not found and not self.edit_error:
             lines.append("✓ valid: compiles to a config the engine trains", "green")
         self.query_one("#designer-problems", Static).update(lines)
@@ -202,7 +201,7 @@ class DesignerPane(Widget):
                 )
                 est.append(f"params {human(e.params)}{active} · ")
                 est.append(f"FLOPs/token {human(e.flops_per_token)} · memory/device ")
-                est.append(" · ".join(f"{k} {human(v)}B" for k, v in e.memory.items()))
+                est.append(f"CPU {human(e.memory['cpu'])}B · GPU {human(e.memory['gpu'])}B")
         self.query_one("#designer-estimates", Static).update(est)
 
     # ------------------------------------------------------------ edits
