@@ -1,5 +1,5 @@
 """Snapshots of the Designer pane (a plugin pane) at 80×24 and 160×48: the nanochat-d4 template
-with one edited block (SwiGLU, GQA) and a validation error from a typed preview."""
+with one edited block (SwiGLU, MQA) and the validation errors of a typed, unapplied edit."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ async def _designer(pilot) -> None:
     for ch in "n_head=3":  # previewed, not applied: the error shows
         await pilot.press({"=": "equals_sign"}.get(ch, ch))
     await pilot_wait_for(pilot, lambda: pane.preview is not None, 10, "preview")
+    await pilot.press("escape")  # leave the line (its blinking cursor would make the image vary)
     await pilot.pause()
 
 
