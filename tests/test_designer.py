@@ -170,3 +170,22 @@ def test_bad_files_get_one_readable_message(tmp_path, text, message):
         load(path)
     assert message in err.value.message and err.value.remediation
     assert "\n" not in err.value.message and "Traceback" not in str(err.value)
+
+
+def test_moe_design_builds_through_the_moe_plugin_hook():
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from nanochat_tui.jax_engine.model import GPT
+    from nanochat_tui.plugins.engine import engine_hooks
+
+    base = load_prefab("tiny")
+    d = ed.apply_edit(template("nanochat-d4-moe", 64, 512), 0, "width=64")
+    d = ed.apply_edit(d, 1, "n_head=4 n_kv_head=1")  # heterogeneous attention, MoE everywhere
+    config = compile_config(d, base)
+    assert config.plugins["moe"]["num_experts"] == 8 and config.model.blocks is not None
+    gpt = GPT(config.model, rngs=nnx.Rngs(0), mlp=engine_hooks(config).mlp)
+    params = sum(a.size for a in jax.tree.leaves(nnx.state(gpt, nnx.Param)))
+    assert params == estimate(d, base).params
+    assert gpt(jnp.zeros((1, 8), jnp.int32)).shape == (1, 8, 512)

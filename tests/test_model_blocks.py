@@ -144,3 +144,11 @@ def test_blocks_via_set_override_one_readable_error():
     cfg = config(BASE)
     with pytest.raises(ConfigError, match=r"n_kv_head 3 does not divide n_head 4"):
         apply_overrides(cfg, {"model.blocks": [{}, {}, {"n_head": 4, "n_kv_head": 3}]})
+
+
+def test_config_pane_reads_blocks_as_plain_data():
+    from nanochat_tui.config.loader import get_value
+
+    cfg = config(DESIGNS["2026-swiglu"])
+    assert get_value(cfg, "model.blocks") == [{"mlp": "swiglu"}, {"n_head": 2}, {}]
+    assert get_value(cfg, "model.width") == 128
