@@ -190,15 +190,22 @@ class DesignerPane(Widget):
             lines.append("✓ valid: compiles to a config the engine trains", "green")
         self.query_one("#designer-problems", Static).update(lines)
         est = Text()
-        if not found:
+        # an invalid preview keeps showing the applied design's numbers (when that one is valid)
+        sized: Design | None = design
+        if found:
+            applied = self.design
+            sized = applied if applied is not design and not problems(applied) else None
+        if sized is not None:
             try:
-                e = estimate(design, self._base())
+                e = estimate(sized, self._base())
             except UserError as err:
                 est.append(str(err.message), "red")
             else:
                 active = (
                     f" ({human(e.active_params)} active)" if e.active_params != e.params else ""
                 )
+                if sized is not design:
+                    est.append("applied design: ", "dim")
                 est.append(f"params {human(e.params)}{active} · ")
                 est.append(f"FLOPs/token {human(e.flops_per_token)} · memory/device ")
                 est.append(f"CPU {human(e.memory['cpu'])}B · GPU {human(e.memory['gpu'])}B")
