@@ -220,8 +220,8 @@ async def test_plugins_pane_lists_plugins_and_failures(site):
                 break
         table = app.query_one("#plugins-table")
         names = [table.get_row_at(i)[0] for i in range(table.row_count)]
-        assert names == ["hello", "moe", "raises"]
-        table.move_cursor(row=2)
+        assert names == ["designer", "hello", "moe", "raises"]
+        table.move_cursor(row=3)
         await pilot.pause()
         detail = str(app.query_one("#plugins-detail").render())
         assert "RuntimeError: nope" in detail

@@ -239,7 +239,17 @@ def check(
                 f"model.depth={want.depth}",
             )
         )
-    if want.aspect_ratio is not None and want.aspect_ratio != config.model.aspect_ratio:
+    saved = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+    if saved.get("width") or config.model.width:
+        if want.model_dim is not None and want.model_dim != have.model_dim:
+            found.append(
+                (
+                    "width",
+                    f"checkpoint width {want.model_dim}, config {have.model_dim}",
+                    f"model.width={want.model_dim}",
+                )
+            )
+    elif want.aspect_ratio is not None and want.aspect_ratio != config.model.aspect_ratio:
         found.append(
             (
                 "width",
@@ -286,6 +296,15 @@ def check(
         )
 
     found.extend(recipe_mismatches(config, meta))
+    ours_blocks = config.model.model_dump(mode="json")["blocks"]
+    if saved and saved.get("blocks") != ours_blocks:
+        found.append(
+            (
+                "blocks",
+                "checkpoint's per-block design (model.blocks) differs from the config's",
+                f"model.blocks={json.dumps(saved.get('blocks'), separators=(',', ':'))}",
+            )
+        )
 
     prefab = None
     if (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nanochat_tui.config.machine import cpu_profile
-from nanochat_tui.config.schema import Config, ModelConfig
+from nanochat_tui.config.schema import BlockSettings, Config, ModelConfig
 from nanochat_tui.errors import UserError
 
 # Peak dense bf16 FLOP/s. This machine's CPU is not listed: its row (``hardware()``) uses the usable
@@ -70,27 +70,39 @@ def hardware() -> list[Hardware]:
 
 def value_embed_layers(m: ModelConfig) -> int:
     """Layers with a value embedding (nanochat: alternating, the last always; 0 when off)."""
-    if not m.resolved().value_embeds:
-        return 0
-    return sum(1 for i in range(m.depth) if i % 2 == (m.depth - 1) % 2)
+    return sum(1 for b in m.block_settings() if b.value_embed)
+
+
+def block_params(m: ModelConfig, b: BlockSettings) -> int:
+    """Matrix parameters of one block: q/k/v/o, the MLP, and the value-embedding gate."""
+    d, q, kv = m.model_dim, b.n_head * b.head_dim, b.n_kv_head * b.head_dim
+    attn = d * q + 2 * d * kv + q * d
+    mlp = (3 if b.mlp == "swiglu" else 2) * d * b.mlp_hidden
+    return attn + mlp + (12 * b.n_kv_head if b.value_embed else 0)
 
 
 def param_counts(m: ModelConfig) -> dict[str, int]:
     """Parameters by group (vocabulary rows padded as the model pads them)."""
     r = m.resolved()
-    d, hd, kv = m.model_dim, m.head_dim, m.kv_heads * m.head_dim
-    attn = d * (m.n_head * hd) + 2 * d * kv + (m.n_head * hd) * d
-    mlp = 2 * d * (4 * d)
-    ve_layers = value_embed_layers(m)
+    d = m.model_dim
+    settings = m.block_settings()
     scalars = (2 * m.depth if r.residual_scalars else 0) + (1 if r.backout else 0)
     scalars += min(24, d) + 1 if r.smear else 0
     return {
         "embedding": m.padded_vocab * d,
-        "value_embeds": ve_layers * m.padded_vocab * kv,
+        "value_embeds": sum(
+            m.padded_vocab * b.n_kv_head * b.head_dim for b in settings if b.value_embed
+        ),
         "unembedding": m.padded_vocab * d,
-        "blocks": m.depth * (attn + mlp) + ve_layers * 12 * m.kv_heads,
+        "blocks": sum(block_params(m, b) for b in settings),
         "scalars": scalars,
     }
+
+
+def attended_keys(m: ModelConfig) -> list[int]:
+    """Keys each layer's last query attends to (its window, or the whole sequence)."""
+    seq = m.sequence_len
+    return [seq if b.window is None else min(b.window, seq) for b in m.block_settings()]
 
 
 def num_params(m: ModelConfig) -> int:
@@ -105,10 +117,11 @@ def flops_per_token(m: ModelConfig) -> float:
     """
     c = param_counts(m)
     n = c["unembedding"] + c["blocks"] + (min(24, m.model_dim) if m.resolved().smear else 0)
-    attended = sum(
-        m.sequence_len if w is None else min(w, m.sequence_len) for w in m.window_sizes()
+    attn = sum(
+        12 * b.n_head * b.head_dim * k
+        for b, k in zip(m.block_settings(), attended_keys(m), strict=True)
     )
-    return 6 * n + 12 * m.model_dim * attended
+    return 6 * n + attn
 
 
 def num_iterations(config: Config) -> int:
@@ -233,17 +246,20 @@ def memory_estimate(
     tokens = config.train.device_batch_size * m.sequence_len
     if config.train.stage in PREFERENCE_STAGES:
         tokens *= 2  # a row is a pair: chosen and rejected go through the model together
-    attended = (
-        0
-        if platform == "gpu"
-        else sum(m.sequence_len if w is None else min(w, m.sequence_len) for w in m.window_sizes())
+    # Per layer ACT_PER_DIM·model_dim (scaled with the block's MLP width against ReLU²'s 4·width),
+    # plus the fp32 attention scores, fitted as depth × Σ_layers heads·attended keys (none with
+    # cuDNN's fused kernel; the blocked CPU path in attention.py skips the masked half). model.remat
+    # is not credited: XLA:CPU's analysis shows no saving from it, and we have not measured one on
+    # an accelerator yet.
+    settings = m.block_settings()
+    scores = sum(b.n_head * k for b, k in zip(settings, attended_keys(m), strict=True))
+    scores = 0 if platform == "gpu" else scores // 2 if platform == "cpu" else scores
+    dims = sum(
+        (1 + b.mlp_hidden * (1.5 if b.mlp == "swiglu" else 1) / (4 * m.model_dim)) / 2
+        for b in settings
     )
-    if platform == "cpu":
-        attended //= 2  # the blocked path (attention.py) skips the masked half
-    per_layer = ACT_PER_DIM * m.model_dim * act_bytes + ACT_PER_SCORE * m.n_head * attended * 4
-    # model.remat is not credited: XLA:CPU's analysis shows no saving from it, and we have not
-    # measured one on an accelerator yet.
-    activations = tokens * per_layer * m.depth
+    per_token = ACT_PER_DIM * m.model_dim * act_bytes * dims + ACT_PER_SCORE * scores * 4 * m.depth
+    activations = int(tokens * per_token)
     chunk = tokens if m.loss_chunk <= 0 else min(tokens, m.loss_chunk)
     accum = config.grad_accum_steps if layout is None else layout.accum
     shards = 1 if layout is None else layout.fsdp

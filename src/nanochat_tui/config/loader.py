@@ -72,9 +72,15 @@ def field_info(dotted: str):
 
 
 def get_value(config: Config, dotted: str) -> Any:
+    """The value at a dotted key; a list of sections (``model.blocks``) comes back as plain data."""
     obj: Any = config
     for part in dotted.split("."):
         obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+    if isinstance(obj, list):
+        return [
+            o.model_dump(mode="json", exclude_defaults=True) if isinstance(o, BaseModel) else o
+            for o in obj
+        ]
     return obj
 
 

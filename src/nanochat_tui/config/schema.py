@@ -7,6 +7,7 @@ so a typo in a key fails before a run starts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
@@ -18,8 +19,38 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+MLPKind = Literal["relu2", "swiglu"]
+
+
+class BlockSpec(Section):
+    """One transformer block's own settings (``model.blocks``); empty fields take the model's."""
+
+    n_head: int | None = Field(
+        None, ge=1, le=1024, description="Query heads; head size = width / n_head; empty = model's"
+    )
+    n_kv_head: int | None = Field(
+        None, ge=1, le=1024, description="Key/value heads (divides n_head); empty = n_head"
+    )
+    window: int | None = Field(
+        None,
+        ge=0,
+        description="Attention window in tokens, 0 = full causal; empty = window_pattern",
+    )
+    mlp: MLPKind = Field("relu2", description="relu2: ReLU² (nanochat) | swiglu: SiLU-gated")
+    mlp_hidden: int | None = Field(
+        None,
+        ge=8,
+        le=1_048_576,
+        description="MLP hidden width; empty = 4·width (relu2), "
+        "8/3·width rounded up to 64 (swiglu)",
+    )
+    value_embed: bool | None = Field(
+        None, description="Gated value embedding in this block; empty = the recipe's alternation"
+    )
+
+
 class ModelConfig(Section):
-    """nanochat GPT: depth sets width (model_dim = depth * aspect_ratio)."""
+    """nanochat GPT: depth sets width (model_dim = depth * aspect_ratio) unless ``width`` is set."""
 
     depth: int = Field(
         2, ge=1, le=128, description="Transformer layers; width = depth × aspect_ratio"
@@ -83,10 +114,18 @@ class ModelConfig(Section):
         False,
         description="Run runs of identical blocks as one jax.lax.scan (compile time flat in depth)",
     )
+    width: int | None = Field(
+        None, ge=8, le=65536, description="model_dim directly; empty = depth × aspect_ratio"
+    )
+    blocks: list[BlockSpec] | None = Field(
+        None,
+        description="Per-block overrides, one per layer (the architecture designer writes them); "
+        "empty = depth identical blocks",
+    )
 
     @property
     def model_dim(self) -> int:
-        return self.depth * self.aspect_ratio
+        return self.width or self.depth * self.aspect_ratio
 
     @property
     def n_head(self) -> int:
@@ -117,16 +156,92 @@ class ModelConfig(Section):
         sizes[-1] = None
         return [None if w is not None and w >= self.sequence_len else w for w in sizes]
 
+    @property
+    def uniform(self) -> bool:
+        """True when every block is the default nanochat block (no ``blocks``, no width override)."""
+        return self.blocks is None
+
+    def block_settings(self) -> list[BlockSettings]:
+        """Each layer's resolved attention/MLP settings (identical blocks when ``blocks`` is empty)."""
+        d = self.model_dim
+        windows = self.window_sizes()
+        ve = self.resolved().value_embeds
+        out = []
+        for i in range(self.depth):
+            spec = self.blocks[i] if self.blocks else BlockSpec()
+            heads = spec.n_head or self.n_head
+            hd = d // spec.n_head if spec.n_head else self.head_dim
+            kv = spec.n_kv_head or (self.kv_heads if spec.n_head is None else heads)
+            window = windows[i]
+            if spec.window is not None:
+                window = (
+                    None if spec.window == 0 or spec.window >= self.sequence_len else spec.window
+                )
+            default_hidden = 4 * d if spec.mlp == "relu2" else -(-8 * d // 3 // 64) * 64
+            has_ve = bool(ve) and i % 2 == (self.depth - 1) % 2
+            out.append(
+                BlockSettings(
+                    heads,
+                    kv,
+                    hd,
+                    window,
+                    spec.mlp,
+                    spec.mlp_hidden or default_hidden,
+                    has_ve if spec.value_embed is None else spec.value_embed,
+                )
+            )
+        return out
+
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
         if self.model_dim % self.head_dim:
+            where = (
+                f"width {self.width}"
+                if self.width
+                else f"depth {self.depth} × aspect_ratio {self.aspect_ratio}"
+            )
             raise ValueError(
-                f"model_dim {self.model_dim} (depth {self.depth} × aspect_ratio {self.aspect_ratio}) "
+                f"model_dim {self.model_dim} ({where}) "
                 f"is not a multiple of head_dim {self.head_dim}; pick head_dim dividing it"
             )
         if self.n_head % self.kv_heads:
             raise ValueError(f"n_head {self.n_head} is not a multiple of n_kv_head {self.kv_heads}")
+        if self.blocks is not None:
+            self._check_blocks()
         return self
+
+    def _check_blocks(self) -> None:
+        if len(self.blocks) != self.depth:
+            raise ValueError(
+                f"blocks lists {len(self.blocks)} blocks but depth is {self.depth}; "
+                "give one entry per layer (or set depth to match)"
+            )
+        d = self.model_dim
+        for i, spec in enumerate(self.blocks):
+            heads = spec.n_head or self.n_head
+            if spec.n_head and (d % spec.n_head or (d // spec.n_head) % 2):
+                raise ValueError(
+                    f"blocks[{i}].n_head {spec.n_head} must divide width {d} into an even head "
+                    "size; pick a divisor"
+                )
+            kv = spec.n_kv_head or (heads if spec.n_head else self.kv_heads)
+            if heads % kv:
+                raise ValueError(
+                    f"blocks[{i}].n_kv_head {kv} does not divide n_head {heads}; pick a divisor"
+                )
+
+
+@dataclass(frozen=True)
+class BlockSettings:
+    """One layer as the engine builds it (``ModelConfig.block_settings()``)."""
+
+    n_head: int
+    n_kv_head: int
+    head_dim: int
+    window: int | None
+    mlp: str
+    mlp_hidden: int
+    value_embed: bool
 
 
 class DataConfig(Section):

@@ -38,6 +38,12 @@ STOP_TOKENS = ("<|assistant_end|>", "<|bos|>", "<|user_start|>")
 
 def refusal(source: ExportSource, target: str = "Hugging Face's nanochat type") -> str | None:
     """Why ``source`` cannot be exported as the 2025 architecture (None when it can)."""
+    if source.config.model.blocks is not None:
+        kinds = {b.mlp for b in source.config.model.block_settings()}
+        swiglu = " and SwiGLU MLPs" if "swiglu" in kinds else ""
+        return (
+            f"{target} builds identical ReLU² blocks, not per-block settings (model.blocks){swiglu}"
+        )
     bad = hf_loadable(source.config.model)
     if not bad:
         return None

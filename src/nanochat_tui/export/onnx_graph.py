@@ -38,8 +38,13 @@ def require_onnx():
 
 
 def check_exportable(source: ExportSource) -> None:
-    """Every model exports to ONNX; only the package may be missing."""
-    del source
+    """Every model with identical blocks exports to ONNX; only the package may be missing."""
+    if source.config.model.blocks is not None:
+        raise UserError(
+            f"cannot export {source.path} to ONNX: the graph builder writes identical blocks, "
+            "not per-block settings (model.blocks)",
+            "export the design's JSON from the designer instead, or train without model.blocks",
+        )
     require_onnx()
 
 

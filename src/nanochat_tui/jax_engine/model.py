@@ -8,6 +8,9 @@
   ``n_kv_head``, causal, optional sliding window per layer (``window_pattern``); with
   ``value_embeds`` alternating layers add a gated per-token value embedding to v (ResFormer)
 - MLP: 4× width, ReLU², no biases anywhere; embedding and unembedding are untied
+- ``model.blocks`` (the architecture designer) gives each block its own heads, kv heads, window,
+  value embedding and MLP (ReLU² or SwiGLU ``c_proj(silu(c_gate(x))·c_fc(x))``); without it every
+  block is the nanochat block above (``ModelConfig.block_settings()`` resolves both)
 - init ``nanochat-2025``: linear std = 1/√fan_in · min(1, √(fan_out/fan_in)), embedding std 1, lm
   head and both output projections zero. ``nanochat-2026``: uniform q/k/v (std 1/√d), c_fc at 0.4×,
   embedding std 0.8, lm head std 0.001, output projections zero.
@@ -29,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nanochat_tui.config.schema import ModelConfig
+from nanochat_tui.config.schema import BlockSettings, ModelConfig
 from nanochat_tui.jax_engine.attention import causal_attention, masked_attention
 
 SMEAR_CHANNELS = 24  # the smear gate reads this many leading channels of the embedding
@@ -37,7 +40,8 @@ VE_GATE_CHANNELS = 12  # the value-embedding gate reads this many leading channe
 
 
 class KVCache(NamedTuple):
-    """Keys/values of every layer: ``k``, ``v`` are ``[depth, B, max_len, n_kv_head, head_dim]``;
+    """Keys/values of every layer: ``k``, ``v`` are ``[depth, B, max_len, n_kv_head, head_dim]``
+    (a tuple of per-layer ``[B, max_len, kv, hd]`` when blocks differ in kv heads or head size);
     ``x_prev`` ``[B, 1, model_dim]`` is the last token's embedding (for smear; zeros if unused)."""
 
     k: jax.Array
@@ -105,30 +109,32 @@ def dense(layer: nnx.Linear, x: jax.Array) -> jax.Array:
 
 
 def has_value_embed(cfg: ModelConfig, layer: int) -> bool:
-    """nanochat's value-embedding layers: alternating, the last layer always included."""
-    return bool(cfg.value_embeds) and layer % 2 == (cfg.depth - 1) % 2
+    """Whether ``layer`` has a value embedding (nanochat: alternating, the last layer always
+    included; ``model.blocks`` may set it per block)."""
+    if cfg.blocks is None:
+        return bool(cfg.resolved().value_embeds) and layer % 2 == (cfg.depth - 1) % 2
+    return cfg.block_settings()[layer].value_embed
 
 
 class CausalSelfAttention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, layer: int, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
-        d, hd = cfg.model_dim, cfg.head_dim
-        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, hd
+    def __init__(
+        self, cfg: ModelConfig, bs: BlockSettings, *, rngs: nnx.Rngs, dtype=jnp.float32
+    ) -> None:
+        d, hd = cfg.model_dim, bs.head_dim
+        self.n_head, self.n_kv_head, self.head_dim = bs.n_head, bs.n_kv_head, hd
         self.rope_base, self.qk_scale = cfg.rope_base, cfg.qk_scale
-        self.window = cfg.window_sizes()[layer]
-        self.c_q = _linear(
-            d, self.n_head * hd, init=_init(cfg, d, d, "qkv"), dtype=dtype, rngs=rngs
-        )
+        self.window = bs.window
+        q = self.n_head * hd
+        self.c_q = _linear(d, q, init=_init(cfg, d, q, "qkv"), dtype=dtype, rngs=rngs)
         kv = self.n_kv_head * hd
         self.c_k = _linear(d, kv, init=_init(cfg, d, kv, "qkv"), dtype=dtype, rngs=rngs)
         self.c_v = _linear(d, kv, init=_init(cfg, d, kv, "qkv"), dtype=dtype, rngs=rngs)
-        self.c_proj = _linear(
-            self.n_head * hd, d, init=_init(cfg, d, d, "out"), dtype=dtype, rngs=rngs
-        )
+        self.c_proj = _linear(q, d, init=_init(cfg, q, d, "out"), dtype=dtype, rngs=rngs)
         self.ve_gate = (
             _linear(
                 VE_GATE_CHANNELS, self.n_kv_head, init=_uniform(0.0, 0.02), dtype=dtype, rngs=rngs
             )
-            if has_value_embed(cfg, layer)
+            if bs.value_embed
             else None
         )
 
@@ -179,36 +185,56 @@ class CausalSelfAttention(nnx.Module):
 
 
 class MLP(nnx.Module):
-    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
+    """ReLU² (nanochat) with ``hidden`` units (4·width by default)."""
+
+    def __init__(
+        self, cfg: ModelConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, hidden: int | None = None
+    ) -> None:
         d = cfg.model_dim
-        self.c_fc = _linear(d, 4 * d, init=_init(cfg, d, 4 * d, "fc"), dtype=dtype, rngs=rngs)
-        self.c_proj = _linear(4 * d, d, init=_init(cfg, 4 * d, d, "out"), dtype=dtype, rngs=rngs)
+        h = self.hidden = hidden or 4 * d
+        self.c_fc = _linear(d, h, init=_init(cfg, d, h, "fc"), dtype=dtype, rngs=rngs)
+        self.c_proj = _linear(h, d, init=_init(cfg, h, d, "out"), dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return dense(self.c_proj, jnp.square(jax.nn.relu(dense(self.c_fc, x))))
+
+
+class SwiGLU(nnx.Module):
+    """``c_proj(silu(c_gate(x)) · c_fc(x))`` with ``hidden`` units (a designer block's MLP)."""
+
+    def __init__(self, cfg: ModelConfig, hidden: int, *, rngs: nnx.Rngs, dtype=jnp.float32) -> None:
+        d, self.hidden = cfg.model_dim, hidden
+        self.c_fc = _linear(d, hidden, init=_init(cfg, d, hidden, "fc"), dtype=dtype, rngs=rngs)
+        self.c_gate = _linear(d, hidden, init=_init(cfg, d, hidden, "fc"), dtype=dtype, rngs=rngs)
+        self.c_proj = _linear(hidden, d, init=_init(cfg, hidden, d, "out"), dtype=dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return dense(self.c_proj, jax.nn.silu(dense(self.c_gate, x)) * dense(self.c_fc, x))
 
 
 class Block(nnx.Module):
     def __init__(
         self, cfg: ModelConfig, layer: int, *, rngs: nnx.Rngs, dtype=jnp.float32, mlp=None
     ) -> None:
-        self.attn = CausalSelfAttention(cfg, layer, rngs=rngs, dtype=dtype)
-        self.mlp = (
-            MLP(cfg, rngs=rngs, dtype=dtype)
-            if mlp is None
-            else mlp(cfg, layer, rngs=rngs, dtype=dtype)
-        )
+        bs = cfg.block_settings()[layer]
+        self.attn = CausalSelfAttention(cfg, bs, rngs=rngs, dtype=dtype)
+        if mlp is not None:
+            self.mlp = mlp(cfg, layer, rngs=rngs, dtype=dtype)
+        elif bs.mlp == "swiglu":
+            self.mlp = SwiGLU(cfg, bs.mlp_hidden, rngs=rngs, dtype=dtype)
+        else:
+            self.mlp = MLP(cfg, rngs=rngs, dtype=dtype, hidden=bs.mlp_hidden)
         s = math.sqrt(3) / math.sqrt(cfg.model_dim)
         self.value_embed = (
             nnx.Embed(
                 cfg.padded_vocab,
-                cfg.kv_heads * cfg.head_dim,
+                bs.n_kv_head * bs.head_dim,
                 embedding_init=_uniform(-s, s),
                 dtype=dtype,
                 param_dtype=jnp.float32,
                 rngs=rngs,
             )
-            if has_value_embed(cfg, layer)
+            if bs.value_embed
             else None
         )
 
@@ -370,8 +396,12 @@ class GPT(nnx.Module):
     def init_cache(self, batch: int, max_len: int) -> KVCache:
         """An empty KV cache for ``batch`` sequences of up to ``max_len`` tokens."""
         c = self.config
-        shape = (c.depth, batch, max_len, c.kv_heads, c.head_dim)
         prev = jnp.zeros((batch, 1, c.model_dim), self.dtype)
+        shapes = [(batch, max_len, b.n_kv_head, b.head_dim) for b in c.block_settings()]
+        if len(set(shapes)) > 1:
+            k = tuple(jnp.zeros(s, self.dtype) for s in shapes)
+            return KVCache(k, tuple(jnp.zeros(s, self.dtype) for s in shapes), prev)
+        shape = (c.depth, *shapes[0])
         return KVCache(jnp.zeros(shape, self.dtype), jnp.zeros(shape, self.dtype), prev)
 
     def decode(
@@ -401,6 +431,8 @@ class GPT(nnx.Module):
             vs.append(v)
         if self.backout_lambda is not None:
             x = x - self.backout_lambda[...].astype(x.dtype) * x_backout
+        if isinstance(cache.k, tuple):
+            return self.head(norm(x)), KVCache(tuple(ks), tuple(vs), x_prev)
         return self.head(norm(x)), KVCache(jnp.stack(ks), jnp.stack(vs), x_prev)
 
 
