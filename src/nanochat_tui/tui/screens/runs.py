@@ -142,9 +142,8 @@ class RunsPane(Widget, can_focus=False):
         if selected is None:
             line.update("")
             return
-        text = Text("lineage ", style="dim")
+        text = Text("lineage ", style="dim", no_wrap=True, overflow="ellipsis")
         text.append(chain_text(resolve(Path(selected))))
-        text.truncate(max(10, self.size.width - 2), overflow="ellipsis")
         line.update(text)
 
     def action_lineage(self) -> None:
