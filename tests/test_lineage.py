@@ -257,3 +257,19 @@ async def test_runs_pane_shows_a_dpo_runs_lineage(pipeline, monkeypatch, screen_
         assert f"started from: step {_last(pipeline['base'])} of trained" in text
         await pilot.press("escape")
         await pilot_wait_for(pilot, lambda: not isinstance(app.screen, LineageScreen), 10, "close")
+
+
+def test_odd_files_never_raise(tmp_path):
+    """A checkpoint meta that is not an object, a parent that is a symlink loop."""
+    from nanochat_tui.rundir import meta_path
+
+    run_dir = tmp_path / "odd"
+    meta_path(run_dir / "checkpoints" / "5").parent.mkdir(parents=True)
+    meta_path(run_dir / "checkpoints" / "5").write_text("[1, 2]")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"run": {"init_from": str(loop)}}))
+    nodes = lineage.resolve(run_dir, tmp_path)
+    assert nodes[0].problem == f"parent missing: {loop}"
+    assert (nodes[1].name, nodes[1].stage, nodes[1].problem) == ("odd", None, None)
+    assert lineage.chain_text(nodes) == f"⚠ parent missing: {loop} → odd (?)"

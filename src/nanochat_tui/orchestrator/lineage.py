@@ -142,8 +142,11 @@ def read_node(run_dir: Path, runs_dir: Path | None = None) -> Node:
     record = read_record(run_dir)
     config = _read_yaml(run_dir / rundir.CONFIG)
     start, logs = _first_run_start(run_dir)
-    latest = rundir.latest_checkpoint(run_dir)
-    meta = latest.meta if latest is not None else {}
+    try:
+        latest = rundir.latest_checkpoint(run_dir)
+    except OSError:  # an unreadable checkpoints/ folder
+        latest = None
+    meta = latest.meta if latest is not None and isinstance(latest.meta, dict) else {}
     if not config and isinstance(start.get("config"), dict):
         config = start["config"]
     if not config and isinstance(meta.get("config"), dict):
@@ -182,7 +185,7 @@ def read_node(run_dir: Path, runs_dir: Path | None = None) -> Node:
     parent = Path(runs_dir) if runs_dir is not None else paths.runs_dir()
     try:
         outside = run_dir.resolve().parent != parent.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
         outside = True
     if outside:
         node.notes.append(f"outside the runs dir: {run_dir}")
@@ -215,7 +218,7 @@ def resolve(run_dir: Path, runs_dir: Path | None = None, max_depth: int = MAX_DE
     while current is not None:
         try:
             key = current.resolve()
-        except OSError:
+        except (OSError, RuntimeError):
             key = current
         if key in seen:
             chain.append(Node(name=current.name, path=current, problem=f"cycle: {current} again"))
