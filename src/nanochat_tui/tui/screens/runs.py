@@ -138,13 +138,13 @@ class RunsPane(Widget, can_focus=False):
         from nanochat_tui.orchestrator.lineage import chain_text, resolve
 
         selected = self._selected_dir()
-        line = self.query_one("#runs-lineage", Static)
-        if selected is None:
-            line.update("")
-            return
-        text = Text("lineage ", style="dim", no_wrap=True, overflow="ellipsis")
-        text.append(chain_text(resolve(Path(selected))))
-        line.update(text)
+        chain = chain_text(resolve(Path(selected))) if selected is not None else ""
+        if chain == getattr(self, "_chain", ""):
+            return  # unchanged: no repaint
+        self._chain = chain
+        text = Text("lineage ", style="dim", no_wrap=True, overflow="ellipsis") if chain else Text()
+        text.append(chain)
+        self.query_one("#runs-lineage", Static).update(text)
 
     def action_lineage(self) -> None:
         from nanochat_tui.orchestrator.lineage import resolve
