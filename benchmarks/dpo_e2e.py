@@ -13,6 +13,7 @@ function's documented summary, rejected = another function's). Reported, on the 
     uv run python benchmarks/dpo_e2e.py [--pretrain-steps 150] [--sft-steps 250]
         [--dpo-steps 40] [--beta 0.5] [--loss-type sigmoid] [--lr-multiplier 0.1]
         [--reference precomputed] [--max-sft-loss-rise 0.10]
+    uv run python benchmarks/dpo_e2e.py --pipeline RUNS/NAME   # after `run tiny-align --name NAME`
 
 Measured on a shared, loaded 2-core CPU (defaults; pretrain 549 s, SFT 489 s, DPO 184 s): held-out
 accuracy 0.911 after 8 DPO steps, 0.989 after 40 (margin +4.30); SFT eval loss 1.715 → 1.754
@@ -78,8 +79,9 @@ def load(run_dir: Path):
     return model, config, Tokenizer.load(run_dir / "tokenizer.json")
 
 
-def measure(run_dir: Path, sft_dir: Path, dpo_args: list[str]) -> dict[str, float]:
-    """Held-out preference metrics (reference = the SFT model) and the SFT eval loss."""
+def measure(run_dir: Path, sft_dir: Path, dpo_args: list[str] | Path) -> dict[str, float]:
+    """Held-out preference metrics (reference = the SFT model) and the SFT eval loss.
+    ``dpo_args``: overrides of the benchmark's model, or a DPO run's config.yaml."""
     import numpy as np
 
     from nanochat_tui.config import load_config
@@ -87,7 +89,11 @@ def measure(run_dir: Path, sft_dir: Path, dpo_args: list[str]) -> dict[str, floa
     from nanochat_tui.jax_engine.tasks.sft import SFTTask
 
     model, _, tok = load(run_dir)
-    dpo = DPOTask(load_config("tiny", [*MODEL, *dpo_args]), tok, lambda m: None)
+    if isinstance(dpo_args, Path):
+        dpo_config = load_config(str(dpo_args))
+    else:
+        dpo_config = load_config("tiny", [*MODEL, *dpo_args])
+    dpo = DPOTask(dpo_config, tok, lambda m: None)
     dpo.prepare()
     pref = dpo.evaluate(model)
     sft_config = load_config(str(sft_dir / "config.yaml"))
@@ -105,6 +111,49 @@ def measure(run_dir: Path, sft_dir: Path, dpo_args: list[str]) -> dict[str, floa
     }
 
 
+def wall_s(run_dir: Path) -> float:
+    """Seconds from a run's first event to its run_end (start-up, training and evaluations)."""
+    import json
+
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    ends = [e["time"] for e in events if e["type"] == "run_end"]
+    return (ends[-1] if ends else events[-1]["time"]) - events[0]["time"]
+
+
+def report_pipeline(prefix: Path, min_accuracy: float, max_rise: float) -> int:
+    """Measure a finished ``tiny-align`` pipeline (``PREFIX.2-sft``, ``PREFIX.3-dpo``)."""
+    import json
+
+    base = prefix.with_name(prefix.name + ".1-base")
+    sft = prefix.with_name(prefix.name + ".2-sft")
+    dpo = prefix.with_name(prefix.name + ".3-dpo")
+    before = measure(sft, sft, dpo / "config.yaml")
+    after = measure(dpo, sft, dpo / "config.yaml")
+    print(f"\npipeline {prefix} (timings from a shared, loaded CPU machine)")
+    for run_dir in (base, sft, dpo):
+        print(f"  {run_dir.name:<16} {wall_s(run_dir):7.1f} s")
+    print("\nheld-out eval during DPO (step: rewards/accuracies, rewards/margins, val_loss)")
+    for line in (dpo / "events.jsonl").read_text().splitlines():
+        e = json.loads(line)
+        if e["type"] == "eval":
+            print(f"  {e['step']:>5}: {e['eval_rewards/accuracies']:.3f}  "
+                  f"{e['eval_rewards/margins']:+.3f}  {e['val_loss']:.4f}")  # fmt: skip
+    return verdict(before, after, min_accuracy, max_rise)
+
+
+def verdict(before: dict, after: dict, min_accuracy: float, max_rise: float) -> int:
+    print(f"\n{'metric':<20} {'SFT (= reference)':>18} {'after DPO':>10}")
+    for key in before:
+        print(f"{key:<20} {before[key]:>18.4f} {after[key]:>10.4f}")
+    print("(before DPO every implicit reward is 0: strict accuracy 0, a coin flip would be 0.5)")
+    rise = after["sft eval loss"] - before["sft eval loss"]
+    ok = after["rewards/accuracies"] >= min_accuracy and rise <= max_rise
+    print(f"\nheld-out accuracy {after['rewards/accuracies']:.3f} (target ≥ {min_accuracy}); "
+          f"SFT eval loss {rise:+.4f} nats (allowed ≤ +{max_rise}): "
+          f"{'PASS' if ok else 'FAIL'}")  # fmt: skip
+    return 0 if ok else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pretrain-steps", type=int, default=150)
@@ -118,7 +167,16 @@ def main() -> int:
     ap.add_argument("--min-accuracy", type=float, default=0.8)
     ap.add_argument("--max-sft-loss-rise", type=float, default=0.10)
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here")
+    ap.add_argument(
+        "--pipeline",
+        type=Path,
+        default=None,
+        metavar="RUNS/NAME",
+        help="measure a finished `run tiny-align --name NAME` instead of training",
+    )
     args = ap.parse_args()
+    if args.pipeline is not None:
+        return report_pipeline(args.pipeline, args.min_accuracy, args.max_sft_loss_rise)
     root = args.out or Path(tempfile.mkdtemp(prefix="dpo-e2e-"))
     base, sft, dpo = root / "base", root / "sft", root / "dpo"
     common = ["train.device_batch_size=16", "train.total_batch_size=2048", "train.save_every=0",
@@ -155,16 +213,7 @@ def main() -> int:
         if e["type"] == "eval":
             print(f"  {e['step']:>5}: {e['eval_rewards/accuracies']:.3f}  "
                   f"{e['eval_rewards/margins']:+.3f}")  # fmt: skip
-    print(f"\n{'metric':<20} {'SFT (= reference)':>18} {'after DPO':>10}")
-    for key in before:
-        print(f"{key:<20} {before[key]:>18.4f} {after[key]:>10.4f}")
-    print("(before DPO every implicit reward is 0: strict accuracy 0, a coin flip would be 0.5)")
-    rise = after["sft eval loss"] - before["sft eval loss"]
-    ok = after["rewards/accuracies"] >= args.min_accuracy and rise <= args.max_sft_loss_rise
-    print(f"\nheld-out accuracy {after['rewards/accuracies']:.3f} (target ≥ {args.min_accuracy}); "
-          f"SFT eval loss {rise:+.4f} nats (allowed ≤ +{args.max_sft_loss_rise}): "
-          f"{'PASS' if ok else 'FAIL'}")  # fmt: skip
-    return 0 if ok else 1
+    return verdict(before, after, args.min_accuracy, args.max_sft_loss_rise)
 
 
 if __name__ == "__main__":

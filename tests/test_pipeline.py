@@ -52,6 +52,24 @@ def test_cli_pipeline_pretrain_then_sft(tmp_path: Path, capsys):
     }  # fmt: skip
     assert read_meta(sft / "checkpoints" / "2")["stage"] == "sft"
     assert (sft / "tokenizer.json").read_text() == (base / "tokenizer.json").read_text()
+    # the lineage (Runs pane, runs --lineage): what each run trained on, recorded at its start
+    import hashlib
+
+    from nanochat_tui.jax_engine.corpus import corpus_fingerprint
+    from nanochat_tui.orchestrator.lineage import resolve
+
+    root, child = resolve(sft, tmp_path / "runs")
+    assert (root.name, root.stage, child.stage, child.from_step) == (
+        "p.1-base",
+        "pretrain",
+        "sft",
+        3,
+    )
+    fingerprint = corpus_fingerprint(load_run_config(base).data).encode()
+    assert root.dataset.source == "embedded stdlib corpus" and root.dataset.rows > 1
+    assert root.dataset.hash == hashlib.sha256(fingerprint).hexdigest()[:12]
+    assert child.dataset.source.startswith("the embedded chat set (SOUL default/1)")
+    assert child.dataset.rows > 100 and len(child.dataset.hash) == 12
 
 
 def test_bad_pipelines_refused_before_running(tmp_path: Path):

@@ -276,3 +276,18 @@ def test_ctrl_c_keeps_written_rows_and_a_rerun_finishes(project, tmp_path, _isol
     assert done.returncode == 0, done.stderr
     ids = [r["id"] for r in store.read_log(paths.trace)]
     assert ids[: len(kept)] == kept and len(ids) == len(set(ids)) == 30
+
+
+def test_cli_temperature_reaches_every_request_and_a_bad_one_is_refused(project, tmp_path, capsys):
+    from nanochat_tui.cli import main
+
+    scripted = Scripted()
+    prompts = write_prompts(tmp_path / "p.jsonl", 2)
+    base = ["synth", "demo", "--model", "m", "--prompts", str(prompts), "--accept-all"]
+    assert main([*base, "--temperature", "2.5"]) == 2
+    assert "--temperature must be between 0 and 2, not 2.5" in capsys.readouterr().err
+    with ThreadServer(scripted.app) as server:
+        assert main([*base, "--endpoint", server.base_url, "--temperature", "1.3"]) == 0
+    bodies = [body for _, body, _ in scripted.calls]
+    assert len(bodies) == 6  # answer, critique, revision per prompt
+    assert {body["temperature"] for body in bodies} == {1.3}

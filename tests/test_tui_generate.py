@@ -124,3 +124,38 @@ async def test_generate_screen_bad_field_and_stop(_isolated_home, tmp_path, scre
             assert 2 <= len(written) < 40
             assert f"{len(written)}/40 rows" in text
             assert "pending review" in text
+
+
+async def test_generate_screen_temperature_is_checked_and_sent(
+    _isolated_home, tmp_path, screen_text, type_into
+):
+    make_project(_isolated_home)
+    prompts = write_prompts(tmp_path / "p.jsonl", 2)
+    scripted = Scripted()
+    with ThreadServer(scripted.app) as server:
+        app = NanochatApp(prefab="tiny")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await open_from_palette(pilot, "generate")
+            screen = app.screen
+            assert isinstance(screen, GenerateScreen)
+            typed = {
+                "#gen-project": "demo",
+                "#gen-model": "m",
+                "#gen-endpoint": server.base_url,
+                "#gen-prompts": str(prompts),
+                "#gen-temperature": "3",
+            }
+            for selector, text in typed.items():
+                await type_into(pilot, selector, text)
+            await pilot.click("#gen-start")
+            await pilot.pause()
+            text = screen_text(app)
+            assert "not started: temperature must be between 0 and 2, not 3" in text, text
+            assert not screen.running and not scripted.calls
+            for selector, value in typed.items():  # everything typed is still there
+                assert screen.query_one(selector).value == value, selector
+            await type_into(pilot, "#gen-temperature", "0.25")
+            await pilot.click("#gen-start")
+            await pilot_wait_for(pilot, lambda: not screen.running, 60, "the generation")
+    bodies = [body for _, body, _ in scripted.calls]
+    assert len(bodies) == 6 and {body["temperature"] for body in bodies} == {0.25}

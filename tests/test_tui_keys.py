@@ -21,7 +21,7 @@ def anyio_backend():
 
 async def test_help_lists_every_panes_keys_grouped_even_unopened(screen_text) -> None:
     app = NanochatApp(prefab="tiny")
-    async with app.run_test(size=(120, 70)) as pilot:  # tall enough to show the Live keys
+    async with app.run_test(size=(120, 80)) as pilot:  # tall enough to show the Live group
         await pilot.pause()
         rows = app.key_rows()
         scopes = [spec.scope for spec, _key in rows]

@@ -72,7 +72,10 @@ class SynthSettings:
             (self.tpm is None or self.tpm > 0, "--tpm must be positive"),
             (self.price_per_1k >= 0, "--price-per-1k cannot be negative"),
             (self.max_tokens >= 1, "--max-tokens must be at least 1"),
-            (0 <= self.temperature <= 2, "--temperature must be between 0 and 2"),
+            (
+                0 <= self.temperature <= 2,
+                f"--temperature must be between 0 and 2, not {self.temperature:g}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

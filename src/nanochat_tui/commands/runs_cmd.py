@@ -1,4 +1,4 @@
-"""``nanochat-tui runs`` (table of runs) and ``nanochat-tui control RUN_DIR checkpoint|stop|patch``."""
+"""``nanochat-tui runs`` (table of runs, ``--lineage RUN_DIR``) and ``nanochat-tui control RUN_DIR checkpoint|stop|patch``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,14 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         )
         parser.add_argument(
             "--json", action="store_true", help="print JSON lines instead of a table"
+        )
+        parser.add_argument(
+            "--lineage",
+            type=Path,
+            metavar="RUN_DIR",
+            default=None,
+            help="print the runs RUN_DIR descends from (base → sft → dpo) with their SOUL "
+            "versions and datasets",
         )
     else:
         parser.add_argument(
@@ -47,9 +55,31 @@ def status_line(s) -> str:
     return f"{s.name}: {s.status}{detail}, {where} [{s.mode}]"
 
 
+def print_lineage(run_dir: Path, runs_dir: Path | None, as_json: bool) -> int:
+    """``runs --lineage RUN_DIR``: the chain, root first (JSON lines with ``--json``)."""
+    from nanochat_tui.errors import UserError
+    from nanochat_tui.orchestrator import lineage
+
+    if not run_dir.expanduser().is_dir():
+        raise UserError(
+            f"no run directory at {run_dir}", "pass a run directory (see `nanochat-tui runs`)"
+        )
+    nodes = lineage.resolve(run_dir, runs_dir)
+    if as_json:
+        import json
+
+        for node in lineage.as_json(nodes):
+            print(json.dumps(node))
+    else:
+        print(lineage.describe(nodes))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from nanochat_tui.orchestrator import runner
 
+    if args.command == "runs" and args.lineage is not None:
+        return print_lineage(args.lineage, args.dir, args.json)
     if args.command == "runs":
         from nanochat_tui.orchestrator.summaries import list_runs
 

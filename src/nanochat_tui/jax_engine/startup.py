@@ -95,6 +95,7 @@ def setup(run: RunState, resume: bool):
         check_tokenizer(init_meta, tokenizer, init_dir)
         ckpt.restore_into(init_dir, model)
         run.log(f"initialised weights from {init_dir}")
+        start_fields["initialised_from"] = {"path": str(init_dir), "step": init_meta.get("step")}
     meta = start.meta if start is not None else None
     return task, model, optimizer, tokenizer, meta, start_fields
 

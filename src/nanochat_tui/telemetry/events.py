@@ -8,7 +8,8 @@ Fields by type (all optional beyond the common ones unless noted):
   run_start   run_name, run_dir, stage (the task: "pretrain", ...), config (dict), num_params,
               flops_per_token, num_iterations, device (str), device_count, devices_used (what MFU
               is computed over), peak_flops, resumed_from_step, tokens_per_step, plus the task's
-              own fields (pretrain: train_tokens, val_tokens, unigram_bpb)
+              own fields (pretrain: train_tokens, val_tokens, unigram_bpb; every stage: dataset
+              {source, rows, hash}); with run.init_from, initialised_from {path, step}
   step        step (required), loss, lr_multiplier, lr (matrix lr after schedule), tokens,
               tokens_per_s, mfu, step_time, data_wait, compute_time, host_time, grad_norm, eta_s,
               epoch, device_memory_bytes, aux (dict name -> float: the task's auxiliary metrics).

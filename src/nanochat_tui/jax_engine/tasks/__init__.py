@@ -11,8 +11,9 @@ not means, and the step (step.py) adds them over micro-batches and divides once.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Protocol
 
 
@@ -35,6 +36,16 @@ class BatchIterator(Protocol):
     @property
     def epoch_fraction(self) -> float:
         """Epochs of training data consumed (for the ``epoch`` field of step events)."""
+
+
+def dataset_identity(source: str, rows: int, content: Iterable[bytes]) -> dict[str, Any]:
+    """``{"source", "rows", "hash"}``: the data a run trained on, for its lineage (a task's
+    ``prepare`` returns it as the ``run_start`` event's ``dataset``). ``hash``: the first 12 hex
+    digits of SHA-256 over ``content`` (a file's bytes: ``sha256sum FILE`` starts the same)."""
+    digest = hashlib.sha256()
+    for part in content:
+        digest.update(part)
+    return {"source": source, "rows": int(rows), "hash": digest.hexdigest()[:12]}
 
 
 class Task(ABC):

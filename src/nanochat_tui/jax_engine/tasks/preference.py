@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -31,7 +32,7 @@ import numpy as np
 from nanochat_tui.align.preferences import Pair, held_out, load_pairs, render_embedded
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.evaluate import sample_replies
-from nanochat_tui.jax_engine.tasks import Task
+from nanochat_tui.jax_engine.tasks import Task, dataset_identity
 
 
 class PairStats(NamedTuple):
@@ -239,7 +240,7 @@ class PreferenceTask(Task):
                 'set data.source to a JSONL file of {"prompt", "chosen", "rejected"} lines, '
                 'or "embedded"',
             )
-        return load_pairs(path, self.tokenizer, self.row_len), str(path)
+        return load_pairs(path, self.tokenizer, self.row_len), str(path.resolve())
 
     def prepare(self) -> dict[str, Any]:
         if not self.config.run.init_from:
@@ -265,8 +266,17 @@ class PreferenceTask(Task):
             "val_tokens": int(sum(sum(p.chosen_mask) + sum(p.rejected_mask) for p in val)),
             "train_pairs": len(train),
             "val_pairs": len(val),
+            "dataset": dataset_identity(where, len(pairs), self.content(pairs)),
             **fields,
         }
+
+    def content(self, pairs: list[Pair]) -> Iterable[bytes]:
+        """What the dataset hash covers: a file's bytes, or the embedded pairs' rendered ids."""
+        if self.config.data.source != "embedded":
+            yield Path(self.config.data.source).expanduser().read_bytes()
+            return
+        for p in pairs:
+            yield f"{p.id}:{p.chosen_ids}:{p.rejected_ids}\n".encode()
 
     def prepare_reference(self) -> dict[str, Any]:
         """Set up what the loss needs beyond the policy (none for reference-free stages)."""

@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from nanochat_tui.jax_engine.corpus import corpus_fingerprint
 from nanochat_tui.jax_engine.data import BatchLoader, build_splits
 from nanochat_tui.jax_engine.evaluate import evaluate_bpb, sample_continuations, unigram_baseline
 from nanochat_tui.jax_engine.packing import BestFitRows
 from nanochat_tui.jax_engine.sharding import placement
 from nanochat_tui.jax_engine.step import token_loss_sum
-from nanochat_tui.jax_engine.tasks import Task
+from nanochat_tui.jax_engine.tasks import Task, dataset_identity
 
 
 class PretrainTask(Task):
@@ -39,6 +40,13 @@ class PretrainTask(Task):
             "train_tokens": len(self.splits.train),
             "val_tokens": len(self.splits.val),
             "unigram_bpb": self.unigram_bpb,
+            "dataset": dataset_identity(
+                "embedded stdlib corpus"
+                if config.data.source == "embedded"
+                else config.data.source,
+                sum((self.splits.meta.get("documents") or {}).values()),
+                [corpus_fingerprint(config.data).encode()],
+            ),
         }
 
     def batches(self, position: dict[str, Any] | None) -> BatchLoader:

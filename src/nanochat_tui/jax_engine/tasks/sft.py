@@ -29,7 +29,7 @@ from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.evaluate import sample_replies
 from nanochat_tui.jax_engine.sharding import placement
 from nanochat_tui.jax_engine.step import token_loss_sum
-from nanochat_tui.jax_engine.tasks import Task
+from nanochat_tui.jax_engine.tasks import Task, dataset_identity
 from nanochat_tui.projects import soul_for
 
 
@@ -122,7 +122,7 @@ class SFTTask(Task):
                 )
             convs = load_conversations(path, self.tokenizer, self.row_len)
             keys = [json.dumps(c.ids) for c in convs]
-            where = str(path)
+            where = str(path.resolve())
         val = [c for c, k in zip(convs, keys, strict=True) if held_out(k, data.val_fraction)]
         train = [c for c, k in zip(convs, keys, strict=True) if not held_out(k, data.val_fraction)]
         if not val and len(train) > 1:
@@ -143,6 +143,13 @@ class SFTTask(Task):
             "val_tokens": int(sum(sum(c.mask) for c in val)),
             "train_conversations": len(train),
             "val_conversations": len(val),
+            "dataset": dataset_identity(
+                where,
+                len(convs),
+                [path.read_bytes()]
+                if data.source != "embedded"
+                else (k.encode() + b"\n" for k in keys),
+            ),
         }
 
     def pack_epoch(self, epoch: int) -> list[list[int]]:

@@ -1,5 +1,5 @@
 """Generate screen: SOUL-driven synthetic data (critique → revision) from an OpenAI-compatible
-endpoint, with progress, ETA, cost and every problem with its policy (docs/alignment.md).
+endpoint (its requests carry the form's max tokens and temperature), with progress, ETA, cost and every problem with its policy (docs/alignment.md).
 
 Opened from the command palette ("Generate synthetic data"). Generation runs in a worker thread
 (align/synth.py); its callbacks only store the latest numbers and problems, which a timer paints,
@@ -89,6 +89,8 @@ class GenerateScreen(ModalScreen[None]):
                     id="gen-prompts",
                     compact=True,
                 )
+                yield Label("temperature")
+                yield Input("0.7", id="gen-temperature", type="number", classes="num", compact=True)
             with Horizontal():
                 yield Label("endpoint")
                 yield Input("http://127.0.0.1:8000/v1", id="gen-endpoint", compact=True)
@@ -207,6 +209,14 @@ class GenerateScreen(ModalScreen[None]):
                     "paste it into 'store key' once, or clear the key name",
                 )
         prompts = self._value("gen-prompts")
+        temperature = self._number("gen-temperature", "temperature")
+        if temperature is None:
+            temperature = 0.7
+        if not 0 <= temperature <= 2:
+            raise UserError(
+                f"temperature must be between 0 and 2, not {self._value('gen-temperature')}",
+                "0 = always the most likely token; 0.7 is the usual setting",
+            )
         settings = SynthSettings(
             project=project,
             set_name=self._value("gen-set") or "synth",
@@ -217,6 +227,7 @@ class GenerateScreen(ModalScreen[None]):
             rpm=self._number("gen-rpm", "requests/min"),
             tpm=self._number("gen-tpm", "tokens/min"),
             price_per_1k=self._number("gen-price", "price") or 0.0,
+            temperature=temperature,
         )
         settings.validate()
         return settings, Endpoint(self._value("gen-endpoint"), model, api_key=api_key)

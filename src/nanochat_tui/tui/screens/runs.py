@@ -2,7 +2,8 @@
 
 Keys: n new run (type a name, enter) · m toggle thread/detached for new runs · enter/a attach to the
 selected run (then the Live pane shows it) · c checkpoint now · p patch (key=value, validated) ·
-s stop (asks first) · u resume the selected stopped/crashed run · r refresh the list. The list refreshes itself every few seconds in a thread.
+s stop (asks first) · u resume the selected stopped/crashed run · g lineage of the selected run
+(base → sft → dpo; its chain is also the line under the table) · r refresh the list. The list refreshes itself every few seconds in a thread.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RunsPane(Widget, can_focus=False):
     RunsPane > #runs-header { height: auto; padding: 0 1; background: $boost; }
     RunsPane > DataTable { height: 1fr; border-left: tall $panel; }
     RunsPane > DataTable:focus { border-left: tall $accent; }
+    RunsPane > #runs-lineage { height: 1; padding: 0 1; }
     RunsPane > #runs-hint { height: 1; color: $text-muted; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
@@ -56,6 +58,7 @@ class RunsPane(Widget, can_focus=False):
         Binding("p", "patch", "Patch the attached run (key=value)", id="runs.patch"),
         Binding("s", "stop", "Stop the attached run", id="runs.stop"),
         Binding("u", "resume", "Resume the selected stopped/crashed run", id="runs.resume"),
+        Binding("g", "lineage", "Lineage of the selected run", id="runs.lineage"),
         Binding("r", "refresh_runs", "Refresh the run list", id="runs.refresh"),
     ]
 
@@ -73,8 +76,9 @@ class RunsPane(Widget, can_focus=False):
         for label, width in _COLUMNS:
             table.add_column(label, width=width)
         yield table
+        yield Static("", id="runs-lineage")
         yield Static(
-            Text("n new · m mode · ⏎ attach · c ckpt · p patch · s stop · u resume · r refresh"),
+            Text("n new · m mode · ⏎ attach · c ckpt · p patch · s stop · u resume · g lineage"),
             id="runs-hint",
         )
 
@@ -125,6 +129,33 @@ class RunsPane(Widget, can_focus=False):
         except Exception:  # not mounted / app closing
             return False
 
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self._show_lineage()
+
+    def _show_lineage(self) -> None:
+        """The selected run's chain on the line under the table (a few small file reads)."""
+        from nanochat_tui.orchestrator.lineage import chain_text, resolve
+
+        selected = self._selected_dir()
+        chain = chain_text(resolve(Path(selected))) if selected is not None else ""
+        if chain == getattr(self, "_chain", ""):
+            return  # unchanged: no repaint
+        self._chain = chain
+        text = Text("lineage ", style="dim", no_wrap=True, overflow="ellipsis") if chain else Text()
+        text.append(chain)
+        self.query_one("#runs-lineage", Static).update(text)
+
+    def action_lineage(self) -> None:
+        from nanochat_tui.orchestrator.lineage import resolve
+        from nanochat_tui.tui.screens.lineage import LineageScreen
+
+        selected = self._selected_dir()
+        if selected is None:
+            self.notify("no run selected", severity="warning")
+            return
+        self.app.push_screen(LineageScreen(resolve(Path(selected))))
+
     def action_refresh_runs(self) -> None:
         self._poll_runs()
 
@@ -168,6 +199,7 @@ class RunsPane(Widget, can_focus=False):
                     table.move_cursor(row=i)
                     break
         self._update_header()
+        self._show_lineage()
 
     def _selected_dir(self) -> str | None:
         table = self.query_one(DataTable)
@@ -339,6 +371,11 @@ class RunsPane(Widget, can_focus=False):
                 "Runs: resume selected run",
                 f"continue a stopped/crashed run from its checkpoint ({self.mode})",
                 self.action_resume,
+            ),
+            (
+                "Runs: lineage of selected run",
+                "the runs it descends from, with SOUL versions and datasets",
+                self.action_lineage,
             ),
             ("Runs: refresh list", "re-read the runs dir", self.action_refresh_runs),
         ]
