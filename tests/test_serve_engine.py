@@ -124,7 +124,7 @@ def _collect(engine: BatchEngine, ids: list[int], n: int, **kw) -> tuple[list[in
             done.set()
 
     engine.submit(GenRequest(ids=ids, max_tokens=n, emit=emit, **kw))
-    assert done.wait(60)
+    assert done.wait(300)  # compiling under a loaded CI machine can take a while
     return out, reason[0]
 
 
