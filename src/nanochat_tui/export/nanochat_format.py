@@ -55,6 +55,8 @@ def not_2026(m) -> list[str]:
             f"model.short_window={m.short_window} (nanochat's S window is "
             f"ceil(sequence_len/4) rounded up to 128 tokens: set it to 0)"
         )
+    if getattr(m, "blocks", None) is not None:  # the designer's per-block settings
+        out.append("per-block settings (model.blocks: nanochat's blocks are all alike)")
     if m.model_dim < SMEAR_CHANNELS:
         out.append(f"a width of {m.model_dim} (nanochat's smear gate reads {SMEAR_CHANNELS})")
     return out

@@ -34,11 +34,11 @@ class SlotCache(NamedTuple):
 
 
 def init_slot_cache(model: GPT, slots: int, max_len: int) -> SlotCache:
-    c = model.config
-    shape = (slots, max_len, c.kv_heads, c.head_dim)
+    """An empty cache; each layer shaped by its own block (blocks may differ in kv heads)."""
+    shapes = [(slots, max_len, b.attn.n_kv_head, b.attn.head_dim) for b in model.blocks]
     return SlotCache(
-        tuple(jnp.zeros(shape, model.dtype) for _ in range(c.depth)),
-        tuple(jnp.zeros(shape, model.dtype) for _ in range(c.depth)),
+        tuple(jnp.zeros(shape, model.dtype) for shape in shapes),
+        tuple(jnp.zeros(shape, model.dtype) for shape in shapes),
     )
 
 
