@@ -8,6 +8,7 @@ requests share the batched decode steps.
 
     uv run python benchmarks/serve_load.py                      # random-weight d4 model, CPU or GPU
     uv run python benchmarks/serve_load.py --run RUN_DIR        # a trained checkpoint instead
+    uv run python benchmarks/serve_load.py --recipe nanochat-2026  # every 2026 switch on
     uv run python benchmarks/serve_load.py --levels 1,8 --tokens 32 --json out.json
 """
 
@@ -22,7 +23,7 @@ import time
 from typing import Any
 
 
-def random_state(depth: int, seq: int):
+def random_state(depth: int, seq: int, recipe: str = "nanochat-2025"):
     """A random-weight model (and a small BPE tokenizer) of the given size."""
     import jax
     from flax import nnx
@@ -45,6 +46,7 @@ def random_state(depth: int, seq: int):
         head_dim=64,
         sequence_len=seq,
         vocab_size=tokenizer.vocab_size,
+        recipe=recipe,
     )
     model = GPT(cfg, rngs=nnx.Rngs(0))
     leaves, treedef = jax.tree.flatten(nnx.state(model, nnx.Param))
@@ -137,7 +139,7 @@ def measure(args, slots: int, level: int, requests: int) -> dict[str, Any]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, __file__, "--serve-port", str(port), "--slots", str(slots)]
-    cmd += ["--depth", str(args.depth), "--seq", str(args.seq)]
+    cmd += ["--depth", str(args.depth), "--seq", str(args.seq), "--recipe", args.recipe]
     if args.run:
         cmd += ["--run", args.run]
     server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
@@ -164,6 +166,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="serve this run dir / step dir instead of a random model")
     parser.add_argument("--depth", type=int, default=4, help="random model depth (width 64·depth)")
+    parser.add_argument(
+        "--recipe",
+        default="nanochat-2025",
+        choices=("nanochat-2025", "nanochat-2026"),
+        help="random model recipe",
+    )
     parser.add_argument("--seq", type=int, default=512, help="random model context length")
     parser.add_argument("--levels", default="1,8,32", help="concurrent streams to measure")
     parser.add_argument("--slots", type=int, default=32, help="slots of the batching server")
@@ -175,7 +183,7 @@ def main() -> int:
     import jax
 
     if args.serve_port:
-        make = run_state(args.run) if args.run else random_state(args.depth, args.seq)
+        make = run_state(args.run) if args.run else random_state(args.depth, args.seq, args.recipe)
         serve_forever(make, args.slots, args.serve_port)
     device = jax.devices()[0]
     print(f"device: {device.platform} ({device.device_kind})", file=sys.stderr)

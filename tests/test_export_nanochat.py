@@ -75,13 +75,16 @@ def test_export_without_torch_says_how_to_install(run_dir, tmp_path, monkeypatch
     assert not out.exists()
 
 
-def test_export_refuses_a_2026_model(tmp_path, capsys):
+def test_export_refuses_what_neither_nanochat_revision_holds(tmp_path, capsys):
+    """RECIPE_2026's 8-token window is not nanochat's ceil(seq/4 to 128) rule."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NANOCHAT_TUI_HOME", str(tmp_path))
         new = make_run(tmp_path, "new", RECIPE_2026)
     assert main(["export", str(new), str(tmp_path / "o"), "--format", "nanochat"]) == 2
     err = capsys.readouterr().err
-    assert "as a nanochat checkpoint" in err and "model.smear=True" in err
+    assert "as a nanochat checkpoint" in err and "model.smear=True" in err  # not 2025
+    assert "(2026) GPT cannot represent model.short_window=8" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_import_bad_input_messages(run_dir, tmp_path, monkeypatch, capsys):
@@ -110,27 +113,97 @@ def test_import_bad_input_messages(run_dir, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_later_nanochat_features_are_named():
-    from nanochat_tui.export.importer import unsupported
+# nanochat's current GPT (karpathy/nanochat@92d63d4, nanochat/gpt.py) for n_layer 3, n_embd 96,
+# n_head 3, n_kv_head 1, vocab 300 (rows padded to 320): every state_dict key and its shape
+NANOCHAT_2026_KEYS = {
+    "transformer.wte.weight": (320, 96),
+    "lm_head.weight": (320, 96),
+    "resid_lambdas": (3,),
+    "x0_lambdas": (3,),
+    "smear_gate.weight": (1, 24),
+    "smear_lambda": (1,),
+    "backout_lambda": (1,),
+    "value_embeds.0.weight": (320, 32),
+    "value_embeds.2.weight": (320, 32),
+    "transformer.h.0.attn.ve_gate.weight": (1, 12),
+    "transformer.h.2.attn.ve_gate.weight": (1, 12),
+    **{
+        f"transformer.h.{i}.{k}.weight": shape
+        for i in range(3)
+        for k, shape in {
+            "attn.c_q": (96, 96),
+            "attn.c_k": (32, 96),
+            "attn.c_v": (32, 96),
+            "attn.c_proj": (96, 96),
+            "mlp.c_fc": (384, 96),
+            "mlp.c_proj": (96, 384),
+        }.items()
+    },
+}
+NANOCHAT_2026_CONFIG = {"sequence_len": 2048, "vocab_size": 300, "n_layer": 3, "n_head": 3}
+NANOCHAT_2026_CONFIG |= {"n_kv_head": 1, "n_embd": 96, "window_pattern": "SSSL"}
+
+
+def _our_2026_weights(vocab: int = 300) -> dict[str, np.ndarray]:
+    from flax import nnx
+
+    from nanochat_tui.config.schema import ModelConfig
+    from nanochat_tui.export.source import param_arrays
+    from nanochat_tui.jax_engine.model import GPT
+
+    cfg = ModelConfig(
+        depth=3, aspect_ratio=32, head_dim=32, n_kv_head=1, vocab_size=vocab, recipe="nanochat-2026"
+    )
+    return param_arrays(GPT(cfg, rngs=nnx.Rngs(0)))
+
+
+def test_2026_names_and_shapes_are_nanochats_both_ways():
+    from nanochat_tui.export.nanochat_names import from_nanochat, revision_of, to_nanochat
+
+    ours = _our_2026_weights()
+    theirs = to_nanochat(ours, 3, "2026", 300)
+    assert {k: v.shape for k, v in theirs.items()} == NANOCHAT_2026_KEYS
+    assert revision_of(theirs, NANOCHAT_2026_CONFIG) == ("2026", [])
+    back = from_nanochat(theirs, 3, "2026")
+    assert back.keys() == ours.keys()
+    for key, value in ours.items():
+        np.testing.assert_array_equal(back[key], value)
+    # nanochat pads to 64 rows; a model padded further is cropped, one unpadded gets zero rows
+    wider = {**ours, "wte": np.ones((384, 96), np.float32)}
+    assert to_nanochat(wider, 3, "2026", 300)["transformer.wte.weight"].shape == (320, 96)
+
+
+def test_a_2026_meta_becomes_the_2026_recipe_with_nanochats_windows():
+    from nanochat_tui.export.importer import build_config
+
+    config = build_config({"model_config": NANOCHAT_2026_CONFIG}, 320, "imp", "2026")
+    m = config.model.resolved()
+    assert (m.rope_base, m.qk_scale, m.softcap, m.padded_vocab) == (100000.0, 1.2, 15.0, 320)
+    assert m.value_embeds and m.residual_scalars and m.smear and m.backout
+    # ceil(2048 / 4 / 128) * 128 (nanochat's comment says 768; its expression gives 512)
+    assert m.window_sizes() == [512, 512, None]
+
+
+def test_what_no_recipe_represents_is_named():
+    from nanochat_tui.export.nanochat_names import revision_of
 
     ones, zeros = np.ones(2, np.float32), np.zeros(2, np.float32)
-    assert unsupported({"resid_lambdas": ones, "x0_lambdas": zeros}, {"window_pattern": "L"}) == []
-    found = unsupported(
-        {
-            "value_embeds.1.weight": zeros,
-            "transformer.h.1.attn.ve_gate.weight": zeros,
-            "smear_gate.weight": zeros,
-            "resid_lambdas": ones * 1.1,
-        },
-        {"window_pattern": "SSSL"},
-    )
-    assert found == [
-        "smear (smear_gate)",
-        "value embeddings (value_embeds.*)",
-        "value-embedding gates (attn.ve_gate)",
-        "learned residual scalars (resid_lambdas)",
-        "sliding-window attention (window_pattern SSSL)",
+    old = {"resid_lambdas": ones, "x0_lambdas": zeros}
+    assert revision_of(old, {"window_pattern": "L"}) == ("2025", [])
+    assert revision_of({"resid_lambdas": ones * 1.1}, {"window_pattern": "SSSL"})[1] == [
+        "learned residual scalars (resid_lambdas) without the rest of 2026",
+        "sliding windows (window_pattern SSSL) without the rest of 2026",
     ]
+    (why,) = revision_of({"value_embeds.1.weight": zeros, "backout_lambda": zeros}, {})[1]
+    assert why.startswith("an intermediate nanochat revision: backout (backout_lambda), value ")
+    assert "without smear (smear_gate, smear_lambda), value-embedding gates" in why
+    full = {k: np.zeros(s, np.float32) for k, s in NANOCHAT_2026_KEYS.items()}
+    wide_gate = {**full, "transformer.h.0.attn.ve_gate.weight": np.zeros((1, 32), np.float32)}
+    assert revision_of(wide_gate, NANOCHAT_2026_CONFIG)[1] == [
+        "value-embedding gates reading [12, 32] channels (ours read 12)"
+    ]
+    (why,) = revision_of({**full, "transformer.h.0.attn.lora.weight": zeros}, {})[1]
+    assert "newer than commit 92d63d4 (transformer.h.0.attn.lora.weight)" in why
 
 
 def test_checkpoints_pane_marks_imported_runs(run_dir):

@@ -2,13 +2,14 @@
 
 Reads ``model_<step>.pt`` + ``meta_<step>.json`` (nanochat's ``save_checkpoint``) and the
 tokenizer (``tokenizer.pkl`` in the folder, ``--tokenizer``, or nanochat's own
-``$NANOCHAT_BASE_DIR/tokenizer``), and writes a run directory (run_writer.py) under the
-``nanochat-2025`` recipe that chat, eval, serve and ``run.init_from`` accept.
+``$NANOCHAT_BASE_DIR/tokenizer``), and writes a run directory (run_writer.py) that chat, eval,
+serve and ``run.init_from`` accept.
 
-nanochat's 2025 GPT maps one to one. Later revisions add parameters (value embeddings, smear,
-backout, learned residual scalars, sliding windows) whose constants live in nanochat's code, not
-in the checkpoint; one that uses them is refused with the list. Identity residual scalars (all
-ones and zeros, as nanochat patches into old checkpoints) are dropped.
+Both revisions map one to one (nanochat_names.py): the 2025 GPT to the ``nanochat-2025`` recipe
+(identity residual scalars, as nanochat patches into old checkpoints, dropped), the current GPT
+(value embeddings, residual/x0 scalars, smear, backout, sliding windows) to ``nanochat-2026`` with
+the checkpoint's ``window_pattern``. Anything else — an intermediate revision with only some of
+those parameters, other shapes, parameters we do not know — is refused, naming it.
 """
 
 from __future__ import annotations
@@ -22,19 +23,17 @@ from typing import Any
 import numpy as np
 
 from nanochat_tui.errors import UserError
-from nanochat_tui.export.nanochat_format import LAYER_KEYS, require_torch
+from nanochat_tui.export.nanochat_format import require_torch
+from nanochat_tui.export.nanochat_names import (
+    NANOCHAT_COMMIT,
+    from_nanochat,
+    padded,
+    revision_of,
+)
 
 _META = re.compile(r"^meta_(\d+)\.json$")
 # nanochat's checkpoint folders (<base>/<stage>_checkpoints/<tag>) → our stage
 STAGES = {"base": "pretrain", "mid": "sft", "chatsft": "sft", "chatrl": "sft"}
-# state_dict keys of later nanochat revisions → the feature they belong to
-FEATURES = {
-    "value_embeds.": "value embeddings (value_embeds.*)",
-    ".ve_gate.": "value-embedding gates (attn.ve_gate)",
-    "smear_gate": "smear (smear_gate)",
-    "smear_lambda": "smear (smear_lambda)",
-    "backout_lambda": "backout (backout_lambda)",
-}
 
 
 def find_checkpoint(folder: Path, step: int | None) -> tuple[Path, Path, int]:
@@ -121,34 +120,26 @@ def load_state_dict(path: Path) -> dict[str, np.ndarray]:
     return {k.removeprefix("_orig_mod."): v.detach().float().cpu().numpy() for k, v in raw.items()}
 
 
-def unsupported(state: dict[str, np.ndarray], config: dict[str, Any]) -> list[str]:
-    """The features of a later nanochat this checkpoint uses that we cannot represent."""
-    found = sorted({label for key in state for part, label in FEATURES.items() if part in key})
-    for name, identity in (("resid_lambdas", 1.0), ("x0_lambdas", 0.0)):
-        if name in state and not np.all(state[name] == identity):
-            found.append(f"learned residual scalars ({name})")
-    pattern = str(config.get("window_pattern", "L")).upper()
-    if set(pattern) - {"L"}:
-        found.append(f"sliding-window attention (window_pattern {pattern})")
-    return found
-
-
-def build_config(meta: dict[str, Any], rows: int, name: str):
-    """A nanochat-2025 Config shaped like the checkpoint (``rows`` = embedding rows)."""
+def build_config(meta: dict[str, Any], rows: int, name: str, revision: str = "2025"):
+    """A Config of that nanochat revision's recipe shaped like the checkpoint (``rows`` =
+    embedding rows)."""
     from nanochat_tui.config.compat import adopt
     from nanochat_tui.config.loader import ConfigError, apply_overrides
     from nanochat_tui.config.schema import Config
 
     nc = meta["model_config"]
     vocab = int(nc["vocab_size"])
-    overrides: dict[str, Any] = {"run.name": name, "model.recipe": "nanochat-2025"}
-    if rows != vocab:
-        if rows != -(-vocab // 64) * 64:
-            raise UserError(
-                f"the embedding has {rows} rows for a vocabulary of {vocab}",
-                "nanochat-tui represents a vocabulary padded to a multiple of 64 only",
-            )
-        overrides["model.vocab_multiple"] = 64
+    overrides: dict[str, Any] = {"run.name": name, "model.recipe": f"nanochat-{revision}"}
+    if revision == "2026":
+        # nanochat's S window is our short_window 0; the last layer is full context in both
+        pattern = str(nc.get("window_pattern", "L")).upper()
+        overrides |= {"model.window_pattern": pattern, "model.short_window": 0}
+    if rows not in (vocab, padded(vocab)):
+        raise UserError(
+            f"the embedding has {rows} rows for a vocabulary of {vocab}",
+            "nanochat-tui represents a vocabulary padded to a multiple of 64 only",
+        )
+    overrides["model.vocab_multiple"] = 1 if rows == vocab else 64
     try:
         config = apply_overrides(adopt(Config(), meta), overrides)
     except (ConfigError, ValueError) as err:
@@ -166,18 +157,14 @@ def build_config(meta: dict[str, Any], rows: int, name: str):
     return config
 
 
-def our_weights(state: dict[str, np.ndarray], depth: int) -> dict[str, np.ndarray]:
-    """nanochat's names → ours (``[in, out]`` kernels); a missing key is a UserError."""
+def our_weights(state: dict[str, np.ndarray], depth: int, revision: str) -> dict:
+    """nanochat's names → ours (nanochat_names.from_nanochat); a missing key is a UserError."""
     try:
-        out = {"wte": state["transformer.wte.weight"], "lm_head": state["lm_head.weight"].T}
-        for i in range(depth):
-            for key in LAYER_KEYS:
-                out[f"blocks.{i}.{key}"] = state[f"transformer.h.{i}.{key}.weight"].T
+        return from_nanochat(state, depth, revision)
     except KeyError as err:
         raise UserError(
             f"the checkpoint has no {err.args[0]}", "is this a nanochat GPT checkpoint?"
         ) from None
-    return out
 
 
 def import_checkpoint(
@@ -194,13 +181,14 @@ def import_checkpoint(
     meta = read_meta(meta_path)
     tok_path = find_tokenizer(folder, tokenizer)
     state = load_state_dict(model_path)
-    problems = unsupported(state, meta["model_config"])
+    revision, problems = revision_of(state, meta["model_config"])
     if problems:
         raise UserError(
-            f"cannot import {model_path}: it uses {'; '.join(problems)}, which nanochat-tui "
-            "cannot represent in a nanochat checkpoint import",
-            "import a checkpoint of nanochat's 2025 GPT (before these features), or train the "
-            "same model here with model.recipe=nanochat-2026",
+            f"cannot import {model_path}: it uses {'; '.join(problems)}, which nanochat-tui's "
+            "recipes cannot represent",
+            "import a checkpoint of nanochat's 2025 GPT or of its current GPT (commit "
+            f"{NANOCHAT_COMMIT[:7]}), or train the same model here with model.recipe="
+            "nanochat-2026",
         )
     tok = load_tokenizer(tok_path)
     vocab = int(meta["model_config"]["vocab_size"])
@@ -210,14 +198,19 @@ def import_checkpoint(
             "pass --tokenizer with the tokenizer this checkpoint was trained with",
         )
     rows = state.get("transformer.wte.weight", np.zeros((vocab, 0))).shape[0]
-    config = build_config(meta, rows, out.name)
-    weights = our_weights(state, config.model.depth)
+    config = build_config(meta, rows, out.name, revision)
+    weights = our_weights(state, config.model.depth, revision)
     stage = STAGES.get(folder.parent.name.removesuffix("_checkpoints"), "pretrain")
     bpb = meta.get("val_bpb")
     metrics = (
         {"val_bpb": {"value": float(bpb), "step": chosen}} if isinstance(bpb, int | float) else {}
     )
-    origin = {"format": "nanochat", "path": str(model_path), "step": chosen}
+    origin = {
+        "format": "nanochat",
+        "revision": revision,
+        "path": str(model_path),
+        "step": chosen,
+    }
     return write_run(
         out, config, tok, weights, step=chosen, stage=stage, metrics=metrics, origin=origin
     )

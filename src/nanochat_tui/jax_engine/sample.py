@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from nanochat_tui.jax_engine.model import GPT, KVCache
+from nanochat_tui.jax_engine.model import GPT, KVCache, norm
 
 
 def _bucket(n: int, minimum: int = 16) -> int:
@@ -90,7 +90,12 @@ def _compiled(model: GPT) -> _Compiled:
 
     @partial(jax.jit, static_argnames=static, donate_argnames=("cache",))
     def prefill(state, idx, cache, last, key, temperature, greedy, top_k):
-        logits, cache = nnx.merge(graphdef, state).decode(idx, cache, 0)
+        model = nnx.merge(graphdef, state)
+        logits, cache = model.decode(idx, cache, 0)
+        # The prompt is padded: smear's next step must read the last prompt token's embedding,
+        # not the padding's that decode left in the cache.
+        last_tok = jax.lax.dynamic_slice_in_dim(idx, last, 1, axis=1)
+        cache = cache._replace(x_prev=norm(model.wte(last_tok).astype(model.dtype)))
         row = jax.lax.dynamic_index_in_dim(logits, last, axis=1, keepdims=False)
         return sample_token(row, key, temperature, top_k, greedy=greedy), cache
 

@@ -61,7 +61,8 @@ class GenRequest:
     # device-side state while it holds a slot
     slot: int = -1
     pos: int = 0
-    last: int = 0
+    last: int = 0  # the token fed to the next decode step (at ``pos``)
+    prev: int = 0  # the token before it (smear reads its embedding)
 
 
 def _bucket(n: int, cap: int, minimum: int = 16) -> int:
@@ -111,12 +112,14 @@ class BatchEngine:
         max_len: int | None = None,
         max_queue: int = 64,
     ) -> None:
+        # Both recipes and every switch are served; what can still differ is a plugin's block
+        # (e.g. an MLP that mixes tokens), which the one-token-per-row step would serve wrongly.
         off = mismatch(model)
         if off > 1e-2 * (1.0 + model.config.softcap):
             raise IncompatibleCheckpoint(
                 f"the serving step does not reproduce this model's logits (off by {off:.3g}): "
-                "it uses architecture switches the batched decoder does not implement",
-                "serve a nanochat-2025 recipe checkpoint, or chat with it via `nanochat-tui chat`",
+                "a plugin's block does not decode one token per row as GPT.decode does",
+                "chat with it via `nanochat-tui chat`, or serve a model without that plugin",
             )
         self.model = model
         self.slots = slots
@@ -189,8 +192,9 @@ class BatchEngine:
             return toks, write_slots(cache, slots, rows)
 
         @partial(jax.jit, donate_argnames=("cache",), static_argnames=("length",))
-        def step(state, cache, toks, pos, seeds, counters, temperature, top_k, top_p, length):
-            logits, cache = decode_rows(nnx.merge(graphdef, state), toks, cache, pos, length)
+        def step(state, cache, toks, prev, pos, seeds, counters, temperature, top_k, top_p, length):
+            model = nnx.merge(graphdef, state)
+            logits, cache = decode_rows(model, toks, prev, cache, pos, length)
             return sample_rows(logits, seeds, counters, temperature, top_k, top_p), cache
 
         self._prefill, self._step = prefill, step
@@ -250,7 +254,7 @@ class BatchEngine:
         )
         toks = np.asarray(toks)
         for row, req in enumerate(reqs):
-            req.pos = len(req.ids)
+            req.pos, req.last = len(req.ids), req.ids[-1]
             self._deliver(req, int(toks[row]))
 
     def _advance(self) -> None:
@@ -260,6 +264,7 @@ class BatchEngine:
         rows = self._active[: _bucket(top, self.slots, minimum=1)]
         length = _bucket(max(r.pos for r in rows if r is not None) + 1, self.max_len)
         toks = np.array([r.last if r else 0 for r in rows], np.int32)
+        prev = np.array([r.prev if r else 0 for r in rows], np.int32)
         pos = np.array([r.pos if r else 0 for r in rows], np.int32)
         seeds = np.array([r.seed if r else 0 for r in rows], np.int32)
         counters = np.array([r.generated if r else 0 for r in rows], np.int32)
@@ -267,7 +272,7 @@ class BatchEngine:
         top_k = np.array([r.top_k if r else 0 for r in rows], np.int32)
         top_p = np.array([r.top_p if r else 1.0 for r in rows], np.float32)
         out, self._cache = self._step(
-            self._state, self._cache, toks, pos, seeds, counters, temps, top_k, top_p, length
+            self._state, self._cache, toks, prev, pos, seeds, counters, temps, top_k, top_p, length
         )
         self.steps += 1
         out = np.asarray(out)
@@ -287,7 +292,7 @@ class BatchEngine:
             if req.first_token is None:
                 req.first_token = time.perf_counter()
             req.generated += 1
-            req.last = tok
+            req.prev, req.last = req.last, tok
             req.emit(tok, None)
             if req.generated >= req.max_tokens or req.pos >= self.max_len:
                 reason = "length"
