@@ -27,6 +27,7 @@ async def _designer(pilot) -> None:
         await pilot.press({"=": "equals_sign"}.get(ch, ch))
     await pilot_wait_for(pilot, lambda: pane.preview is not None, 10, "preview")
     await pilot.press("escape")  # leave the line (its blinking cursor would make the image vary)
+    pilot.app.clear_notifications()  # the template's toast: shown or expired by load, not by us
     await pilot.pause()
 
 

@@ -78,7 +78,7 @@ def print_lineage(run_dir: Path, runs_dir: Path | None, as_json: bool) -> int:
 def run(args: argparse.Namespace) -> int:
     from nanochat_tui.orchestrator import runner
 
-    if args.command == "runs" and args.lineage is not None:
+    if args.command == "runs" and getattr(args, "lineage", None) is not None:
         return print_lineage(args.lineage, args.dir, args.json)
     if args.command == "runs":
         from nanochat_tui.orchestrator.summaries import list_runs
