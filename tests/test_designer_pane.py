@@ -79,3 +79,31 @@ async def test_design_then_save_as_prefab_and_train(tmp_path):
         if run is not None and run.is_alive():
             run.inbox.stop()
             run.join(60)
+
+
+@pytest.mark.anyio
+async def test_export_the_designs_forward_pass_as_onnx():
+    import onnx
+
+    from nanochat_tui.plugins.designer.pane import DesignerPane, designs_dir
+    from nanochat_tui.tui.app import NanochatApp
+
+    app = NanochatApp(prefab="tiny", overrides=tiny_overrides())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("D")
+        await wait_for(pilot, lambda: app.active_pane == "designer", 20, "designer pane")
+        pane = app.query_one(DesignerPane)
+        await wait_for(pilot, lambda: pane.history is not None, 10, "design")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: pane.design.name == "nanochat-d4", 10, "template")
+        await _edit(pilot, pane, "width=64")
+        await pilot.press("down")
+        await _edit(pilot, pane, "n_head=2 mlp=swiglu window=16")
+        out = designs_dir() / "nanochat-d4.onnx"
+        await pilot.press("X")
+        await wait_for(pilot, out.exists, 120, "model.onnx written")
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["input_ids"]
+    assert [o.name for o in model.graph.output] == ["logits"]
+    assert any(n.op_type == "Sigmoid" for n in model.graph.node)  # the SwiGLU block is in it

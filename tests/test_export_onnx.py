@@ -61,3 +61,40 @@ def test_missing_onnx_names_the_extra(run_dir, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "needs the onnx package" in err and "--extra export" in err
     assert not out.exists()
+
+
+def test_a_designed_model_with_per_block_settings_exports(tmp_path):
+    """model.blocks (heads, kv heads, head size, windows, SwiGLU, value embeddings per block) in
+    ONNX: the reference evaluator's logits equal the JAX model's on a random initialisation."""
+    import jax.numpy as jnp
+    from flax import nnx
+    from onnx.reference import ReferenceEvaluator
+
+    from nanochat_tui.config.schema import Config
+    from nanochat_tui.export.onnx_graph import build_model
+    from nanochat_tui.export.source import ExportSource, param_arrays
+    from nanochat_tui.jax_engine.model import GPT
+
+    for recipe in ("nanochat-2025", "nanochat-2026"):
+        model = {
+            "recipe": recipe,
+            "depth": 3,
+            "width": 64,
+            "head_dim": 16,
+            "sequence_len": 32,
+            "vocab_size": 300,
+            "blocks": [
+                {"n_head": 4, "n_kv_head": 2, "mlp": "swiglu"},
+                {"n_head": 2, "value_embed": True, "window": 8},
+                {"n_head": 8, "n_kv_head": 1, "mlp_hidden": 96},
+            ],
+        }
+        config = Config.model_validate({"model": model})
+        gpt = GPT(config.model, rngs=nnx.Rngs(3))
+        source = ExportSource(tmp_path, config, None, {}, param_arrays(gpt))
+        session = ReferenceEvaluator(build_model(source))
+        ids = np.array([SEQUENCES[1][:24], SEQUENCES[1][:24][::-1]], np.int64) % 300
+        (got,) = session.run(["logits"], {"input_ids": ids})
+        want = np.asarray(gpt(jnp.asarray(ids, jnp.int32)))
+        assert got.shape == want.shape == (2, 24, 300)
+        assert np.abs(got - want).max() <= 1e-4, recipe

@@ -25,17 +25,31 @@ from nanochat_tui.serve.text import TextStream
 RECIPE_2026 = {"recipe": "nanochat-2026", "short_window": 4, "window_pattern": "SL"}
 
 
-@pytest.fixture(scope="module", params=["nanochat-2025", "nanochat-2026"])
+# a designer's per-block settings: heads, kv heads and head size differ per block, SwiGLU, a window
+DESIGNED = {
+    "recipe": "nanochat-2026",
+    "width": 96,
+    "blocks": [
+        {"n_head": 4, "n_kv_head": 2, "mlp": "swiglu"},
+        {"n_head": 2, "window": 4},
+        {"n_head": 6, "n_kv_head": 1, "value_embed": True},
+    ],
+}
+
+
+@pytest.fixture(scope="module", params=["nanochat-2025", "nanochat-2026", "designed"])
 def model(request) -> GPT:
-    extra = RECIPE_2026 if request.param == "nanochat-2026" else {}
+    extra = {"nanochat-2026": RECIPE_2026, "designed": DESIGNED}.get(request.param, {})
     cfg = ModelConfig(
-        depth=3,
-        aspect_ratio=32,
-        head_dim=32,
-        sequence_len=64,
-        vocab_size=300,
-        n_kv_head=1,
-        **extra,
+        **{
+            "depth": 3,
+            "aspect_ratio": 32,
+            "head_dim": 32,
+            "sequence_len": 64,
+            "vocab_size": 300,
+            "n_kv_head": 1,
+            **extra,
+        }
     )
     m = GPT(cfg, rngs=nnx.Rngs(0))
     leaves, treedef = jax.tree.flatten(nnx.state(m, nnx.Param))
@@ -50,7 +64,10 @@ def test_decode_rows_equals_gpt_decode_per_row(model):
     prompts = [[5, 9, 2], [7, 7, 7, 7, 7, 1, 8, 9], [3]]
     nxt = [[11, 12, 13], [14, 15, 16], [17, 18, 19]]
     graphdef, state = nnx.split(model)
-    assert model.blocks[0].attn.window == (4 if model.switches.smear else None)
+    if model.config.blocks:  # the designed model: only block 1 has the 4-token window
+        assert [b.attn.window for b in model.blocks] == [None, 4, None]
+    else:
+        assert model.blocks[0].attn.window == (4 if model.switches.smear else None)
 
     @jax.jit
     def batched(state):

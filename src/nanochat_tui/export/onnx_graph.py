@@ -5,7 +5,9 @@ API from the NumPy weights (no torch, no tracing).
     output  logits     float32[batch, sequence, vocab_size]   (soft-capped, like ``GPT.__call__``)
 
 Both axes are dynamic. Every recipe switch is represented (value embeddings, residual/x0 scalars,
-smear, backout, sliding windows, QK scale, padded vocabulary), so any checkpoint exports. Opset 18;
+smear, backout, sliding windows, QK scale, padded vocabulary), and so are a designer's per-block
+settings (``model.blocks``: heads, kv heads, head size, window, ReLU² or SwiGLU MLP, value
+embedding per block), so any checkpoint without plugin layers exports. Opset 18;
 weights above ~1.5 GB go to ``model.onnx.data`` next to the graph (protobuf's 2 GB limit).
 """
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from nanochat_tui.errors import UserError
 from nanochat_tui.export.source import ExportSource, atomic_file
-from nanochat_tui.jax_engine.model import SMEAR_CHANNELS, VE_GATE_CHANNELS, has_value_embed
+from nanochat_tui.jax_engine.model import SMEAR_CHANNELS, VE_GATE_CHANNELS
 
 OPSET = 18
 EXTERNAL_DATA_BYTES = 1_500_000_000
@@ -38,13 +40,8 @@ def require_onnx():
 
 
 def check_exportable(source: ExportSource) -> None:
-    """Every model with identical blocks exports to ONNX; only the package may be missing."""
-    if source.config.model.blocks is not None:
-        raise UserError(
-            f"cannot export {source.path} to ONNX: the graph builder writes identical blocks, "
-            "not per-block settings (model.blocks)",
-            "export the design's JSON from the designer instead, or train without model.blocks",
-        )
+    """Every model exports to ONNX (plugin-built ones never load here); only the package may be
+    missing."""
     require_onnx()
 
 
@@ -107,7 +104,8 @@ class _Builder:
         self.g = _Graph()
         self.m = source.model
         self.w = source.weights
-        self.windows = source.config.model.window_sizes()
+        self.blocks = source.config.model.block_settings()
+        self._rope: dict[int, tuple[str, str]] = {}
 
     def weight(self, name: str) -> str:
         return self.g.const(self.w[name].astype(np.float32), name.replace(".", "_"))
@@ -115,39 +113,44 @@ class _Builder:
     def linear(self, x: str, name: str) -> str:
         return self.g.op("MatMul", x, self.weight(name))
 
-    def positions(self, ids: str) -> tuple[str, str, str, str]:
-        """(cos, sin) ``[1, T, 1, D/2]`` and the row/column positions ``[T, 1]``, ``[1, T]``."""
-        g, m = self.g, self.m
+    def positions(self, ids: str) -> tuple[str, str, str]:
+        """The positions ``[T]`` and the row/column positions ``[T, 1]``, ``[1, T]``."""
+        g = self.g
         t = g.op("Gather", g.op("Shape", ids), g.const(np.int64(1), "one"), axis=0)
         pos = g.op("Range", g.const(np.int64(0), "zero"), t, g.const(np.int64(1), "one"))
-        inv_freq = 1.0 / (
-            m.rope_base ** (np.arange(0, m.head_dim, 2, dtype=np.float32) / m.head_dim)
-        )
-        freqs = g.op(
-            "Mul",
-            g.op("Unsqueeze", g.op("Cast", pos, to=1), g.ints(1)),
-            g.const(inv_freq.astype(np.float32)[None, :], "inv_freq"),
-        )
-        cos = g.op("Unsqueeze", g.op("Cos", freqs), g.ints(0, 2))
-        sin = g.op("Unsqueeze", g.op("Sin", freqs), g.ints(0, 2))
-        rows = g.op("Unsqueeze", pos, g.ints(1))
-        cols = g.op("Unsqueeze", pos, g.ints(0))
-        return cos, sin, rows, cols
+        return pos, g.op("Unsqueeze", pos, g.ints(1)), g.op("Unsqueeze", pos, g.ints(0))
 
-    def attention(self, i: int, x: str, ids: str, rope, masks: dict) -> str:
-        g, m = self.g, self.m
-        h, kv, d = m.n_head, m.kv_heads, m.head_dim
+    def rope(self, pos: str, head_dim: int) -> tuple[str, str]:
+        """(cos, sin) ``[1, T, 1, D/2]`` for ``head_dim`` (built once per head size)."""
+        if head_dim not in self._rope:
+            g, m = self.g, self.m
+            inv_freq = 1.0 / (
+                m.rope_base ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim)
+            )
+            freqs = g.op(
+                "Mul",
+                g.op("Unsqueeze", g.op("Cast", pos, to=1), g.ints(1)),
+                g.const(inv_freq.astype(np.float32)[None, :], f"inv_freq_{head_dim}"),
+            )
+            cos = g.op("Unsqueeze", g.op("Cos", freqs), g.ints(0, 2))
+            sin = g.op("Unsqueeze", g.op("Sin", freqs), g.ints(0, 2))
+            self._rope[head_dim] = (cos, sin)
+        return self._rope[head_dim]
+
+    def attention(self, i: int, x: str, ids: str, pos: str, masks: dict) -> str:
+        g, m, bs = self.g, self.m, self.blocks[i]
+        h, kv, d = bs.n_head, bs.n_kv_head, bs.head_dim
         p = f"blocks.{i}.attn"
         q = g.op("Reshape", self.linear(x, f"{p}.c_q"), g.ints(0, 0, h, d))
         k = g.op("Reshape", self.linear(x, f"{p}.c_k"), g.ints(0, 0, kv, d))
         v = g.op("Reshape", self.linear(x, f"{p}.c_v"), g.ints(0, 0, kv, d))
-        if has_value_embed(m, i):
+        if bs.value_embed:
             ve = g.op("Gather", self.weight(f"blocks.{i}.value_embed"), ids, axis=0)
             gate_in = _last(g, x, 0, VE_GATE_CHANNELS)
             gate = g.op("Mul", g.scalar(3.0), g.op("Sigmoid", self.linear(gate_in, f"{p}.ve_gate")))
             ve = g.op("Reshape", ve, g.ints(0, 0, kv, d))
             v = g.op("Add", v, g.op("Mul", g.op("Unsqueeze", gate, g.ints(-1)), ve))
-        cos, sin = rope
+        cos, sin = self.rope(pos, d)
         q, k = _norm(g, _rotary(g, q, cos, sin, d // 2)), _norm(g, _rotary(g, k, cos, sin, d // 2))
         if m.qk_scale != 1.0:
             q, k = g.op("Mul", q, g.scalar(m.qk_scale)), g.op("Mul", k, g.scalar(m.qk_scale))
@@ -163,14 +166,19 @@ class _Builder:
                 "Reshape", g.op("Tile", g.op("Unsqueeze", v, g.ints(2)), reps), g.ints(0, h, -1, d)
             )
         scores = g.op("Mul", g.op("MatMul", q, k), g.scalar(1.0 / math.sqrt(d)))
-        scores = g.op("Where", masks[self.windows[i]], scores, g.scalar(-np.inf))
+        scores = g.op("Where", masks[bs.window], scores, g.scalar(-np.inf))
         y = g.op("MatMul", g.op("Softmax", scores, axis=-1), v)
         y = g.op("Reshape", g.op("Transpose", y, perm=[0, 2, 1, 3]), g.ints(0, 0, -1))
         return self.linear(y, f"{p}.c_proj")
 
     def mlp(self, i: int, x: str) -> str:
-        h = self.g.op("Relu", self.linear(x, f"blocks.{i}.mlp.c_fc"))
-        return self.linear(self.g.op("Mul", h, h), f"blocks.{i}.mlp.c_proj")
+        g, p = self.g, f"blocks.{i}.mlp"
+        if self.blocks[i].mlp == "swiglu":  # c_proj(silu(c_gate x) · c_fc x); silu(z) = z·σ(z)
+            gate = self.linear(x, f"{p}.c_gate")
+            h = g.op("Mul", g.op("Mul", gate, g.op("Sigmoid", gate)), self.linear(x, f"{p}.c_fc"))
+            return self.linear(h, f"{p}.c_proj")
+        h = g.op("Relu", self.linear(x, f"{p}.c_fc"))
+        return self.linear(g.op("Mul", h, h), f"{p}.c_proj")
 
     def build(self):
         g, m, helper = self.g, self.m, self.g.helper
@@ -184,11 +192,11 @@ class _Builder:
             gate = g.op("Sigmoid", self.linear(_last(g, x, 0, c), "smear_gate"))
             gate = g.op("Mul", self.weight("smear_lambda"), gate)
             x = g.op("Add", x, g.op("Mul", gate, prev))
-        cos, sin, rows, cols = self.positions(ids)
+        pos, rows, cols = self.positions(ids)
         causal = g.op("LessOrEqual", cols, rows)
         masks: dict = {None: causal}
-        for w in {w for w in self.windows if w is not None}:
-            near = g.op("LessOrEqual", g.op("Sub", rows, cols), g.const(np.int64(w), "window"))
+        for w in {b.window for b in self.blocks if b.window is not None}:
+            near = g.op("LessOrEqual", g.op("Sub", rows, cols), g.const(np.int64(w), f"window{w}"))
             masks[w] = g.op("And", causal, near)
         x0, backout = x, None
         for i in range(m.depth):
@@ -196,7 +204,7 @@ class _Builder:
                 r = float(self.w["resid_lambdas"][i])
                 a = float(self.w["x0_lambdas"][i])
                 x = g.op("Add", g.op("Mul", x, g.scalar(r)), g.op("Mul", x0, g.scalar(a)))
-            x = g.op("Add", x, self.attention(i, _norm(g, x), ids, (cos, sin), masks))
+            x = g.op("Add", x, self.attention(i, _norm(g, x), ids, pos, masks))
             x = g.op("Add", x, self.mlp(i, _norm(g, x)))
             if i == m.depth // 2:
                 backout = x

@@ -25,7 +25,7 @@ from nanochat_tui.plugins.designer.history import History
 
 HINT = (
     "a add · c dup · x del · [ ] move · e edit · u undo · r redo · t template · s save · o open · "
-    "p prefab+train"
+    "p prefab+train · X onnx"
 )
 COLUMNS = (
     ("#", 3),
@@ -96,6 +96,7 @@ class DesignerPane(Widget):
         Binding("s", "save", "Save the design as JSON", id="designer.save"),
         Binding("o", "open", "Open a design JSON", id="designer.open"),
         Binding("p", "train", "Save as prefab and start a run from it", id="designer.train"),
+        Binding("X", "export_onnx", "Export the forward pass as ONNX", id="designer.onnx"),
     ]
 
     def __init__(self, **kwargs: Any) -> None:
@@ -321,6 +322,32 @@ class DesignerPane(Widget):
         return True
 
     # ------------------------------------------------------------ save as prefab and train
+
+    def action_export_onnx(self) -> None:
+        self.run_worker(
+            self._export_onnx,
+            thread=True,
+            exclusive=True,
+            group="designer-onnx",
+            exit_on_error=False,
+        )
+
+    def _export_onnx(self) -> Path | None:
+        """Build and write ``<designs>/<name>.onnx`` in a worker thread (JAX is imported here)."""
+        from nanochat_tui.config.loader import ConfigError
+        from nanochat_tui.plugins.designer.onnx_export import export_design_onnx
+
+        design = self.design
+        self.app.call_from_thread(self.notify, f"exporting {design.name} to ONNX …", timeout=3)
+        try:
+            path = export_design_onnx(design, self._base(), designs_dir() / f"{design.name}.onnx")
+        except (UserError, ConfigError, OSError) as err:
+            self.app.call_from_thread(
+                self.notify, str(err), title="ONNX not written", severity="error", timeout=8
+            )
+            return None
+        self.app.call_from_thread(self.notify, f"wrote {path}", timeout=6)
+        return path
 
     def action_train(self) -> None:
         self.run_worker(self.save_and_train(), exclusive=True, group="designer-train")
