@@ -105,6 +105,7 @@ class Panel(Widget):
         self.spec = spec
         self.redraw_count = 0
         self._store: MetricStore | None = None
+        self._drawn: tuple[Any, ...] | None = None  # (store, version, size) of the last draw
         self.border_title = self.title
         self.styles.column_span = spec.width
         self.styles.row_span = spec.height
@@ -159,7 +160,7 @@ class Panel(Widget):
         A screen shown again reports a resize to the size it already had: nothing to redraw.
         """
         store = self._store
-        if store is not None and getattr(self, "_drawn", None) != (store, store.version, self.size):
+        if store is not None and self._drawn != (store, store.version, self.size):
             with store.lock:
                 self._safe_draw(store)
 
