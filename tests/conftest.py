@@ -39,6 +39,18 @@ class MemoryKeyring(keyring.backend.KeyringBackend):
 
 
 @pytest.fixture(autouse=True)
+def _steady_cursors(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In snapshot tests, text cursors do not blink: a blink that lands between the last key and
+    the screenshot (likely on a loaded machine) would make the image vary."""
+    if "snap_compare" not in request.fixturenames:
+        return
+    from textual.widgets import Input, TextArea
+
+    for widget in (Input, TextArea):
+        monkeypatch.setattr(widget.cursor_blink, "_default", False)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point NANOCHAT_TUI_HOME at a tmp dir and make keyring unusable (opt in with memory_keyring)."""
     home = tmp_path / "nanochat-home"
