@@ -4,7 +4,8 @@ Starts ``nanochat-tui serve``'s app on 127.0.0.1 in a child process and drives i
 ``openai`` async client from this one (streaming ``/v1/completions``, greedy, a fixed ``max_tokens``). The
 one-at-a-time baseline runs the same requests sequentially against a server with a single slot (the
 best a server without batching can do); the concurrent levels use a ``--slots`` server, where
-requests share the batched decode steps.
+requests share the batched decode steps. Each server compiles all its batch shapes before it is
+timed, as ``serve`` does in the background from its start.
 
     uv run python benchmarks/serve_load.py                      # random-weight d4 model, CPU or GPU
     uv run python benchmarks/serve_load.py --run RUN_DIR        # a trained checkpoint instead
@@ -123,9 +124,13 @@ async def drive(base_url: str, concurrency: int, requests: int, tokens: int) -> 
 def serve_forever(make, slots: int, port: int) -> None:
     """Server side of one measurement (a child process, so the client's Python work does not
     compete with the engine thread for the GIL)."""
+    from nanochat_tui.jax_engine import compile_cache
     from nanochat_tui.serve.server import BackgroundServer
 
-    with BackgroundServer(make(slots), port=port):
+    compile_cache.enable()  # a rerun loads the shapes from disk
+    state = make(slots)
+    state.engine.precompile(wait=True)  # what `serve` does in the background: timing starts warm
+    with BackgroundServer(state, port=port):
         while True:
             time.sleep(3600)
 
@@ -154,7 +159,7 @@ def measure(args, slots: int, level: int, requests: int) -> dict[str, Any]:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("the benchmark server did not start") from None
                 time.sleep(0.5)
-        # the same traffic once untimed, so every shape it needs is compiled before timing
+        # the same traffic once untimed (first-call Python paths, connection pools)
         asyncio.run(drive(base_url, level, requests, args.tokens))
         return asyncio.run(drive(base_url, level, requests, args.tokens))
     finally:

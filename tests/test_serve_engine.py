@@ -164,6 +164,52 @@ def test_engine_greedy_and_seeded_sampling_match_generate(model):
         engine.stop()
 
 
+def test_shapes_are_a_small_fixed_set(model):
+    engine = BatchEngine(model, slots=32, max_len=64 * 8)
+    shapes = engine.shapes()
+    rows = [1, 2, 4, 8, 16, 32]
+    assert shapes[:6] == [("sample", n, 0) for n in rows]
+    for length in (64, 128, 256, 512):  # short lengths first; prefills at most 8 rows
+        at = [(kind, n) for kind, n, cut in shapes if cut == length]
+        assert at == [("prefill", n) for n in (1, 2, 4, 8)] + [("step", n) for n in rows]
+    assert len(shapes) == engine.shape_count == 6 + 4 * 10
+
+
+def test_precompiled_engine_compiles_nothing_while_serving(model):
+    """After ``precompile`` every request shape is already built: concurrent traffic with
+    different prompt lengths, counts and samplers triggers no XLA compilation."""
+    engine = BatchEngine(model, slots=4)
+    engine.precompile(wait=True)
+    assert engine.compiled == engine.shape_count
+    compiles: list[float] = []
+
+    def listen(event: str, seconds: float, **kw) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    engine.start()
+    try:
+        results: list[tuple[list[int], str]] = []
+        workers = [
+            threading.Thread(
+                target=lambda i=i: results.append(
+                    _collect(engine, list(range(1, 3 + 9 * i)), 6 + i, temperature=0.5 * (i % 2))
+                )
+            )
+            for i in range(5)  # 5 requests on 4 slots: one waits, rows and lengths vary
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert [why for _, why in results] == ["length"] * 5
+        assert compiles == []
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+        engine.stop()
+
+
 def test_queue_full_when_slots_and_queue_are_taken(model):
     engine = BatchEngine(model, slots=1, max_queue=1)  # not started: nothing leaves the queue
     for _ in range(2):  # one for the slot, one for the queue

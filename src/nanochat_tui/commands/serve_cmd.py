@@ -30,12 +30,20 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-messages", type=int, default=256, help="most messages in one chat request"
     )
+    parser.add_argument(
+        "--precompile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile every batch shape in the background from the start (default on; "
+        "--no-precompile compiles each shape when traffic first needs it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from nanochat_tui.errors import UserError
+    from nanochat_tui.jax_engine import compile_cache
     from nanochat_tui.serve.app import create_app
     from nanochat_tui.serve.protocol import Limits
     from nanochat_tui.serve.server import api_key_from_env, load_state
@@ -44,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
     key = api_key_from_env(args.api_key_env)
+    compile_cache.enable()
     print(f"loading {args.path} …", file=sys.stderr, flush=True)
     state = load_state(
         args.path,
@@ -53,9 +62,15 @@ def run(args: argparse.Namespace) -> int:
         api_key=key,
         model_id=args.model_id,
     )
-    print("compiling …", file=sys.stderr, flush=True)
     state.engine.start()
-    state.engine.warmup()
+    if args.precompile:
+        shapes = len(state.engine.shapes())
+        print(f"compiling {shapes} batch shapes in the background …", file=sys.stderr, flush=True)
+
+        def compiled(seconds: float) -> None:
+            print(f"compiled {shapes} batch shapes in {seconds:.0f} s", file=sys.stderr, flush=True)
+
+        state.engine.precompile(done=compiled)
     auth = "bearer key required" if key else "no API key"
     print(
         f"serving '{state.model_id}' at http://{args.host}:{args.port}/v1 "

@@ -103,6 +103,8 @@ def create_app(state: ServeState, *, manage_engine: bool = True) -> Starlette:
             {
                 "model": state.model_id,
                 **state.metrics.snapshot(active=active, queued=queued, slots=state.engine.slots),
+                "shapes_compiled": state.engine.compiled,
+                "shapes": state.engine.shape_count,
             }
         )
 

@@ -8,6 +8,11 @@ budget, or is cancelled (client gone, stop string matched) — the next waiting 
 slot on the following turn, so concurrent requests share device steps instead of queueing behind
 each other.
 
+Every device call has one of a few fixed shapes: rows (requests) and cache lengths rounded up to
+powers of two, prompts padded to at least ``MIN_LENGTH`` and prefilled at most ``PREFILL_ROWS`` at a
+time. ``precompile`` compiles that whole set from a background thread, so traffic does not wait
+on XLA once it is done (and with the persistent compilation cache, a restart loads it from disk).
+
 Sampling is per row: temperature (0 = greedy, exactly ``argmax`` like ``jax_engine.sample``), top-k,
 top-p and a seed, keyed ``fold_in(key(seed), i)`` for the i-th generated token as in ``generate``.
 """
@@ -65,9 +70,26 @@ class GenRequest:
     prev: int = 0  # the token before it (smear reads its embedding)
 
 
-def _bucket(n: int, cap: int, minimum: int = 16) -> int:
+MIN_LENGTH = 64  # shortest prompt padding and cache length a step attends over
+PREFILL_ROWS = 8  # most requests one prefill call takes (more are admitted in several calls)
+
+
+def _bucket(n: int, cap: int, minimum: int = MIN_LENGTH) -> int:
     """``n`` rounded up to a power of two (at least ``minimum``, at most ``cap``)."""
     return min(cap, max(minimum, 1 << (max(n, 1) - 1).bit_length()))
+
+
+def _buckets(cap: int, minimum: int) -> list[int]:
+    """Every value ``_bucket(n, cap, minimum)`` takes for ``n`` in 1..cap, ascending."""
+    return sorted({_bucket(n, cap, minimum) for n in range(1, cap + 1)})
+
+
+def _spec(x):
+    """The shape, dtype and placement of ``x``: enough to compile for it without touching it.
+    An uncommitted array (the default device's) gets no sharding, or the program compiled for
+    the spec would not be the one a call with the array looks up."""
+    committed = getattr(x, "committed", False)
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding if committed else None)
 
 
 def sample_rows(
@@ -125,7 +147,9 @@ class BatchEngine:
         self.slots = slots
         self.max_len = max_len or model.config.sequence_len
         self.max_queue = max_queue
-        self._state = nnx.state(model)
+        # the weights as a flat list of arrays: flattening nnx Variables on every call cost
+        # ~2 ms of Python per step, as much as a whole one-row step of a small model
+        self._state, self._state_def = jax.tree.flatten(nnx.state(model))
         self._cache = init_slot_cache(model, slots, self.max_len)
         self._active: list[GenRequest | None] = [None] * slots
         self._pending: deque[GenRequest] = deque()
@@ -133,6 +157,10 @@ class BatchEngine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._compile()
+        self._specs = jax.tree.map(_spec, (self._state, self._cache))
+        self._compiler: threading.Thread | None = None
+        self.compiled = 0  # shapes precompiled so far, of ``shape_count``
+        self.shape_count = len(self.shapes())
         self.steps = 0  # batched decode steps run (observability and tests)
 
     # ------------------------------------------------------------ public
@@ -145,8 +173,9 @@ class BatchEngine:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        for thread in (self._thread, self._compiler):
+            if thread is not None:
+                thread.join(timeout=60)
 
     def submit(self, req: GenRequest) -> None:
         """Queue ``req``; raises QueueFull when every slot is busy and the queue is full."""
@@ -168,35 +197,73 @@ class BatchEngine:
         with self._cond:
             return sum(r is not None for r in self._active), len(self._pending)
 
-    def warmup(self) -> None:
-        """Compile the decode step and the smallest prefill before the first request arrives."""
-        done = threading.Event()
-        self.submit(
-            GenRequest(ids=[0], max_tokens=2, emit=lambda t, f: f and done.set(), temperature=0)
-        )
-        done.wait(timeout=600)
+    def shapes(self) -> list[tuple[str, int, int]]:
+        """Every ``(kind, rows, length)`` the worker can run, the likeliest first: short cache
+        lengths before long ones, at each length the prefills and then the decode steps (``length``
+        is 0 for the sampler, whose shape is the rows alone)."""
+        out = [("sample", n, 0) for n in _buckets(self.slots, 1)]
+        for length in _buckets(self.max_len, MIN_LENGTH):
+            out += [("prefill", n, length) for n in _buckets(min(self.slots, PREFILL_ROWS), 1)]
+            out += [("step", n, length) for n in _buckets(self.slots, 1)]
+        return out
+
+    def precompile(self, *, wait: bool = False, done: Callable[[float], None] | None = None):
+        """Compile every shape in ``shapes()`` on a background thread (``wait``: block until it is
+        done); ``done(seconds)`` is called at the end unless the engine stopped first. Traffic is
+        served meanwhile: a shape it needs before its turn compiles on demand, as without this."""
+
+        def work() -> None:
+            start = time.perf_counter()
+            for kind, rows, length in self.shapes():
+                if self._stopping:
+                    return
+                self._lower(kind, rows, length).compile()
+                self.compiled += 1
+            if done is not None:
+                done(time.perf_counter() - start)
+
+        self._compiler = threading.Thread(target=work, name="serve-compile", daemon=True)
+        self._compiler.start()
+        if wait:
+            self._compiler.join()
+
+    def _lower(self, kind: str, rows: int, length: int):
+        """The traced program for one shape, from the specs alone (the live cache may be donated
+        by the worker meanwhile); compiling it fills the same cache the worker's calls look in."""
+        state, cache = self._specs
+        i32 = jax.ShapeDtypeStruct((rows,), jnp.int32)
+        f32 = jax.ShapeDtypeStruct((rows,), jnp.float32)
+        if kind == "sample":
+            logits = jax.ShapeDtypeStruct((rows, self.model.config.vocab_size), jnp.float32)
+            return self._sample.lower(logits, i32, i32, f32, i32, f32)
+        if kind == "prefill":
+            idx = jax.ShapeDtypeStruct((rows, length), jnp.int32)
+            return self._prefill.lower(state, cache, i32, idx, i32)
+        return self._step.lower(state, cache, i32, i32, i32, length)
 
     # ------------------------------------------------------------ device functions
 
     def _compile(self) -> None:
-        graphdef = nnx.graphdef(self.model)
+        graphdef, state_def = nnx.graphdef(self.model), self._state_def
+
+        def merged(leaves: list[jax.Array]) -> GPT:
+            return nnx.merge(graphdef, jax.tree.unflatten(state_def, leaves))
 
         @partial(jax.jit, donate_argnames=("cache",))
-        def prefill(state, cache, slots, idx, last, seeds, temperature, top_k, top_p):
-            model = nnx.merge(graphdef, state)
+        def prefill(state, cache, slots, idx, last):
+            model = merged(state)
             a, t = idx.shape
             logits, rows = model.decode(idx, model.init_cache(a, t), 0)
             logits = jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0]
-            zero = jnp.zeros((a,), jnp.int32)
-            toks = sample_rows(logits, seeds, zero, temperature, top_k, top_p)
-            return toks, write_slots(cache, slots, rows)
+            return logits, write_slots(cache, slots, rows)
 
         @partial(jax.jit, donate_argnames=("cache",), static_argnames=("length",))
-        def step(state, cache, toks, prev, pos, seeds, counters, temperature, top_k, top_p, length):
-            model = nnx.merge(graphdef, state)
-            logits, cache = decode_rows(model, toks, prev, cache, pos, length)
-            return sample_rows(logits, seeds, counters, temperature, top_k, top_p), cache
+        def step(state, cache, toks, prev, pos, length):
+            model = merged(state)
+            return decode_rows(model, toks, prev, cache, pos, length)
 
+        # its own program (shaped by rows alone), so the model's are not compiled once per sampler
+        self._sample = jax.jit(sample_rows)
         self._prefill, self._step = prefill, step
 
     # ------------------------------------------------------------ worker
@@ -233,26 +300,22 @@ class BatchEngine:
                 req.emit(None, "cancelled")
 
     def _admit(self, reqs: list[GenRequest]) -> None:
-        """Prefill newly admitted requests together (count and prompt length rounded up to powers
-        of two; padding rows repeat the first request) and deliver their first tokens."""
-        padded = reqs + [reqs[0]] * (_bucket(len(reqs), self.slots, minimum=1) - len(reqs))
-        idx = np.zeros(
-            (len(padded), _bucket(max(len(r.ids) for r in reqs), self.max_len)), np.int32
-        )
+        """Prefill newly admitted requests, ``PREFILL_ROWS`` at a time."""
+        for start in range(0, len(reqs), PREFILL_ROWS):
+            self._prefill_rows(reqs[start : start + PREFILL_ROWS])
+
+    def _prefill_rows(self, reqs: list[GenRequest]) -> None:
+        """Prefill ``reqs`` together (count and prompt length rounded up to powers of two; padding
+        rows repeat the first request) and deliver their first tokens."""
+        count = _bucket(len(reqs), min(self.slots, PREFILL_ROWS), minimum=1)
+        padded = reqs + [reqs[0]] * (count - len(reqs))
+        idx = np.zeros((count, _bucket(max(len(r.ids) for r in reqs), self.max_len)), np.int32)
         for row, req in enumerate(padded):
             idx[row, : len(req.ids)] = req.ids
-        toks, self._cache = self._prefill(
-            self._state,
-            self._cache,
-            np.array([r.slot for r in padded], np.int32),
-            idx,
-            np.array([len(r.ids) - 1 for r in padded], np.int32),
-            np.array([r.seed for r in padded], np.int32),
-            np.array([r.temperature for r in padded], np.float32),
-            np.array([r.top_k for r in padded], np.int32),
-            np.array([r.top_p for r in padded], np.float32),
-        )
-        toks = np.asarray(toks)
+        slots = np.array([r.slot for r in padded], np.int32)
+        last = np.array([len(r.ids) - 1 for r in padded], np.int32)
+        logits, self._cache = self._prefill(self._state, self._cache, slots, idx, last)
+        toks = self._sample_for(padded, logits, first=True)
         for row, req in enumerate(reqs):
             req.pos, req.last = len(req.ids), req.ids[-1]
             self._deliver(req, int(toks[row]))
@@ -266,20 +329,28 @@ class BatchEngine:
         toks = np.array([r.last if r else 0 for r in rows], np.int32)
         prev = np.array([r.prev if r else 0 for r in rows], np.int32)
         pos = np.array([r.pos if r else 0 for r in rows], np.int32)
-        seeds = np.array([r.seed if r else 0 for r in rows], np.int32)
-        counters = np.array([r.generated if r else 0 for r in rows], np.int32)
-        temps = np.array([r.temperature if r else 0.0 for r in rows], np.float32)
-        top_k = np.array([r.top_k if r else 0 for r in rows], np.int32)
-        top_p = np.array([r.top_p if r else 1.0 for r in rows], np.float32)
-        out, self._cache = self._step(
-            self._state, self._cache, toks, prev, pos, seeds, counters, temps, top_k, top_p, length
-        )
+        logits, self._cache = self._step(self._state, self._cache, toks, prev, pos, length)
         self.steps += 1
-        out = np.asarray(out)
+        out = self._sample_for(rows, logits)
         for slot, req in enumerate(rows):
             if req is not None:
                 req.pos += 1
                 self._deliver(req, int(out[slot]))
+
+    def _sample_for(
+        self, rows: list[GenRequest | None], logits: jax.Array, first: bool = False
+    ) -> np.ndarray:
+        """One id per row of ``logits`` with that row's settings (an empty row: greedy); the
+        counter is the index of the token being sampled (0 for a prompt's first)."""
+        ids = self._sample(
+            logits,
+            np.array([r.seed if r else 0 for r in rows], np.int32),
+            np.array([0 if first or not r else r.generated for r in rows], np.int32),
+            np.array([r.temperature if r else 0.0 for r in rows], np.float32),
+            np.array([r.top_k if r else 0 for r in rows], np.int32),
+            np.array([r.top_p if r else 1.0 for r in rows], np.float32),
+        )
+        return np.asarray(ids)
 
     def _deliver(self, req: GenRequest, tok: int) -> None:
         """Hand ``tok`` to the request, or finish it (stop id, budget, context end, cancelled)."""

@@ -40,6 +40,7 @@ def stats_table(stats: dict) -> Table:
         ("first token p50", _fmt(ms(stats.get("ttft_p50_s")), " ms", 0)),
         ("active slots", f"{stats.get('active_slots', 0)} / {stats.get('slots', 0)}"),
         ("queued", str(stats.get("queued", 0))),
+        ("precompiled", f"{stats.get('shapes_compiled', 0)} / {stats.get('shapes', 0)} shapes"),
         (
             "total",
             f"{stats.get('requests_total', 0)} requests · {stats.get('tokens_total', 0)} tokens"
