@@ -167,6 +167,31 @@ def measure(args, slots: int, level: int, requests: int) -> dict[str, Any]:
         server.wait(timeout=30)
 
 
+def step_times(args, rows_list: list[int]) -> list[dict[str, Any]]:
+    """The device step alone (no HTTP, no sampling), per batch of rows: the ceiling batching can
+    reach on this machine, whatever the server around it does."""
+    import jax
+    import numpy as np
+
+    if args.run:
+        engine = run_state(args.run)(args.slots).engine
+    else:
+        engine = random_state(args.depth, args.seq, args.recipe)(args.slots).engine
+    out = []
+    for rows in rows_list:
+        z = np.zeros(rows, np.int32)
+        call = lambda z=z: engine._step(engine._state, engine._cache, z, z, z, 64)  # noqa: E731
+        logits, engine._cache = call()
+        jax.block_until_ready(logits)
+        start, n = time.perf_counter(), 30
+        for _ in range(n):
+            logits, engine._cache = call()
+            jax.block_until_ready(logits)
+        seconds = (time.perf_counter() - start) / n
+        out.append({"rows": rows, "step_ms": seconds * 1000, "tokens_per_s": rows / seconds})
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="serve this run dir / step dir instead of a random model")
@@ -193,7 +218,8 @@ def main() -> int:
     device = jax.devices()[0]
     print(f"device: {device.platform} ({device.device_kind})", file=sys.stderr)
     rows = [{"mode": "serial (1 slot)", **measure(args, 1, 1, args.serial_requests)}]
-    for level in [int(x) for x in args.levels.split(",")]:
+    levels = [int(x) for x in args.levels.split(",")]
+    for level in levels:
         rows.append(
             {
                 "mode": f"batched ({args.slots} slots)",
@@ -210,9 +236,16 @@ def main() -> int:
             f"{r['speedup_vs_serial']:>8.2f} {r['latency_p50_s']:>7.3f} {r['latency_p99_s']:>7.3f} "
             f"{r['ttft_p50_s']:>8.3f}"
         )
+    steps = step_times(args, sorted({1, *(min(n, args.slots) for n in levels)}))
+    print(f"\ndevice step alone (cache length 64, {args.slots}-slot cache): the batching ceiling")
+    print(f"{'rows':>5} {'ms':>7} {'tok/s':>9} {'× 1 row':>8}")
+    for r in steps:
+        r["speedup_vs_one_row"] = r["tokens_per_s"] / steps[0]["tokens_per_s"]
+        print(f"{r['rows']:>5} {r['step_ms']:>7.2f} {r['tokens_per_s']:>9.1f} "
+              f"{r['speedup_vs_one_row']:>8.2f}")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": str(device), "rows": rows}, f, indent=2)
+            json.dump({"device": str(device), "rows": rows, "steps": steps}, f, indent=2)
     return 0
 
 
