@@ -124,6 +124,9 @@ def test_cli_prints_the_chain(pipeline, capsys):
     assert lines[1]["dataset"]["rows"] == 20
     assert main(["runs", "--lineage", str(pipeline["runs"] / "nope")]) == 2
     assert "no run directory" in capsys.readouterr().err
+    assert main(["runs", "--lineage", str(pipeline["runs"])]) == 2  # a folder, not a run
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("not a readable run") == 1
 
 
 def _copy(pipeline, tmp_path: Path) -> dict[str, Path]:

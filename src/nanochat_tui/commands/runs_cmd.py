@@ -65,6 +65,8 @@ def print_lineage(run_dir: Path, runs_dir: Path | None, as_json: bool) -> int:
             f"no run directory at {run_dir}", "pass a run directory (see `nanochat-tui runs`)"
         )
     nodes = lineage.resolve(run_dir, runs_dir)
+    if len(nodes) == 1 and nodes[0].problem:  # not a run at all: one message, not a chain
+        raise UserError(nodes[0].problem, "pass a run directory (see `nanochat-tui runs`)")
     if as_json:
         import json
 
