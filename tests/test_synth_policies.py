@@ -259,9 +259,12 @@ def test_ctrl_c_keeps_written_rows_and_a_rerun_finishes(project, tmp_path, _isol
     paths = store.SetPaths("demo", "synth")
     with ThreadServer(Scripted().app) as server:
         cmd = [sys.executable, "-m", "nanochat_tui.cli", "synth", "demo", "--model", "m",
-               "--endpoint", server.base_url, "--prompts", str(prompts), "--rpm", "600"]  # fmt: skip
+               "--endpoint", server.base_url, "--prompts", str(prompts)]  # fmt: skip
         env = {**os.environ, "NANOCHAT_TUI_HOME": str(_isolated_home)}
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # 2 requests a second: the 30 rows take 15 s or more, so the interrupt lands mid-run even
+        # when a loaded machine is slow to poll (at 10 a second, CI once saw the run finish first)
+        slow = [*cmd, "--rpm", "120"]
+        proc = subprocess.Popen(slow, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while len(store.read_log(paths.trace)) < 2:
             assert proc.poll() is None and time.monotonic() < deadline
@@ -272,7 +275,9 @@ def test_ctrl_c_keeps_written_rows_and_a_rerun_finishes(project, tmp_path, _isol
         assert "interrupted: rows written so far are kept" in err.decode()
         kept = [r["id"] for r in store.read_log(paths.trace)]
         assert paths.trace.read_bytes().endswith(b"\n") and 2 <= len(kept) < 30
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [*cmd, "--rpm", "6000"], env=env, capture_output=True, text=True, timeout=120
+        )
     assert done.returncode == 0, done.stderr
     ids = [r["id"] for r in store.read_log(paths.trace)]
     assert ids[: len(kept)] == kept and len(ids) == len(set(ids)) == 30

@@ -300,3 +300,28 @@ def test_a_failure_the_sink_reports_is_not_cleared_by_deliveries(tmp_path):
     hub.close()
     statuses = [e["status"] for e in read_events(tmp_path / "events.jsonl") if e["type"] == "sink"]
     assert statuses == ["failed", "ok"]
+
+
+def test_a_half_built_wandb_import_is_dropped_so_the_next_try_works(monkeypatch) -> None:
+    """A first import that failed half-way left a package without its attributes in sys.modules
+    (CI once hit this): the sink's import fails once, clears it, and the retry gets real wandb."""
+    import sys
+    import types
+
+    from nanochat_tui.telemetry.wandb_sink import import_wandb
+
+    real = {n: m for n, m in sys.modules.items() if n == "wandb" or n.startswith("wandb.")}
+    for name in real:
+        monkeypatch.delitem(sys.modules, name)
+    half = types.ModuleType("wandb")
+    monkeypatch.setitem(sys.modules, "wandb", half)
+    monkeypatch.setitem(sys.modules, "wandb.errors", types.ModuleType("wandb.errors"))
+    with pytest.raises(AttributeError):
+        import_wandb()
+    assert "wandb" not in sys.modules and "wandb.errors" not in sys.modules
+    wandb = import_wandb()
+    assert wandb is not half and callable(wandb.init) and wandb.Settings is not None
+    for name in [n for n in sys.modules if n == "wandb" or n.startswith("wandb.")]:
+        monkeypatch.delitem(sys.modules, name)  # put back what the process had before
+    for name, module in real.items():
+        monkeypatch.setitem(sys.modules, name, module)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,26 @@ def choose_mode(requested: str, key: str | None) -> str:
 _IMPORT_LOCK = threading.Lock()
 
 
+def import_wandb() -> Any:
+    """``import wandb``, one thread at a time. An import that fails half-way (CPython 3.11 can
+    raise ``SystemError: AST constructor recursion depth mismatch`` when two threads compile
+    source at once, e.g. on a first run without bytecode) leaves wandb's submodules in
+    ``sys.modules``; every later import would then get a half-built package ("partially
+    initialized module 'wandb' has no attribute ..."). Dropping them lets the sink's next retry
+    import it from scratch."""
+    with _IMPORT_LOCK:
+        try:
+            import wandb
+
+            wandb.Settings  # noqa: B018 (a half-built package fails here)
+            wandb.init  # noqa: B018
+            return wandb
+        except Exception:
+            for name in [n for n in sys.modules if n == "wandb" or n.startswith("wandb.")]:
+                del sys.modules[name]
+            raise
+
+
 class WandbSink:
     name = "wandb"
 
@@ -77,9 +98,7 @@ class WandbSink:
     def _init(self) -> None:
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_CONSOLE", "off")
-        with _IMPORT_LOCK:
-            import wandb
-
+        wandb = import_wandb()
         cfg = self.config.telemetry.wandb
         key = wandb_key()
         self.mode = choose_mode(cfg.mode, key)

@@ -30,6 +30,7 @@ from textual.widgets import ContentSwitcher, RichLog, Static
 from nanochat_tui import logging_setup
 from nanochat_tui.plugins import ScreenEntry, get_registry, resolve
 from nanochat_tui.tui import keymap as km
+from nanochat_tui.tui import textual_fixes
 from nanochat_tui.tui.commands import ShellCommands
 from nanochat_tui.tui.messages import (
     AuthChanged,
@@ -43,6 +44,8 @@ from nanochat_tui.tui.state import AppState, read_saved, restore, startup_prefab
 from nanochat_tui.tui.widgets.eventlog import EventLog
 from nanochat_tui.tui.widgets.statusbar import StatusBar
 from nanochat_tui.tui.widgets.tabstrip import TabStrip
+
+textual_fixes.apply()
 
 log = logging.getLogger("nanochat_tui.tui")
 # A graceful stop waits for the current step and a checkpoint: minutes on a big model.
