@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
 log = logging.getLogger("nanochat_tui.synth")
@@ -144,10 +145,26 @@ def run(args: argparse.Namespace) -> int:
         f"({len(generator.principles)} principles) → {paths.trace}",
         highlight=False,
     )
+
+    # Ctrl-C stops like the TUI's Stop: no new rows start, rows in flight are dropped whole, what
+    # was written stays. Our own handler, not asyncio's task cancellation (which a library can
+    # swallow: CI once saw a run ignore Ctrl-C and finish). A second Ctrl-C interrupts at once.
+    def on_sigint(signum, frame) -> None:
+        if generator.stop.is_set():
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        generator.stop.set()
+
+    interrupted: list[bool] = []
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         with bar:
             progress = generator.run()
     except KeyboardInterrupt:
+        interrupted.append(True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
         console.print("interrupted: rows written so far are kept; rerun the same command to go on")
         return 130
     from nanochat_tui.align.synth_store import export
