@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     )
     state.engine.start()
     if args.precompile:
-        shapes = len(state.engine.shapes())
+        shapes = state.engine.shape_count
         print(f"compiling {shapes} batch shapes in the background …", file=sys.stderr, flush=True)
 
         def compiled(seconds: float) -> None:

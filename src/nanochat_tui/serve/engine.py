@@ -315,7 +315,7 @@ class BatchEngine:
         slots = np.array([r.slot for r in padded], np.int32)
         last = np.array([len(r.ids) - 1 for r in padded], np.int32)
         logits, self._cache = self._prefill(self._state, self._cache, slots, idx, last)
-        toks = self._sample_for(padded, logits, first=True)
+        toks = self._sample_for(padded, logits)
         for row, req in enumerate(reqs):
             req.pos, req.last = len(req.ids), req.ids[-1]
             self._deliver(req, int(toks[row]))
@@ -337,15 +337,13 @@ class BatchEngine:
                 req.pos += 1
                 self._deliver(req, int(out[slot]))
 
-    def _sample_for(
-        self, rows: list[GenRequest | None], logits: jax.Array, first: bool = False
-    ) -> np.ndarray:
+    def _sample_for(self, rows: list[GenRequest | None], logits: jax.Array) -> np.ndarray:
         """One id per row of ``logits`` with that row's settings (an empty row: greedy); the
-        counter is the index of the token being sampled (0 for a prompt's first)."""
+        counter is the index of the token being sampled (``generated``: 0 at admission)."""
         ids = self._sample(
             logits,
             np.array([r.seed if r else 0 for r in rows], np.int32),
-            np.array([0 if first or not r else r.generated for r in rows], np.int32),
+            np.array([r.generated if r else 0 for r in rows], np.int32),
             np.array([r.temperature if r else 0.0 for r in rows], np.float32),
             np.array([r.top_k if r else 0 for r in rows], np.int32),
             np.array([r.top_p if r else 1.0 for r in rows], np.float32),
