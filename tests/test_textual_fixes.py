@@ -30,3 +30,31 @@ async def test_a_select_label_update_before_the_label_is_mounted_is_replayed() -
         for _ in range(5):
             await pilot.pause()
         assert str(current.query_one("#label", Static).render()) == "gamma"
+
+
+@pytest.mark.anyio
+async def test_a_timer_behind_schedule_ticks_at_the_next_slot_not_the_one_after() -> None:
+    """Textual's ``Timer._run`` skipped one slot too many when behind schedule: a timer resumed
+    after a pause ticked at once, then slept 1-2 intervals instead of 0-1 (the 60 Hz screen
+    update timer is paused while idle, so a change soon after a frame waited up to 33 ms)."""
+    import asyncio
+    import time
+
+    textual_fixes.apply()
+    ticks: list[float] = []
+
+    class Demo(App):
+        def on_mount(self) -> None:
+            self.timer = self.set_interval(0.1, lambda: ticks.append(time.monotonic()))
+
+    app = Demo()
+    async with app.run_test():
+        while not ticks:
+            await asyncio.sleep(0.005)
+        app.timer.pause()  # right after the first slot (start + 0.1)
+        await asyncio.sleep(0.26 - (time.monotonic() - ticks[0]))
+        app.timer.resume()  # at start + 0.36: ticks at once, then at the slot start + 0.4
+        while len(ticks) < 3:
+            await asyncio.sleep(0.005)
+    late_tick, next_tick = ticks[1], ticks[2]
+    assert next_tick - late_tick < 0.1, f"next tick {1000 * (next_tick - late_tick):.0f} ms later"
