@@ -4,9 +4,15 @@ Drives the real app headless (``App.run_test`` + Pilot, 160×48). Every frame is
 the ANSI string a terminal would receive (the headless driver normally skips that), so the cost of
 output is included.
 
-Latency = from just before a key press to the completion of the first screen refresh after the
-pane handled it (``LivePane.action_paint_count``, set by ``call_after_refresh`` in the action; no
-sleeps in the measurement). Keys, alternated in pairs so the layout is the same at the end:
+Two latencies per press, from just before the key press (no sleeps in the measurement):
+  * frame     until the first frame written to the terminal after the pane handled the key (the
+              repaint the user sees);
+  * callback  until the ``call_after_refresh`` callback the action schedules has run
+              (``LivePane.action_paint_count``): that frame, plus the messages Textual delivers after
+              it (Show/Resize events, the screen's callback queue), usually 3-8 ms more.
+Before measuring, every live screen is shown once: the first visit of a screen that was never on
+screen lays out and renders all of its panels from scratch; that one-time cost is reported on its
+own line ("first visit"). Keys, alternated in pairs so the layout is the same at the end:
   * switch  ``]`` / ``[``  next / previous live screen (a display toggle; no remount)
   * action  ``+`` / ``-``  refresh faster / slower (restarts the timer, forces a redraw, toasts)
 Presses are spaced 30..90 ms apart (fixed seed) so they land at every phase of the redraw timer.
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import os
 import random
 import statistics
@@ -69,7 +76,7 @@ def load() -> str:
 
 def summary(name: str, lat: list[float]) -> str:
     return (
-        f"   {name:<7} p50 {pct(lat, 50):6.1f} ms   p99 {pct(lat, 99):6.1f} ms"
+        f"   {name:<16} p50 {pct(lat, 50):6.1f} ms   p99 {pct(lat, 99):6.1f} ms"
         f"   max {max(lat):6.1f} ms   n={len(lat)}"
     )
 
@@ -156,23 +163,69 @@ def stream_events(path: Path, rate: float, stop: threading.Event) -> None:
     writer.close()
 
 
+class FrameClock:
+    """When frames reach the terminal, and when the Live pane last handled an action key."""
+
+    def __init__(self, app: Any, live: Any) -> None:
+        self.frames: list[float] = []
+        self.handled = 0.0
+        display = app._display
+
+        def timed_display(screen: Any, renderable: Any) -> None:
+            display(screen, renderable)
+            if renderable is not None:
+                self.frames.append(time.perf_counter())
+
+        app._display = timed_display
+        after_switch = live._after_switch  # the last step of a switch or refresh-rate action
+
+        def marked() -> None:
+            self.handled = time.perf_counter()
+            after_switch()
+
+        live._after_switch = marked
+
+    def first_frame_after(self, t: float) -> float | None:
+        i = bisect.bisect_left(self.frames, t)
+        return self.frames[i] if i < len(self.frames) else None
+
+
+async def _press_and_time(
+    pilot: Any, live: Any, clock: FrameClock, key: str
+) -> tuple[float, float]:
+    """(frame, callback) latency in ms of one key press; 5000 for a repaint that never came."""
+    before = live.action_paint_count
+    t0 = time.perf_counter()
+    await pilot.press(key)
+    deadline = t0 + 5.0
+    while live.action_paint_count == before and time.perf_counter() < deadline:
+        await asyncio.sleep(0.0005)
+    if live.action_paint_count == before:
+        return 5000.0, 5000.0
+    frame = clock.first_frame_after(clock.handled) if clock.handled >= t0 else None
+    callback = (live.last_action_paint - t0) * 1000
+    return ((frame - t0) * 1000 if frame is not None else callback), callback
+
+
 async def measure(app: Any, pilot: Any, presses: int, seed: int = 0) -> dict[str, list[float]]:
-    """Key press → completed repaint latency (ms) for each key kind, ``presses`` of each."""
+    """Key press → repaint latency (ms), ``presses`` of each key kind, after a first visit of
+    every screen. Keys: 'first visit', then '<kind> frame' / '<kind> callback' per kind."""
     from nanochat_tui.tui.screens.live import LivePane
 
     live = app.query_one(LivePane)
+    clock = FrameClock(app, live)
     rng = random.Random(seed)
-    out: dict[str, list[float]] = {kind: [] for kind in KEYS}
+    out: dict[str, list[float]] = {"first visit": []}
+    for _ in range(len(live.screens)):  # ends on the screen it started from
+        frame, _callback = await _press_and_time(pilot, live, clock, "right_square_bracket")
+        out["first visit"].append(frame)
+        await asyncio.sleep(0.3)
     for kind, pair in KEYS.items():
+        out[f"{kind} frame"], out[f"{kind} callback"] = [], []
         for i in range(presses):
-            before = live.action_paint_count
-            t0 = time.perf_counter()
-            await pilot.press(pair[i % 2])
-            deadline = t0 + 5.0
-            while live.action_paint_count == before and time.perf_counter() < deadline:
-                await asyncio.sleep(0.0005)
-            ok = live.action_paint_count > before
-            out[kind].append((live.last_action_paint - t0) * 1000 if ok else 5000.0)
+            frame, callback = await _press_and_time(pilot, live, clock, pair[i % 2])
+            out[f"{kind} frame"].append(frame)
+            out[f"{kind} callback"].append(callback)
             await asyncio.sleep(rng.uniform(0.03, 0.09))
     return out
 
@@ -288,7 +341,7 @@ async def attached(
         run = app.state.run
         live = await _wait_live(app, pilot)
         n0, t0, watch = live.store.events_seen, time.perf_counter(), CpuWatch()
-        lat: dict[str, list[float]] = {kind: [] for kind in KEYS}
+        lat: dict[str, list[float]] = {}
         if run.is_alive() and presses:
             lat = await measure(app, pilot, presses, seed)
             run.stop()  # the latency run is long enough to stream through every press

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widget import Widget
@@ -31,6 +32,7 @@ from nanochat_tui import logging_setup
 from nanochat_tui.plugins import ScreenEntry, get_registry, resolve
 from nanochat_tui.tui import keymap as km
 from nanochat_tui.tui import textual_fixes
+from nanochat_tui.tui.idle_gc import IdleCollector
 from nanochat_tui.tui.commands import ShellCommands
 from nanochat_tui.tui.messages import (
     AuthChanged,
@@ -95,6 +97,7 @@ class NanochatApp(App[int]):
         self._state: AppState | None = None
         self.startup_warnings: list[str] = []
         self.startup_error: Exception | None = None  # an explicit --prefab that does not load
+        self.idle_gc = IdleCollector()
         self.started = False  # True once the state is built and the start pane mounted
         self._start_scheduled: bool | None = None
         self._pane_requested = False  # set by the first action_switch_pane
@@ -217,6 +220,7 @@ class NanochatApp(App[int]):
         self.started = True
         # keyring backends are slow to import: read the W&B key's place after the pane is painted
         self.call_after_refresh(self.refresh_wandb_status)
+        self.idle_gc.install()
         self.set_interval(1.0, self._tick)
 
     def attach_handle(self, handle: Any, *, switch: bool = True) -> None:
@@ -263,6 +267,12 @@ class NanochatApp(App[int]):
     def _tick(self) -> None:
         if self._state is not None:
             self.status_bar.refresh_status()
+        self.idle_gc.tick()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, (events.Key, events.MouseDown)):
+            self.idle_gc.input_seen()
+        await super().on_event(event)
 
     # ------------------------------------------------------------ panes
 
@@ -661,4 +671,5 @@ class NanochatApp(App[int]):
         self._close_messages_no_wait()
 
     def on_unmount(self) -> None:
+        self.idle_gc.uninstall()
         logging_setup.remove_listener(self._on_log_record)
