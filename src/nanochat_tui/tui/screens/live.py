@@ -95,9 +95,9 @@ class LivePane(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     LivePane { layout: vertical; height: 1fr; }
-    LivePane:focus { background-tint: $accent 8%; }
     LivePane > #live-screens { height: 1fr; }
     LivePane > #live-header { height: 1; background: $boost; padding: 0 1; }
+    LivePane:focus > #live-header { background: $accent 35%; }
     LivePane > #live-hint { height: 1; color: $text-muted; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
@@ -156,16 +156,31 @@ class LivePane(Widget, can_focus=True):
         Hiding with ``visibility`` (not ``display``, as a ContentSwitcher does) keeps the hidden
         grids' sizes, so showing one again resizes nothing: its panels keep their rendered lines
         and the switch costs one repaint, not a re-layout plus a redraw of every panel.
+
+        Textual lays out and renders only visible widgets, so a grid never shown would be laid
+        out and rendered from scratch by the key that first shows it. So every grid is visible
+        for the first frame, the current one on the top layer covering the others, and
+        ``_hide_others`` hides the others after that frame: each has its size and its rendered
+        lines from then on. (The pane's focus mark is on its header alone for the same reason: a
+        style on the pane that children inherit, such as a tint, re-renders every panel of every
+        grid when focus comes or goes.)
         """
         grids = []
         for i, spec in enumerate(self.screens):
             grid = PanelGrid(self.store, spec, id=f"live-screen-{i}")
             grid.styles.layer = f"screen{i}"
-            grid.styles.visibility = "visible" if i == self.screen_index else "hidden"
             grids.append(grid)
         box = Container(*grids, id="live-screens")
-        box.styles.layers = tuple(f"screen{i}" for i in range(len(grids)))
+        below = [i for i in range(len(grids)) if i != self.screen_index]
+        box.styles.layers = tuple(f"screen{i}" for i in [*below, self.screen_index])
+        self.call_after_refresh(self._hide_others)
         return box
+
+    def _hide_others(self) -> None:
+        current = self.grid
+        for grid in self.grids:
+            if grid is not current:
+                grid.styles.visibility = "hidden"
 
     @property
     def grids(self) -> list[PanelGrid]:

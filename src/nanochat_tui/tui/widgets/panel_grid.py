@@ -23,7 +23,7 @@ class PanelGrid(Grid):
     """
 
     DEFAULT_CSS = """
-    PanelGrid { grid-gutter: 0 1; height: 1fr; }
+    PanelGrid { grid-gutter: 0 1; height: 1fr; background: $background; }
     """
 
     def __init__(self, store: MetricStore, spec: ScreenSpec | None = None, **kwargs: Any) -> None:
