@@ -84,14 +84,20 @@ async def test_single_keys_never_fire_in_a_text_field() -> None:
 
 
 def _look(widget) -> tuple:
-    styles = widget.styles
-    return (
-        str(styles.border),
-        str(styles.background),
-        str(styles.background_tint),
-        str(styles.color),
-        str(styles.text_style),
-    )
+    """The widget's own look, and that of a ``focus-mark`` child that shows the widget's focus
+    (the Live pane marks focus on its header: a style on the pane itself that its children
+    inherit would re-render every panel on each focus change)."""
+    looks = []
+    for node in [widget, *widget.query_children(".focus-mark")]:
+        styles = node.styles
+        looks.append((
+            str(styles.border),
+            str(styles.background),
+            str(styles.background_tint),
+            str(styles.color),
+            str(styles.text_style),
+        ))  # fmt: skip
+    return tuple(looks)
 
 
 @pytest.mark.parametrize("pane", ["runs", "live", "compare", "chat", "soul"])

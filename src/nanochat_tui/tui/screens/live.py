@@ -141,7 +141,8 @@ class LivePane(Widget, can_focus=True):
     # ------------------------------------------------------------ composition
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="live-header")
+        # the pane's focus mark (not a tint of the whole pane: see ``_switcher``)
+        yield Static("", id="live-header", classes="focus-mark")
         self.screens = self._screens_from_config()
         yield self._switcher()
         yield Static(
