@@ -188,3 +188,30 @@ def test_2026_training_step_learns_and_switches_change_the_update():
             jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), ref, ablated)
         )
         assert max(diffs) > 0, switch
+
+
+def test_same_shape_matrices_are_updated_as_one_batch_exactly_as_one_by_one():
+    """Matrices of one shape go through one batched chain (the optimizer's program stays the
+    same size however deep the model); each must get the update it would get alone."""
+    from nanochat_tui.jax_engine.muon import same_shape_groups
+
+    rng = np.random.default_rng(1)
+    shapes = {"a": (32, 16), "b": (16, 32), "c": (32, 16), "d": (32, 16), "e": (4, 32, 16)}
+    params = {k: jnp.asarray(rng.normal(size=s).astype(np.float32) * 0.1) for k, s in shapes.items()}
+    leaves = jax.tree.leaves(params)
+    assert same_shape_groups(leaves, leaves) == [[0, 2, 3], [1], [4]]
+
+    def make():
+        return nanochat_muon(0.02, momentum=lambda c: 0.9, weight_decay=lambda c: 0.2)
+
+    together = make()
+    state = together.init(params)
+    alone = {k: (make(), make().init({k: p})) for k, p in params.items()}
+    for _ in range(3):
+        grads = {k: jnp.asarray(rng.normal(size=s).astype(np.float32)) for k, s in shapes.items()}
+        updates, state = together.update(grads, state, params)
+        for k, (tx, st) in alone.items():
+            upd, st = tx.update({k: grads[k]}, st, {k: params[k]})
+            alone[k] = (tx, st)
+            np.testing.assert_allclose(updates[k], upd[k], rtol=1e-5, atol=1e-7)
+        params = optax.apply_updates(params, updates)

@@ -15,7 +15,10 @@ PyTorch's ``[out, in]`` layout, i.e. on the transpose of our ``[in, out]`` kerne
    when ``cautious`` (else 1).
 
 A 3-D leaf ``[E, in, out]`` (a stack of MoE experts) is E matrices: every step above runs per
-expert, batched over the leading axis (one batched Newton–Schulz, not E separate ones).
+expert, batched over the leading axis (one batched Newton–Schulz, not E separate ones). 2-D
+leaves of the same shape (every block's ``c_q``, say) are stacked and batched the same way for
+the step, so the optimizer's program does not grow with depth; its state stays one leaf per
+weight.
 
 ``momentum(count)`` and ``weight_decay(count)`` are schedules of the transform's own step count, so
 a resumed run continues them exactly. The caller's learning-rate schedule multiplies the whole update
@@ -102,6 +105,18 @@ def variance_reduce(x: jax.Array, v: jax.Array, beta2: float) -> tuple[jax.Array
     return x * step * (v_norm / jnp.maximum(v_norm_new, 1e-10)), v
 
 
+def same_shape_groups(grads: list[jax.Array], params: list[jax.Array]) -> list[list[int]]:
+    """Indices of the 2-D leaves grouped by (shape, dtypes), in first-seen order; each 3-D leaf
+    (already a stack of experts) alone. The blocks' matrices come in a few shapes however deep
+    the model is, so batching each group's Newton–Schulz keeps the optimizer's compiled program,
+    and compile time, from growing with depth."""
+    groups: dict[Any, list[int]] = {}
+    for i, (g, p) in enumerate(zip(grads, params, strict=True)):
+        key = (g.shape, g.dtype, p.dtype) if g.ndim == 2 else ("stack", i)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
+
+
 def nanochat_muon(
     learning_rate: float,
     momentum: Callable[[jax.Array], jax.Array],
@@ -144,14 +159,22 @@ def nanochat_muon(
             decay = w * (x * w >= 0) if cautious else w
             return (-lr * (x + wd * decay)).T.astype(p.dtype), buf, v
 
-        def any_rank(g, buf, v, p):
-            return jax.vmap(one)(g, buf, v, p) if g.ndim == 3 else one(g, buf, v, p)
-
-        out = jax.tree.map(any_rank, updates, state.momentum, state.second, params)
-        is_triple = lambda t: isinstance(t, tuple) and len(t) == 3  # noqa: E731
-        new_updates = jax.tree.map(lambda t: t[0], out, is_leaf=is_triple)
-        new_buf = jax.tree.map(lambda t: t[1], out, is_leaf=is_triple)
-        new_v = jax.tree.map(lambda t: t[2], out, is_leaf=is_triple)
+        gs, treedef = jax.tree.flatten(updates)
+        columns = [gs, *(treedef.flatten_up_to(t) for t in (state.momentum, state.second, params))]
+        out: list[Any] = [None] * len(gs)
+        for group in same_shape_groups(gs, columns[3]):
+            if len(group) == 1 and gs[group[0]].ndim == 2:
+                out[group[0]] = one(*(col[group[0]] for col in columns))
+                continue
+            # one batched chain for the group (or a 3-D stack of experts), not one per matrix
+            stacked = [
+                col[group[0]] if len(group) == 1 else jnp.stack([col[i] for i in group])
+                for col in columns
+            ]
+            results = jax.vmap(one)(*stacked)
+            for j, i in enumerate(group):
+                out[i] = results if len(group) == 1 else tuple(r[j] for r in results)
+        new_updates, new_buf, new_v = (treedef.unflatten([o[k] for o in out]) for k in range(3))
         return new_updates, MuonState(state.count + 1, new_buf, new_v)
 
     return optax.GradientTransformation(init_fn, update_fn)
