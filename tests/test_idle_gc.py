@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from nanochat_tui.tui.idle_gc import NO_AUTOMATIC_FULL, IdleCollector
 from helpers import pilot_wait_for
+from nanochat_tui.tui.idle_gc import NO_AUTOMATIC_FULL, IdleCollector
 
 
 def test_thresholds_are_put_back_and_full_collections_wait_for_a_quiet_moment() -> None:

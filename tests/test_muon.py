@@ -197,7 +197,9 @@ def test_same_shape_matrices_are_updated_as_one_batch_exactly_as_one_by_one():
 
     rng = np.random.default_rng(1)
     shapes = {"a": (32, 16), "b": (16, 32), "c": (32, 16), "d": (32, 16), "e": (4, 32, 16)}
-    params = {k: jnp.asarray(rng.normal(size=s).astype(np.float32) * 0.1) for k, s in shapes.items()}
+    params = {
+        k: jnp.asarray(rng.normal(size=s).astype(np.float32) * 0.1) for k, s in shapes.items()
+    }
     leaves = jax.tree.leaves(params)
     assert same_shape_groups(leaves, leaves) == [[0, 2, 3], [1], [4]]
 

@@ -32,8 +32,8 @@ from nanochat_tui import logging_setup
 from nanochat_tui.plugins import ScreenEntry, get_registry, resolve
 from nanochat_tui.tui import keymap as km
 from nanochat_tui.tui import textual_fixes
-from nanochat_tui.tui.idle_gc import IdleCollector
 from nanochat_tui.tui.commands import ShellCommands
+from nanochat_tui.tui.idle_gc import IdleCollector
 from nanochat_tui.tui.messages import (
     AuthChanged,
     CheckpointLoaded,
