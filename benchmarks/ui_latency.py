@@ -10,9 +10,9 @@ Two latencies per press, from just before the key press (no sleeps in the measur
   * callback  until the ``call_after_refresh`` callback the action schedules has run
               (``LivePane.action_paint_count``): that frame, plus the messages Textual delivers after
               it (Show/Resize events, the screen's callback queue), usually 3-8 ms more.
-Before measuring, every live screen is shown once: the first visit of a screen that was never on
-screen lays out and renders all of its panels from scratch; that one-time cost is reported on its
-own line ("first visit"). Keys, alternated in pairs so the layout is the same at the end:
+Before measuring, every live screen is shown once and that first visit is reported on its own
+line: it can cost more than later switches, because panels changed while their screen was hidden
+(a chart built after the switch, a panel that lost focus) render when shown. Keys, alternated in pairs so the layout is the same at the end:
   * switch  ``]`` / ``[``  next / previous live screen (a display toggle; no remount)
   * action  ``+`` / ``-``  refresh faster / slower (restarts the timer, forces a redraw, toasts)
 Presses are spaced 30..90 ms apart (fixed seed) so they land at every phase of the redraw timer.

@@ -163,17 +163,14 @@ def nanochat_muon(
         columns = [gs, *(treedef.flatten_up_to(t) for t in (state.momentum, state.second, params))]
         out: list[Any] = [None] * len(gs)
         for group in same_shape_groups(gs, columns[3]):
-            if len(group) == 1 and gs[group[0]].ndim == 2:
-                out[group[0]] = one(*(col[group[0]] for col in columns))
+            if len(group) == 1:  # a matrix of its own shape, or a 3-D stack of experts
+                args = [col[group[0]] for col in columns]
+                out[group[0]] = one(*args) if gs[group[0]].ndim == 2 else jax.vmap(one)(*args)
                 continue
-            # one batched chain for the group (or a 3-D stack of experts), not one per matrix
-            stacked = [
-                col[group[0]] if len(group) == 1 else jnp.stack([col[i] for i in group])
-                for col in columns
-            ]
-            results = jax.vmap(one)(*stacked)
+            # one batched chain for the group, not one per matrix
+            results = jax.vmap(one)(*(jnp.stack([col[i] for i in group]) for col in columns))
             for j, i in enumerate(group):
-                out[i] = results if len(group) == 1 else tuple(r[j] for r in results)
+                out[i] = tuple(r[j] for r in results)
         new_updates, new_buf, new_v = (treedef.unflatten([o[k] for o in out]) for k in range(3))
         return new_updates, MuonState(state.count + 1, new_buf, new_v)
 
