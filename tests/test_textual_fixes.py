@@ -33,6 +33,41 @@ async def test_a_select_label_update_before_the_label_is_mounted_is_replayed() -
 
 
 @pytest.mark.anyio
+async def test_a_select_change_before_its_overlay_is_mounted_is_replayed() -> None:
+    """``Select`` fills its overlay from the value watcher and ``set_options`` without checking
+    that the overlay is mounted (CI crashed with NoMatches 'SelectOverlay'); now the newest
+    options and value are applied once it is, and ``Changed`` is posted then."""
+    from textual.widgets._select import SelectOverlay
+
+    textual_fixes.apply()
+    changes: list[object] = []
+
+    class Demo(App):
+        def compose(self) -> ComposeResult:
+            yield Select([("alpha", 1), ("beta", 2)], value=1, allow_blank=False)
+
+        def on_select_changed(self, event: Select.Changed) -> None:
+            changes.append(event.value)
+
+    app = Demo()
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        select = app.query_one(Select)
+        changes.clear()
+        await select.query_one(SelectOverlay).remove()
+        select.set_options([("x", 10), ("y", 20), ("z", 30)])  # no overlay: must not raise
+        select.value = 30  # a newer value supersedes the pending one
+        await select.mount(SelectOverlay())
+        for _ in range(5):
+            await pilot.pause()
+        overlay = select.query_one(SelectOverlay)
+        assert overlay.option_count == 3
+        assert overlay.highlighted == 2
+        assert str(select.query_one(SelectCurrent).query_one("#label", Static).render()) == "z"
+        assert changes == [30]
+
+
+@pytest.mark.anyio
 async def test_a_timer_behind_schedule_ticks_at_the_next_slot_not_the_one_after() -> None:
     """Textual's ``Timer._run`` skipped one slot too many when behind schedule: a timer resumed
     after a pause ticked at once, then slept 1-2 intervals instead of 0-1 (the 60 Hz screen

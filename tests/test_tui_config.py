@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input
 
+from helpers import pilot_wait_for
 from nanochat_tui.tui.app import NanochatApp
 
 SIZE = (100, 30)
@@ -182,6 +183,7 @@ async def test_every_tab_stop_on_the_config_pane_shows_focus() -> None:
 
     app = NanochatApp(prefab="tiny")
     async with app.run_test(size=(160, 48)) as pilot:
+        await pilot_wait_for(pilot, lambda: app.started, what="app start")
         await pilot.pause()
         pane = app.query_one(ConfigPane)
         chain = [w for w in app.screen.focus_chain if pane in w.ancestors_with_self]

@@ -205,14 +205,51 @@ def read_meta(step_dir: Path) -> dict[str, Any]:
     return meta
 
 
+def _from_orbax(tb) -> bool:
+    """Whether a traceback passes through orbax or tensorstore code."""
+    while tb is not None:
+        where = tb.tb_frame.f_code.co_filename
+        if "orbax" in where or "tensorstore" in where:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+class _OrbaxAsyncioNoise:
+    """A filter on the ``asyncio`` logger: "Task exception was never retrieved" for a read task
+    orbax abandoned when a damaged checkpoint failed to load goes to the app log at debug."""
+
+    _nanochat_orbax = True
+
+    def filter(self, record) -> bool:
+        import logging
+
+        exc = record.exc_info[1] if record.exc_info else None
+        seen = 0
+        while exc is not None and seen < 8:  # the error and its causes
+            if _from_orbax(exc.__traceback__):
+                logging.getLogger("nanochat_tui.checkpoint").debug(
+                    "ignored after a failed checkpoint read: %s",
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                )
+                return False
+            exc = exc.__cause__ or exc.__context__
+            seen += 1
+        return True
+
+
 def _route_orbax_unraisable() -> None:
-    """Send the "Exception ignored in <coroutine ...>" / "Event loop is closed" noise that orbax's
-    abandoned read coroutines leave behind when a damaged checkpoint fails to load to the app log
-    (at debug), not the terminal; the damage itself is reported once, as a clear error. Other
-    unraisable exceptions go to the previous hook unchanged. Installed once per process."""
+    """Send the noise that orbax's abandoned read coroutines leave behind when a damaged
+    checkpoint fails to load ("Exception ignored in <coroutine ...>", "Event loop is closed",
+    asyncio's "Task exception was never retrieved" when such a task is collected) to the app log
+    at debug, not the terminal; the damage itself is reported once, as a clear error. Other
+    unraisable exceptions and asyncio records go on unchanged. Installed once per process."""
     import logging
     import sys
 
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(getattr(f, "_nanochat_orbax", False) for f in asyncio_log.filters):
+        asyncio_log.addFilter(_OrbaxAsyncioNoise())
     previous = sys.unraisablehook
     if getattr(previous, "_nanochat_orbax", False):
         return

@@ -4,6 +4,11 @@
   before that widget's ``#label`` child is mounted, and the app crashes with ``NoMatches`` (seen in
   CI on a loaded machine, while the app started). Here an update that comes too early is replayed
   once the label exists; a newer update supersedes a pending one.
+- The same race one level up (Textual 8.2.8): ``Select`` fills its ``SelectOverlay`` (options,
+  highlight) from its value watcher and ``set_options`` without checking that the overlay is
+  mounted, and CI once crashed with ``NoMatches: 'SelectOverlay'`` on the Config pane's prefab
+  picker on a loaded machine. Here such a call is replayed once the overlay exists, with the
+  newest value and options; the ``Changed`` message is posted then.
 - Timer slot skipping (Textual 8.2.8, ``Timer._run``): when a repeating timer with ``skip=True``
   is behind schedule (a tick ran late, or the timer was paused past its slot), it recomputes its
   slot count one too high and sleeps to the slot *after* the next one: 1-2 intervals instead of
@@ -21,6 +26,7 @@ from typing import Any
 def apply() -> None:
     """Install the work-arounds (idempotent)."""
     _fix_select_label()
+    _fix_select_overlay()
     _fix_timer_skip()
 
 
@@ -83,3 +89,40 @@ def _fix_select_label() -> None:
 
     update._nanochat_guarded = True  # type: ignore[attr-defined]
     SelectCurrent.update = update  # type: ignore[method-assign]
+
+
+def _fix_select_overlay() -> None:
+    from textual.css.query import NoMatches
+    from textual.widgets import Select
+
+    if getattr(Select._watch_value, "_nanochat_guarded", False):
+        return
+    setup_options = Select._setup_options_renderables
+    watch_value = Select._watch_value
+
+    def _setup_options_renderables(self: Any) -> None:
+        try:
+            setup_options(self)
+        except NoMatches:
+            options = self._options
+
+            def replay() -> None:
+                if self._options is options and self.is_attached:  # no newer options meanwhile
+                    _setup_options_renderables(self)
+
+            self.call_after_refresh(replay)
+
+    def _watch_value(self: Any, value: Any) -> None:
+        try:
+            watch_value(self, value)
+        except NoMatches:
+
+            def replay() -> None:
+                if self._value is value and self.is_attached:  # no newer value meanwhile
+                    _watch_value(self, value)
+
+            self.call_after_refresh(replay)
+
+    _watch_value._nanochat_guarded = True  # type: ignore[attr-defined]
+    Select._setup_options_renderables = _setup_options_renderables  # type: ignore[method-assign]
+    Select._watch_value = _watch_value  # type: ignore[method-assign]
