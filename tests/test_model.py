@@ -139,10 +139,13 @@ def test_bf16_compute_keeps_fp32_params_and_logits():
 @pytest.mark.parametrize("recipe", ["nanochat-2025", "nanochat-2026"])
 def test_scan_layers_matches_the_unrolled_blocks(recipe):
     """model.scan_layers changes how XLA sees the blocks, not the maths: same logits and gradients
-    (fp32), same parameter tree (checkpoints load either way)."""
-    from nanochat_tui.jax_engine.model import layer_segments
+    (fp32), same parameter tree (checkpoints load either way). Depth 8: the 2026 blocks repeat with
+    period 4 (SSSL windows, value embeddings every other layer) and backout reads layer 4."""
+    from nanochat_tui.jax_engine.model import layer_runs
 
-    base = dict(depth=4, aspect_ratio=16, head_dim=32, sequence_len=32, vocab_size=512)
+    base = dict(
+        depth=8, aspect_ratio=8, head_dim=32, sequence_len=32, vocab_size=512, short_window=8
+    )
     plain = GPT(ModelConfig(**base, recipe=recipe), rngs=nnx.Rngs(0))
     scanned = GPT(ModelConfig(**base, recipe=recipe, scan_layers=True), rngs=nnx.Rngs(0))
     for model in (plain, scanned):  # non-zero output projections so every weight gets a gradient
@@ -160,9 +163,22 @@ def test_scan_layers_matches_the_unrolled_blocks(recipe):
     leaves = [jax.tree.leaves(nnx.state(g)) for g in grads]
     for a, b in zip(*leaves, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    segments = layer_segments(scanned.blocks, 2 if scanned.backout_lambda is not None else None)
-    assert segments[0][0] == 0 and segments[-1][1] == 4
+    runs = layer_runs(scanned.blocks)
     if recipe == "nanochat-2025":
-        assert segments == [(0, 4)]  # identical blocks, no backout: one scan
+        assert runs == [(0, 8, 1)]  # identical blocks: one scan, one block per step
     else:
-        assert len(segments) == 4  # value embeddings alternate: every block its own run
+        assert runs == [(0, 8, 4)]  # one scan of two steps of four blocks; backout inside it
+
+
+def test_periodic_runs_cover_the_blocks_greedily():
+    """Runs of the layer scan: the period covering most blocks wins (smallest on a tie), a run
+    repeats at least twice, leftovers are single blocks; together they cover every block once."""
+    from nanochat_tui.jax_engine.model import periodic_runs
+
+    assert periodic_runs(list("AAAA")) == [(0, 4, 1)]
+    assert periodic_runs(list("ABABAB")) == [(0, 6, 2)]
+    assert periodic_runs(list("SSSLSSSL")) == [(0, 8, 4)]
+    assert periodic_runs(list("AAABABABC")) == [(0, 3, 1), (3, 7, 2), (7, 8, 1), (8, 9, 1)]
+    assert periodic_runs(list("ABCD")) == [(0, 1, 1), (1, 2, 1), (2, 3, 1), (3, 4, 1)]
+    assert periodic_runs(list("ABCABCAB"), max_period=2) == [(i, i + 1, 1) for i in range(8)]
+    assert periodic_runs([]) == []

@@ -169,3 +169,50 @@ def test_step_accepts_grad_clip_and_lr_multiplier():
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
     # grad_norm is the norm before clipping (clip 0.1 would otherwise cap it)
     assert all(float(o.grad_norm) > 0.1 for o in outs)
+
+
+def test_grouped_muon_is_optax_muon_batched_by_shape():
+    """The 2025 recipe's Muon (optax_muon.grouped_muon) against ``optax.contrib.muon`` itself,
+    both under ``inject_hyperparams`` as build_optimizer uses them: the same state structure
+    (so checkpoints are unchanged), and over 4 steps the same updates and momenta, for three
+    same-shape matrices, a lone shape, a vector (optax's AdamW side) and a masked-out leaf."""
+    import optax
+
+    from nanochat_tui.jax_engine.optax_muon import grouped_muon
+
+    def make(factory):
+        inner = optax.inject_hyperparams(factory, static_args=("nesterov", "ns_steps"))(
+            learning_rate=0.02, beta=lambda count: 0.85 + 0.01 * jnp.minimum(count, 5)
+        )
+        return optax.multi_transform(
+            {"m": inner, "other": optax.sgd(0.1)},
+            lambda t: {k: "other" if k == "skip" else "m" for k in t},
+        )
+
+    rng = np.random.default_rng(0)
+    shapes = {"q0": (16, 24), "q1": (16, 24), "q2": (16, 24), "fc": (24, 40), "vec": (24,)}
+    shapes["skip"] = (8, 8)
+    params = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+    ref, ours = make(optax.contrib.muon), make(grouped_muon)
+    ref_state, our_state = ref.init(params), ours.init(params)
+    assert jax.tree.structure(ref_state) == jax.tree.structure(our_state)
+    ref_update, our_update = jax.jit(ref.update), jax.jit(ours.update)
+    for _ in range(4):
+        grads = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+        ref_u, ref_state = ref_update(grads, ref_state, params)
+        our_u, our_state = our_update(grads, our_state, params)
+        for k in shapes:
+            np.testing.assert_allclose(our_u[k], ref_u[k], rtol=1e-5, atol=1e-7, err_msg=k)
+        for a, b in zip(jax.tree.leaves(our_state), jax.tree.leaves(ref_state), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        assert float(jnp.abs(ref_u["q0"] - ref_u["q1"]).max()) > 1e-4  # not trivially equal
+        params = optax.apply_updates(params, ref_u)
+
+
+def test_grouped_muon_refuses_what_it_does_not_batch():
+    from optax.contrib import MuonDimensionNumbers
+
+    from nanochat_tui.jax_engine.optax_muon import grouped_muon
+
+    with pytest.raises(ValueError, match="default 2-D rule"):
+        grouped_muon(0.02, muon_weight_dimension_numbers=MuonDimensionNumbers())

@@ -26,7 +26,7 @@ always returned in fp32 and cropped to ``vocab_size`` (padded rows never reach a
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -254,21 +254,34 @@ def _block_forward(block: Block, x: jax.Array, idx: jax.Array) -> jax.Array:
 _block_forward_remat = nnx.remat(_block_forward)
 
 
-def layer_segments(blocks, split_after: int | None) -> list[tuple[int, int]]:
-    """``[start, end)`` runs of consecutive blocks with one graph structure (same window, same
-    value-embedding presence), cut after layer ``split_after`` (where backout reads the stream)
-    unless it is None."""
-    segments: list[tuple[int, int]] = []
+def layer_runs(blocks, max_period: int = 8) -> list[tuple[int, int, int]]:
+    """``(start, end, period)`` runs covering the blocks in order: in each, block ``i`` has the
+    graph structure (window, value-embedding presence, ...) of block ``start + (i - start) %
+    period``, repeated at least twice, so the run is one ``lax.scan`` over ``(end - start) /
+    period`` steps of ``period`` blocks. Greedy from the first block, taking the period that
+    covers the most blocks (the smallest on a tie); a block that starts no repeat is a run of
+    its own ``(i, i + 1, 1)``. The 2025 recipe's identical blocks are one run of period 1; the
+    2026 recipe's ``SSSL`` windows with alternating value embeddings, period 4."""
+    return periodic_runs([nnx.graphdef(block) for block in blocks], max_period)
+
+
+def periodic_runs(defs: list[Any], max_period: int = 8) -> list[tuple[int, int, int]]:
+    """``layer_runs`` on any sequence of comparable keys (one per block)."""
+    runs: list[tuple[int, int, int]] = []
     start = 0
-    for i in range(1, len(blocks) + 1):
-        if (
-            i == len(blocks)
-            or (split_after is not None and i == split_after + 1)
-            or nnx.graphdef(blocks[i]) != nnx.graphdef(blocks[start])
-        ):
-            segments.append((start, i))
-            start = i
-    return segments
+    while start < len(defs):
+        period, repeats = 1, 1
+        for p in range(1, max_period + 1):
+            k = 1
+            while start + (k + 1) * p <= len(defs) and all(
+                defs[start + k * p + q] == defs[start + q] for q in range(p)
+            ):
+                k += 1
+            if k >= 2 and k * p > period * repeats:
+                period, repeats = p, k
+        runs.append((start, start + period * repeats, period))
+        start += period * repeats
+    return runs
 
 
 class GPT(nnx.Module):
@@ -339,30 +352,49 @@ class GPT(nnx.Module):
         return x
 
     def _trunk_scanned(self, x: jax.Array, idx: jax.Array) -> jax.Array:
-        """``_trunk`` with each run of identical blocks as one ``lax.scan`` over their stacked
-        parameters: XLA compiles one block body per run instead of one per layer. The parameter
+        """``_trunk`` with each periodic run of blocks (``layer_runs``) as one ``lax.scan`` over
+        their stacked parameters, ``period`` blocks per scan step: XLA compiles one body per run
+        instead of one block per layer. Backout's snapshot after the middle layer is taken
+        inside the scan (a select on the layer index), so it does not cut a run. The parameter
         tree (and so checkpoints) is the same as unscanned; the stacking is a copy per step."""
-        x0, x_backout = x, None
+        x0 = x
         n = len(self.blocks)
         scalars = self.resid_lambdas is not None
         resid = self.resid_lambdas[...] if scalars else jnp.ones((n,), jnp.float32)
         x0_l = self.x0_lambdas[...] if scalars else jnp.zeros((n,), jnp.float32)
         step = _block_forward_remat if self.switches.remat else _block_forward
-        backout = self.backout_lambda is not None
-        for start, end in layer_segments(self.blocks, n // 2 if backout else None):
-            graphdef = nnx.graphdef(self.blocks[start])
-            states = [nnx.state(self.blocks[i]) for i in range(start, end)]
-            stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+        middle = n // 2 if self.backout_lambda is not None else -1
+        x_backout = jnp.zeros_like(x)
+        for start, end, period in layer_runs(self.blocks):
+            repeats = (end - start) // period
+            graphdefs = [nnx.graphdef(self.blocks[start + q]) for q in range(period)]
+            stacked = [
+                jax.tree.map(
+                    lambda *leaves: jnp.stack(leaves),
+                    *(nnx.state(self.blocks[i]) for i in range(start + q, end, period)),
+                )
+                for q in range(period)
+            ]
+            takes_backout = start <= middle < end
 
-            def body(h, layer, graphdef=graphdef):
-                state, r, a = layer
-                if scalars:
-                    h = r.astype(h.dtype) * h + a.astype(h.dtype) * x0
-                return step(nnx.merge(graphdef, state), h, idx), None
+            def body(carry, xs, graphdefs=graphdefs, takes_backout=takes_backout):
+                h, snap = carry
+                states, r, a, layer = xs
+                for q, graphdef in enumerate(graphdefs):
+                    if scalars:
+                        h = r[q].astype(h.dtype) * h + a[q].astype(h.dtype) * x0
+                    h = step(nnx.merge(graphdef, states[q]), h, idx)
+                    if takes_backout:
+                        snap = jnp.where(layer[q] == middle, h, snap)
+                return (h, snap), None
 
-            x, _ = jax.lax.scan(body, x, (stacked, resid[start:end], x0_l[start:end]))
-            if backout and start <= n // 2 < end:
-                x_backout = x
+            xs = (
+                stacked,
+                resid[start:end].reshape(repeats, period),
+                x0_l[start:end].reshape(repeats, period),
+                jnp.arange(start, end).reshape(repeats, period),
+            )
+            (x, x_backout), _ = jax.lax.scan(body, (x, x_backout), xs)
         if self.backout_lambda is not None:
             x = x - self.backout_lambda[...].astype(x.dtype) * x_backout
         return x

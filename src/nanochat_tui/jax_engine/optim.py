@@ -6,7 +6,9 @@ Fields left empty in ``optim`` take the run's recipe value (``OptimConfig.resolv
   warms up linearly from ``muon_momentum_start`` to ``muon_momentum`` over
   ``muon_momentum_warmup_steps`` and (2026) ramps to ``muon_momentum_final`` over the lr warmdown,
   driven by the optimizer's own step count so it resumes exactly. With every 2026 Muon switch off
-  this is ``optax.contrib.muon`` (Nesterov, 5 Newton–Schulz steps), exactly as before; otherwise
+  this is ``optax.contrib.muon`` (Nesterov, 5 Newton–Schulz steps): its state and math, with the
+  Newton–Schulz chains of same-shape matrices batched (``optax_muon.py``, equal to optax's within
+  float rounding: test), so the compiled step does not grow per matrix with depth; otherwise
   nanochat's current variant from ``muon.py`` (Polar Express, NorMuon, MuonEq/Muon+, cautious
   weight decay ``muon_weight_decay`` decayed by a cosine to zero).
 - AdamW for the token embedding (``embedding_lr``), the value embeddings (half of it), the lm head
@@ -35,6 +37,7 @@ import optax
 
 from nanochat_tui.config.schema import Config, OptimConfig
 from nanochat_tui.jax_engine.muon import nanochat_muon
+from nanochat_tui.jax_engine.optax_muon import grouped_muon
 
 EMBEDDING, UNEMBEDDING, MATRIX = "embedding", "unembedding", "matrix"
 VALUE_EMBEDS, RESID, X0, SMEAR = "value_embeds", "resid", "x0", "smear"
@@ -235,7 +238,7 @@ def build_optimizer(
             cautious=bool(o.muon_cautious_wd),
         )
     else:
-        muon = optax.inject_hyperparams(optax.contrib.muon, static_args=("nesterov", "ns_steps"))(
+        muon = optax.inject_hyperparams(grouped_muon, static_args=("nesterov", "ns_steps"))(
             learning_rate=o.matrix_lr * bscale,
             beta=lambda count: muon_momentum(count, o),
             nesterov=True,

@@ -1,0 +1,143 @@
+"""``optax.contrib.muon`` with each shape's Newton–Schulz chains batched into one.
+
+The 2025 recipe's Muon is optax's, and stays optax's: the same transforms, hyperparameters and
+state (so its checkpoints, ``inject_hyperparams`` included, are unchanged), and the same math.
+optax runs one Newton–Schulz chain per matrix, so the compiled optimizer, and its compile time,
+grow with depth even when the blocks are scanned. Here the matrices of one shape (every block's
+``c_q``, say) are stacked, optax's own ``scale_by_muon`` runs once on the stack (its dimension
+numbers make the leading axis a batch axis, which it vmaps), and the results are split back into
+one leaf per weight. ``tests/test_optim.py`` checks state structure and updates against
+``optax.contrib.muon`` itself.
+
+Only what this project passes is supported: the default 2-D rule (no
+``muon_weight_dimension_numbers``) and numeric ``ns_coeffs``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from optax.contrib import MuonDimensionNumbers, MuonState
+
+# stacked [n, in, out]: axis 0 is the batch optax vmaps over, then optax's default 2-D rule
+_STACKED = MuonDimensionNumbers(reduction_axis=1, output_axis=2)
+_MATRIX = MuonDimensionNumbers()
+
+
+def _groups(leaves: list[jax.Array]) -> list[list[int]]:
+    """Leaf indices grouped by (shape, dtype), in first-seen order."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, leaf in enumerate(leaves):
+        groups.setdefault((leaf.shape, leaf.dtype), []).append(i)
+    return list(groups.values())
+
+
+def grouped_scale_by_muon(
+    ns_coeffs: Any, ns_steps: Any, beta: Any, eps: Any, mu_dtype: Any, **kwargs: Any
+) -> optax.GradientTransformation:
+    """``optax.contrib.scale_by_muon`` on 2-D leaves, one batched chain per shape; same state."""
+    per_leaf = optax.contrib.scale_by_muon(ns_coeffs, ns_steps, beta, eps, mu_dtype, **kwargs)
+    stacked = optax.contrib.scale_by_muon(
+        ns_coeffs,
+        ns_steps,
+        beta,
+        eps,
+        mu_dtype,
+        weight_dimension_numbers=lambda tree: [_STACKED] * len(tree),
+        **kwargs,
+    )
+
+    def update_fn(updates: Any, state: MuonState, params: Any = None):
+        del params
+        leaves, treedef = jax.tree.flatten(updates)
+        if not leaves:
+            return per_leaf.update(updates, state)
+        mus = treedef.flatten_up_to(state.mu)
+        groups = _groups(leaves)
+        inner = MuonState(
+            state.count, [jnp.stack([mus[i] for i in g]) for g in groups], state.ns_coeffs
+        )
+        new, inner = stacked.update([jnp.stack([leaves[i] for i in g]) for g in groups], inner)
+        out: list[Any] = [None] * len(leaves)
+        mu: list[Any] = [None] * len(leaves)
+        for group, upd, m in zip(groups, new, inner.mu, strict=True):
+            for j, i in enumerate(group):
+                out[i], mu[i] = upd[j], m[j]
+        return treedef.unflatten(out), MuonState(
+            inner.count, treedef.unflatten(mu), inner.ns_coeffs
+        )
+
+    return optax.GradientTransformation(per_leaf.init, update_fn)
+
+
+def grouped_muon(
+    learning_rate: Any,
+    ns_coeffs: Any = (3.4445, -4.775, 2.0315),
+    ns_steps: Any = 5,
+    beta: Any = 0.95,
+    eps: Any = 1e-8,
+    weight_decay: Any = 0.0,
+    weight_decay_mask: Any = None,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = True,
+    adaptive: bool = False,
+    preconditioning: str = "frobenius",
+    adam_b1: Any = 0.9,
+    adam_b2: Any = 0.999,
+    adam_eps_root: Any = 0.0,
+    adam_weight_decay: Any = 0.0,
+    adam_learning_rate: Any = None,
+    muon_weight_dimension_numbers: Any = None,
+    consistent_rms: Any = None,
+) -> optax.GradientTransformation:
+    """``optax.contrib.muon`` (same arguments, state and updates), batched by shape."""
+    from optax.contrib._muon import scale_by_shape  # optax's own width scaling
+
+    if muon_weight_dimension_numbers is not None or isinstance(ns_coeffs, str):
+        raise ValueError("grouped_muon supports the default 2-D rule and numeric ns_coeffs only")
+
+    def labels(params: Any) -> Any:
+        return jax.tree.map(lambda x: "muon" if x.ndim == 2 else "adam", params)
+
+    def dims(params: Any) -> Any:  # optax's normalised dimension numbers (masked where adam)
+        return jax.tree.map(lambda x: _MATRIX if x.ndim == 2 else optax.MaskedNode(), params)
+
+    return optax.partition(
+        {
+            "muon": optax.chain(
+                grouped_scale_by_muon(
+                    ns_coeffs,
+                    ns_steps,
+                    beta,
+                    eps,
+                    mu_dtype,
+                    nesterov=nesterov,
+                    adaptive=adaptive,
+                    preconditioning=preconditioning,
+                ),
+                scale_by_shape(weight_dimension_numbers=dims, consistent_rms=consistent_rms),
+                optax.add_decayed_weights(weight_decay, weight_decay_mask),
+                optax.scale_by_learning_rate(learning_rate),
+            ),
+            "adam": optax.adamw(
+                learning_rate=learning_rate if adam_learning_rate is None else adam_learning_rate,
+                b1=adam_b1,
+                b2=adam_b2,
+                eps=eps,
+                eps_root=adam_eps_root,
+                weight_decay=adam_weight_decay,
+                mu_dtype=mu_dtype,
+                nesterov=nesterov,
+            ),
+        },
+        labels,
+    )
+
+
+# the same signature as optax's, so ``inject_hyperparams`` injects (and stores) the same hyperparams
+grouped_muon.__signature__ = inspect.signature(optax.contrib.muon)  # type: ignore[attr-defined]
