@@ -18,9 +18,15 @@ the device's step time.
     uv run python benchmarks/engine_throughput.py --configs tiny --loop --no-torch
     uv run python benchmarks/engine_throughput.py --compile-depths 2,4,8,16 --no-torch
 
-``--compile-depths`` times the train step's compilation (``jit(...).lower().compile()``, no
-execution) at the ``tiny`` width for each depth, with ``model.scan_layers`` off and on, side by
-side (the scanned step compiles one block body per run of identical blocks).
+    uv run python benchmarks/engine_throughput.py --configs d4 --recipe nanochat-2026 --torch-compile
+
+``--recipe`` sets ``model.recipe`` for every row; the PyTorch side then runs the same recipe
+(``torch_reference.py --recipe``), ``--torch-compile`` with torch.compile on.
+
+``--compile-depths`` times the train step's compilation at the ``tiny`` width (128) for each
+depth, with ``model.scan_layers`` off and on, side by side: the first call of the step less a
+second, compiled call (trace, lower and compile; the scanned step compiles one body per
+periodic run of blocks).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ CONFIGS: dict[str, tuple[dict[str, Any], int]] = {
 }
 
 
-def make_config(name: str, batch: int | None):
+def make_config(name: str, batch: int | None, recipe: str = "nanochat-2025"):
     from nanochat_tui.config.schema import Config
 
     if name not in CONFIGS:
@@ -50,7 +56,7 @@ def make_config(name: str, batch: int | None):
     b = batch or default_batch
     return Config.model_validate(
         {
-            "model": model,
+            "model": {**model, "recipe": recipe},
             "train": {"device_batch_size": b, "total_batch_size": b * model["sequence_len"]},
         }
     )
@@ -65,7 +71,7 @@ def peak_memory_bytes() -> tuple[int | None, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process RSS"
 
 
-def bench_jax(name: str, steps: int, batch: int | None) -> dict[str, Any]:
+def bench_jax(name: str, steps: int, batch: int | None, recipe: str) -> dict[str, Any]:
     """Time the jitted train step for one config."""
     import jax
     import jax.numpy as jnp
@@ -77,7 +83,7 @@ def bench_jax(name: str, steps: int, batch: int | None) -> dict[str, Any]:
     from nanochat_tui.jax_engine.optim import build_optimizer
     from nanochat_tui.jax_engine.step import make_train_step
 
-    config = make_config(name, batch)
+    config = make_config(name, batch, recipe)
     m, b = config.model, config.train.device_batch_size
     dtype = compute_dtype(config)
     model = GPT(m, rngs=nnx.Rngs(0), dtype=dtype)
@@ -166,7 +172,7 @@ def bench_compile(depths: list[int], recipe: str) -> list[dict[str, Any]]:
     return rows
 
 
-def bench_loop(name: str, steps: int, batch: int | None) -> dict[str, Any]:
+def bench_loop(name: str, steps: int, batch: int | None, recipe: str) -> dict[str, Any]:
     """Run the real training loop for ``steps`` + 1 steps on the embedded corpus; average the
     step events after the first (the compile)."""
     import statistics
@@ -176,7 +182,7 @@ def bench_loop(name: str, steps: int, batch: int | None) -> dict[str, Any]:
     from nanochat_tui.config.loader import validate
     from nanochat_tui.jax_engine.train import train
 
-    base = make_config(name, batch).model_dump(mode="json")
+    base = make_config(name, batch, recipe).model_dump(mode="json")
     base["data"] = {"max_chars": 3_000_000, "tokenizer_chars": 1_000_000}
     base["train"].update(
         num_iterations=steps + 1, eval_every=0, sample_every=0, save_every=0, eval_tokens=1024
@@ -224,7 +230,9 @@ def torch_python(explicit: str | None) -> str | None:
     return None
 
 
-def bench_torch(name: str, steps: int, batch: int | None, python: str) -> dict[str, Any] | None:
+def bench_torch(
+    name: str, steps: int, batch: int | None, python: str, recipe: str, compiled: bool
+) -> dict[str, Any] | None:
     """The nanochat-architecture PyTorch yardstick (benchmarks/torch_reference.py: fwd+bwd, Muon +
     AdamW, eager as nanochat runs on CPU) on the same shapes, in a subprocess of ``python``."""
     import subprocess
@@ -232,7 +240,7 @@ def bench_torch(name: str, steps: int, batch: int | None, python: str) -> dict[s
 
     from nanochat_tui.config.estimates import flops_per_token, num_params
 
-    m = make_config(name, batch).model
+    m = make_config(name, batch, recipe).model
     b = batch or CONFIGS[name][1]
     script = Path(__file__).with_name("torch_reference.py")
     cmd = [python, str(script), "--depth", str(m.depth), "--aspect-ratio", str(m.aspect_ratio)]
@@ -245,6 +253,7 @@ def bench_torch(name: str, steps: int, batch: int | None, python: str) -> dict[s
         str(m.vocab_size),
     ]
     cmd += ["--batch", str(b), "--steps", str(steps), "--warmup", "2"]
+    cmd += ["--recipe", recipe.removeprefix("nanochat-")] + (["--compile"] if compiled else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"torch reference failed for {name}: {proc.stderr.strip()[-300:]}", file=sys.stderr)
@@ -303,7 +312,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="comma list of depths: compile time with and without model.scan_layers, then exit",
     )
-    p.add_argument("--recipe", default="nanochat-2025", help="recipe for --compile-depths")
+    p.add_argument(
+        "--recipe",
+        default="nanochat-2025",
+        choices=("nanochat-2025", "nanochat-2026"),
+        help="model.recipe of every row (the torch side runs the same recipe)",
+    )
+    p.add_argument(
+        "--torch-compile", action="store_true", help="torch.compile the PyTorch reference"
+    )
     args = p.parse_args(argv)
 
     import jax
@@ -337,9 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         print("torch comparison skipped: no Python with torch found (--torch-python PATH)")
     rows = []
     for name in names:
-        rows.append(bench_jax(name, args.steps, args.batch))
+        rows.append(bench_jax(name, args.steps, args.batch, args.recipe))
         if tpy:
-            t = bench_torch(name, args.steps, args.batch, tpy)
+            t = bench_torch(name, args.steps, args.batch, tpy, args.recipe, args.torch_compile)
             if t:
                 rows.append(t)
     head = f"{'impl':6} {'config':6} {'params':>9} {'B×T':>10} {'dtype':9} {'ms/step':>9} "
@@ -353,7 +370,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['dtype']:9} {r['step_ms']:9.1f} {r['tokens_per_s']:10,.0f} {r['tflops']:8.3f} "
             f"{fmt(r['mfu'] and 100 * r['mfu'], '5.1f'):>5}% {mem:>14} {fmt(r['compile_s'], '7.1f'):>7}s"
         )
-    loops = [bench_loop(name, args.steps, args.batch) for name in names] if args.loop else []
+    loops = (
+        [bench_loop(name, args.steps, args.batch, args.recipe) for name in names]
+        if args.loop
+        else []
+    )
     if loops:
         head = f"\n{'loop':6} {'tok/s':>10} {'ms/step':>9} {'data':>8} {'compute':>8} {'host':>8} "
         head += f"{'MFU':>6} {'compile':>8} {'peak mem':>14}"
