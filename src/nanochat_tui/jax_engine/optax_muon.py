@@ -23,17 +23,11 @@ import jax.numpy as jnp
 import optax
 from optax.contrib import MuonDimensionNumbers, MuonState
 
+from nanochat_tui.jax_engine.muon import same_shape_groups
+
 # stacked [n, in, out]: axis 0 is the batch optax vmaps over, then optax's default 2-D rule
 _STACKED = MuonDimensionNumbers(reduction_axis=1, output_axis=2)
 _MATRIX = MuonDimensionNumbers()
-
-
-def _groups(leaves: list[jax.Array]) -> list[list[int]]:
-    """Leaf indices grouped by (shape, dtype), in first-seen order."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, leaf in enumerate(leaves):
-        groups.setdefault((leaf.shape, leaf.dtype), []).append(i)
-    return list(groups.values())
 
 
 def grouped_scale_by_muon(
@@ -57,7 +51,7 @@ def grouped_scale_by_muon(
         if not leaves:
             return per_leaf.update(updates, state)
         mus = treedef.flatten_up_to(state.mu)
-        groups = _groups(leaves)
+        groups = same_shape_groups(leaves, leaves)  # every leaf here is 2-D
         inner = MuonState(
             state.count, [jnp.stack([mus[i] for i in g]) for g in groups], state.ns_coeffs
         )
