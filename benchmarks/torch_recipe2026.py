@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -192,6 +193,56 @@ class NorMuon(torch.optim.Optimizer):
                 lr_eff = lr * max(1.0, x.size(0) / x.size(1)) ** 0.5
                 mask = (x * p) >= 0
                 p.sub_(lr_eff * x + lr_eff * wd * p * mask)
+
+
+# JAX parameter path (``nnx.to_flat_state`` joined by dots, ``blocks.<i>.`` prefix for block leaves)
+# -> (torch attribute path, transposed: JAX kernels are [in, out], torch weights [out, in])
+_BLOCK_NAMES = {
+    "attn.c_q.kernel": ("attn.q.weight", True),
+    "attn.c_k.kernel": ("attn.k.weight", True),
+    "attn.c_v.kernel": ("attn.v.weight", True),
+    "attn.c_proj.kernel": ("attn.proj.weight", True),
+    "attn.ve_gate.kernel": ("attn.ve_gate.weight", True),
+    "mlp.c_fc.kernel": ("fc.weight", True),
+    "mlp.c_proj.kernel": ("out.weight", True),
+}
+_TOP_NAMES = {
+    "wte.embedding": ("wte.weight", False),
+    "lm_head.kernel": ("lm_head.weight", True),
+    "resid_lambdas": ("resid_lambdas", False),
+    "x0_lambdas": ("x0_lambdas", False),
+    "smear_gate.kernel": ("smear_gate.weight", True),
+    "smear_lambda": ("smear_lambda", False),
+    "backout_lambda": ("backout_lambda", False),
+}
+
+
+def torch_name(jax_path: str) -> tuple[str, bool]:
+    """The torch parameter (and whether to transpose) for a JAX engine parameter path."""
+    if jax_path in _TOP_NAMES:
+        return _TOP_NAMES[jax_path]
+    _, layer, rest = jax_path.split(".", 2)
+    if rest == "value_embed.embedding":
+        return f"value_embeds.{layer}.weight", False
+    name, transpose = _BLOCK_NAMES[rest]
+    return f"blocks.{layer}.{name}", transpose
+
+
+@torch.no_grad()
+def load_jax_params(model: GPT2026, params: dict) -> None:
+    """Copy the JAX engine's parameters (``{path: array}``) into ``model``; every torch
+    parameter must be covered, with the same shape."""
+    own = dict(model.named_parameters())
+    seen = set()
+    for path, value in params.items():
+        name, transpose = torch_name(path)
+        t = torch.tensor(np.array(value.T if transpose else value))
+        if own[name].shape != t.shape:
+            raise ValueError(f"{path} -> {name}: {tuple(t.shape)} vs {tuple(own[name].shape)}")
+        own[name].copy_(t)
+        seen.add(name)
+    if missing := sorted(set(own) - seen):
+        raise ValueError(f"no JAX parameter for {missing}")
 
 
 def optimizers(model: GPT2026, dim: int, lr_scale: float, steps: int):
