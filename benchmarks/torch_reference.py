@@ -148,8 +148,29 @@ def main() -> None:
     run_random(a, model, step_fn, adam, muon, x, y)
 
 
+def _newton_schulz_fp32(grad, ns_coefficients, ns_steps, eps):
+    """torch.optim.Muon's quintic Newton–Schulz in the gradient's fp32 instead of bf16."""
+    a, b, c = ns_coefficients
+    x = grad.float()
+    tall = x.size(0) > x.size(1)
+    x = x.T if tall else x
+    x = x / x.norm().clamp(min=eps)
+    for _ in range(ns_steps):
+        g = x @ x.T
+        x = a * x + (b * g + c * (g @ g)) @ x
+    return x.T if tall else x
+
+
 def build_2025(a):
-    """The late-2025 nanochat model with torch.optim.Muon + AdamW."""
+    """The late-2025 nanochat model with torch.optim.Muon + AdamW.
+
+    torch.optim.Muon orthogonalises in bf16 (as nanochat does on GPU); a CPU without native bf16
+    matmuls (AVX512-BF16/AMX) emulates them, which made a d4 step take ~12 s instead of ~2 s
+    here. On CPU the iteration runs in fp32, as the JAX engine's does."""
+    if not torch.cuda.is_available():
+        import torch.optim._muon as torch_muon
+
+        torch_muon._zeropower_via_newtonschulz = _newton_schulz_fp32
     model = GPT(a.depth, a.aspect_ratio, a.head_dim, a.n_kv_head, a.vocab, a.seq)
     dim = a.depth * a.aspect_ratio
     scale = (dim / 768) ** -0.5

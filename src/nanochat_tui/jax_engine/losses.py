@@ -5,12 +5,20 @@ sum of per-token cross-entropies (nats) and the weight they carry, so gradient a
 add both over micro-batches and divide once. Targets of −1 carry no weight.
 
 The hidden states ``[B, T, D]`` are computed once; the head, soft-cap and log-softmax then run over
-``model.loss_chunk`` tokens at a time inside ``lax.scan`` with ``jax.checkpoint``, so neither the
-forward nor the backward ever holds more than one chunk of logits (fp32 ``[chunk, V]``).
+``model.loss_chunk`` tokens at a time inside ``lax.scan``, so neither the forward nor the backward
+ever holds more than one chunk of logits (fp32 ``[chunk, V]``).
+
+``loss_sum`` (what training differentiates) is a fused head + cross-entropy with a custom VJP: when
+differentiated, each chunk's forward also forms its logit gradient ``(softmax − onehot)·cap'`` and
+multiplies it out at once (``dh = dl·Wᵀ``, ``dW += hᵀ·dl``), so the backward only scales the two
+saved gradients by the incoming cotangent. Three head matmuls a step instead of four (autodiff over
+checkpointed chunks recomputes the logits), and no chunk's logits live past its scan step.
+``token_losses`` (evaluation) runs the plain head per chunk.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -44,6 +52,67 @@ def _chunks(model: Any, idx: jax.Array, y: jax.Array, *extra: jax.Array):
     return h.reshape(k, size, -1), [a.reshape(k, size) for a in flat], k
 
 
+def _capped_logits(h: jax.Array, w: jax.Array, softcap: float, dtype) -> tuple[jax.Array, Any]:
+    """fp32 logits of ``h [C, D]`` under head kernel ``w [D, V]`` in the compute ``dtype``, soft-capped
+    (as ``GPT.head``), and the cap's derivative factor (None without a cap)."""
+    z = jnp.dot(h.astype(dtype), w.astype(dtype)).astype(jnp.float32)
+    if softcap <= 0:
+        return z, None
+    t = jnp.tanh(z / softcap)
+    return softcap * t, t
+
+
+def _head_ce(h, w, y, wt, softcap: float, dtype, grads: bool):
+    """``Σ wt·CE`` of chunked hidden states ``h [k, C, D]`` against ``y [k, C]`` (weights ``wt``,
+    zero where the target is −1); with ``grads`` also ``d/dh [k, C, D]`` and ``d/dw [D, V]``."""
+    vocab = w.shape[1]
+
+    def body(carry, chunk):
+        total, dw = carry
+        hc, yc, wc = chunk
+        logits, t = _capped_logits(hc, w, softcap, dtype)
+        m = jnp.max(logits, axis=-1, keepdims=True)
+        e = jnp.exp(logits - m)
+        s = jnp.sum(e, axis=-1, keepdims=True)
+        onehot = jnp.arange(vocab)[None, :] == jnp.maximum(yc, 0)[:, None]
+        target = jnp.sum(jnp.where(onehot, logits, 0.0), axis=-1)
+        total = total + jnp.sum(wc * (m[:, 0] + jnp.log(s[:, 0]) - target))
+        if not grads:
+            return (total, dw), None
+        dl = (e / s - onehot) * wc[:, None]
+        if t is not None:
+            dl = dl * (1.0 - t * t)
+        dl = dl.astype(dtype)
+        dh = jnp.dot(dl, w.astype(dtype).T).astype(h.dtype)
+        dw = dw + jnp.dot(hc.astype(dtype).T, dl).astype(jnp.float32)
+        return (total, dw), dh
+
+    dw0 = jnp.zeros(w.shape, jnp.float32) if grads else None
+    (total, dw), dh = jax.lax.scan(body, (jnp.zeros((), jnp.float32), dw0), (h, y, wt))
+    return total, dh, dw
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _fused_ce_sum(h, w, y, wt, softcap: float, dtype) -> jax.Array:
+    return _head_ce(h, w, y, wt, softcap, dtype, grads=False)[0]
+
+
+def _fused_fwd(h, w, y, wt, softcap, dtype):
+    total, dh, dw = _head_ce(h, w, y, wt, softcap, dtype, grads=True)
+    return total, (dh, dw.astype(w.dtype), y, wt)
+
+
+def _fused_bwd(softcap, dtype, res, g):
+    del softcap, dtype
+    dh, dw, y, wt = res
+    # the targets are integers (float0 cotangent); the weights are data, not trained
+    y_ct = jnp.zeros(y.shape, jax.dtypes.float0)
+    return (g * dh).astype(dh.dtype), (g * dw).astype(dw.dtype), y_ct, jnp.zeros_like(wt)
+
+
+_fused_ce_sum.defvjp(_fused_fwd, _fused_bwd)
+
+
 def loss_sum(
     model: Any, idx: jax.Array, targets: jax.Array, weights: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
@@ -51,16 +120,13 @@ def loss_sum(
     valid = targets >= 0
     w = valid.astype(jnp.float32) if weights is None else weights.astype(jnp.float32) * valid
     h, (y, wc), k = _chunks(model, idx, targets, w)
-    if k == 0:
-        total = jnp.sum(_chunk_ce(model, h, y) * wc)
-    else:
-
-        @jax.checkpoint
-        def body(acc, chunk):
-            hc, yc, wcc = chunk
-            return acc + jnp.sum(_chunk_ce(model, hc, yc) * wcc), None
-
-        total, _ = jax.lax.scan(body, jnp.zeros((), jnp.float32), (h, y, wc))
+    if k == 0:  # one chunk of everything
+        h, y, wc = h[None], y[None], wc[None]
+    cfg = model.config
+    kernel = model.lm_head.kernel[...]
+    if kernel.shape[1] != cfg.vocab_size:  # padded vocab rows never reach the loss
+        kernel = kernel[:, : cfg.vocab_size]
+    total = _fused_ce_sum(h, kernel, y, wc, float(cfg.softcap), jnp.dtype(model.dtype))
     return total, jnp.sum(w)
 
 

@@ -50,9 +50,10 @@ class StepOut(NamedTuple):
 
 def token_loss_sum(model: GPT, x: jax.Array, y: jax.Array):
     """Pretraining's loss on one micro-batch: (Σ CE over targets ≠ −1, their count, no aux)."""
-    from nanochat_tui.jax_engine.model import token_losses
+    from nanochat_tui.jax_engine.losses import loss_sum
 
-    return jnp.sum(token_losses(model, x, y)), jnp.sum(y >= 0).astype(jnp.float32), {}
+    total, count = loss_sum(model, x, y)
+    return total, count, {}
 
 
 def _step(
