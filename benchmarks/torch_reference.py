@@ -164,9 +164,9 @@ def _newton_schulz_fp32(grad, ns_coefficients, ns_steps, eps):
 def build_2025(a):
     """The late-2025 nanochat model with torch.optim.Muon + AdamW.
 
-    torch.optim.Muon orthogonalises in bf16 (as nanochat does on GPU); a CPU without native bf16
-    matmuls (AVX512-BF16/AMX) emulates them, which made a d4 step take ~12 s instead of ~2 s
-    here. On CPU the iteration runs in fp32, as the JAX engine's does."""
+    torch.optim.Muon orthogonalises in bf16 (as nanochat does on GPU), which a CPU without native
+    bf16 matmuls (AVX512-BF16/AMX) emulates; on CPU the iteration runs in fp32 instead, as the JAX
+    engine's does there."""
     if not torch.cuda.is_available():
         import torch.optim._muon as torch_muon
 
