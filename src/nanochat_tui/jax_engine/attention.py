@@ -17,6 +17,9 @@ import jax.numpy as jnp
 
 # Query/key block size of the blocked path, and the shortest sequence it is used for.
 BLOCK = 128
+# A windowed layer's block: each query block reads its own keys plus ``window`` before them, so
+# smaller blocks waste less; at the d4 shape (window 128) fwd+bwd took ≈ 90 ms vs ≈ 107 ms at 128.
+WINDOW_BLOCK = 64
 
 
 def _use_cudnn(dtype) -> bool:
@@ -69,7 +72,7 @@ def causal_attention(
         except Exception:  # unsupported shape/version: fall back to XLA
             pass
     if jax.default_backend() == "cpu" and t > BLOCK:
-        return blocked_causal_attention(q, k, v, window)
+        return blocked_causal_attention(q, k, v, window, BLOCK if window is None else WINDOW_BLOCK)
     return jax.nn.dot_product_attention(
         q, k, v, is_causal=True, local_window_size=local, implementation="xla"
     )

@@ -71,7 +71,10 @@ def _head_ce(h, w, y, wt, softcap: float, dtype, grads: bool):
         total, dw = carry
         hc, yc, wc = chunk
         logits, t = _capped_logits(hc, w, softcap, dtype)
-        m = jnp.max(logits, axis=-1, keepdims=True)
+        if 0 < softcap <= 40:  # capped logits lie in [-cap, cap]: shift by the cap, no max pass
+            m = jnp.full((logits.shape[0], 1), softcap, jnp.float32)
+        else:
+            m = jnp.max(logits, axis=-1, keepdims=True)
         e = jnp.exp(logits - m)
         s = jnp.sum(e, axis=-1, keepdims=True)
         onehot = jnp.arange(vocab)[None, :] == jnp.maximum(yc, 0)[:, None]
