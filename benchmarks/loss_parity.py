@@ -10,7 +10,7 @@ The learning-rate schedule, Muon momentum warmup and gradient clipping are switc
 side, because the PyTorch reference has none of them: this compares model + optimizer, not
 schedules. Several seeds per side show how much of a gap is just initialisation noise.
 
-    uv run python benchmarks/loss_parity.py [--prefab tiny] [--steps 120] [--seeds 2]
+    uv run python benchmarks/loss_parity.py [--prefab tiny] [--steps 120] [--seeds 6]
         [--val-batches 8] [--torch-python PY] [--recipe nanochat-2026]
 
 With ``--recipe nanochat-2026`` both sides run nanochat's current model and optimizer (the PyTorch
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--prefab", default="tiny")
     p.add_argument("--steps", type=int, default=120)
-    p.add_argument("--seeds", type=int, default=2, help="initialisations per side")
+    p.add_argument("--seeds", type=int, default=6, help="initialisations per side")
     p.add_argument("--val-batches", type=int, default=8)
     p.add_argument("--torch-python", default=None, help="a Python with torch (default: search)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
