@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--recipe", default="nanochat-2025", choices=("nanochat-2025", "nanochat-2026"))
     args = p.parse_args(argv)
+    if args.seeds < 1 or args.steps < 1:
+        p.error("--seeds and --steps must be at least 1")
 
     sys.path.insert(0, str(Path(__file__).parent))
     from engine_throughput import torch_python

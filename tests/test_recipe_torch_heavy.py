@@ -59,7 +59,9 @@ def pair():
     model = GPT(m, rngs=nnx.Rngs(3))
     optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
     torch.manual_seed(0)
-    reference = GPT2026(m.depth, m.aspect_ratio, m.head_dim, m.n_kv_head, m.vocab_size, 256)
+    reference = GPT2026(
+        m.depth, m.aspect_ratio, m.head_dim, m.n_kv_head, m.vocab_size, m.sequence_len
+    )
     load_jax_params(reference, flat_params(model))
     adam, muon = optimizers(reference, m.model_dim, batch_lr_scale(config), STEPS)
     return config, model, optimizer, reference, adam, muon
@@ -72,21 +74,14 @@ def flat_params(model) -> dict[str, np.ndarray]:
     return {".".join(map(str, path)): np.asarray(v[...]) for path, v in flat}
 
 
-def torch_view(reference, path: str) -> np.ndarray:
-    """The torch parameter for a JAX path, in JAX's layout."""
+def torch_side(reference, path: str, grad: bool = False) -> np.ndarray:
+    """The torch parameter (or its gradient) for a JAX path, in JAX's layout."""
     from torch_recipe2026 import torch_name
 
     name, transpose = torch_name(path)
-    value = dict(reference.named_parameters())[name].detach().numpy()
+    param = dict(reference.named_parameters())[name]
+    value = param.grad.numpy() if grad else param.detach().numpy()
     return value.T if transpose else value
-
-
-def torch_grad(reference, path: str) -> np.ndarray:
-    from torch_recipe2026 import torch_name
-
-    name, transpose = torch_name(path)
-    grad = dict(reference.named_parameters())[name].grad.numpy()
-    return grad.T if transpose else grad
 
 
 def batch(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,10 +106,12 @@ def test_loss_and_every_gradient_match_the_reference(pair):
     assert float(loss) == pytest.approx(ref_loss.item(), rel=1e-5)
     flat = {".".join(map(str, p)): np.asarray(v[...]) for p, v in nnx.to_flat_state(grads)}
     assert set(flat) == set(flat_params(model))
-    scale = max(float(np.abs(torch_grad(reference, p)).max()) for p in flat)
+    scale = max(float(np.abs(torch_side(reference, p, grad=True)).max()) for p in flat)
     for path, g in flat.items():
         # scalars whose true gradient is 0 at init carry ~1e-10 of rounding noise: the atol
-        np.testing.assert_allclose(g, torch_grad(reference, path), rtol=1e-3, atol=1e-5 * scale)
+        np.testing.assert_allclose(
+            g, torch_side(reference, path, grad=True), rtol=1e-3, atol=1e-5 * scale
+        )
     reference.zero_grad(set_to_none=True)
 
 
@@ -137,7 +134,7 @@ def test_the_optimizer_keeps_the_weights_with_the_reference(pair):
         flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
         grads = nnx.from_flat_state(
             [
-                (p, v.replace(jnp.asarray(torch_grad(reference, ".".join(map(str, p))))))
+                (p, v.replace(jnp.asarray(torch_side(reference, ".".join(map(str, p)), grad=True))))
                 for p, v in flat
             ]
         )
@@ -146,7 +143,7 @@ def test_the_optimizer_keeps_the_weights_with_the_reference(pair):
         muon.step()
         reference.zero_grad(set_to_none=True)
         for path, value in flat_params(model).items():
-            ref = torch_view(reference, path)
+            ref = torch_side(reference, path)
             moved = float(np.abs(ref - before[path]).max())
             err = float(np.abs(value - ref).max())
             # within 1% of how far the step moved the weight (and fp32 noise on the unmoved)

@@ -71,7 +71,9 @@ def _head_ce(h, w, y, wt, softcap: float, dtype, grads: bool):
         total, dw = carry
         hc, yc, wc = chunk
         logits, t = _capped_logits(hc, w, softcap, dtype)
-        if 0 < softcap <= 40:  # capped logits lie in [-cap, cap]: shift by the cap, no max pass
+        # capped logits lie in [-cap, cap]: shift by the cap, no max pass (exp(-2·cap) stays a
+        # normal fp32 number up to cap 40)
+        if 0 < softcap <= 40:
             m = jnp.full((logits.shape[0], 1), softcap, jnp.float32)
         else:
             m = jnp.max(logits, axis=-1, keepdims=True)
