@@ -138,7 +138,7 @@ def compile_seconds(depth: int, scan: bool, recipe: str) -> float:
     from nanochat_tui.jax_engine.step import make_train_step
 
     base, b = CONFIGS["tiny"]
-    model_cfg = {**base, "depth": depth, "aspect_ratio": 128 // depth, "head_dim": 32}
+    model_cfg = {**base, "depth": depth, "width": 128, "head_dim": 32}
     model_cfg.update(scan_layers=scan, recipe=recipe)
     config = Config.model_validate(
         {

@@ -132,6 +132,7 @@ def probed(tmp_path_factory):
                 grad_norm=_Probe(out.grad_norm, n, reads, dispatched),
             )
 
+        step.sync = inner.sync  # the stacked step writes its state back before reads
         return step
 
     mp.setattr(step_mod, "make_train_step", probing)

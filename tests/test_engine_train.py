@@ -171,6 +171,7 @@ def test_nan_loss_stops_with_clear_error(home, tmp_path, monkeypatch) -> None:
                 model, optimizer, x, y, float("nan") if len(calls) > 4 else lr_scale, grad_clip
             )
 
+        step.sync = inner.sync  # the stacked step writes its state back before reads
         return step
 
     monkeypatch.setattr(step_mod, "make_train_step", poisoned)
@@ -205,6 +206,7 @@ def test_out_of_memory_fails_with_a_remediation(home, tmp_path, monkeypatch) -> 
                 )
             return inner(*args, **kwargs)
 
+        step.sync = inner.sync  # the stacked step writes its state back before reads
         return step
 
     monkeypatch.setattr(step_mod, "make_train_step", exhausted)

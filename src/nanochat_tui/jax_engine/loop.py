@@ -129,6 +129,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
     @timed
     def eval_now() -> None:
         t0 = time.perf_counter()
+        train_step.sync()
         result = task.evaluate(model)
         for name, value in result.items():
             if isinstance(value, int | float):
@@ -137,12 +138,14 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
 
     @timed
     def sample_now() -> None:
+        train_step.sync()
         samples = task.sample(model, run.step)
         if samples:
             run.emit("sample", step=run.step, samples=samples)
 
     @timed
     def save(reason: str) -> None:
+        train_step.sync()
         meta = ckpt.build_meta(
             run.config,
             step=run.step,

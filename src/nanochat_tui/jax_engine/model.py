@@ -25,7 +25,10 @@ always returned in fp32 and cropped to ``vocab_size`` (padded rows never reach a
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -247,6 +250,23 @@ class Block(nnx.Module):
         return x + self.mlp(norm(x))
 
 
+_STACKED_BLOCKS: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "stacked_blocks", default=None
+)
+
+
+@contextlib.contextmanager
+def use_stacked_blocks(stacks: dict) -> Iterator[None]:
+    """While tracing inside it, a scanned trunk takes its blocks' parameters from ``stacks``
+    (``stacks[f"r{run}"][f"q{phase}"]``: pure dicts with the layers along axis 0, as
+    ``stacked.py`` keeps them) instead of stacking the model's per-layer ones."""
+    token = _STACKED_BLOCKS.set(stacks)
+    try:
+        yield
+    finally:
+        _STACKED_BLOCKS.reset(token)
+
+
 def _block_forward(block: Block, x: jax.Array, idx: jax.Array) -> jax.Array:
     return block(x, idx)
 
@@ -356,7 +376,8 @@ class GPT(nnx.Module):
         their stacked parameters, ``period`` blocks per scan step: XLA compiles one body per run
         instead of one block per layer. Backout's snapshot after the middle layer is taken
         inside the scan (a select on the layer index), so it does not cut a run. The parameter
-        tree (and so checkpoints) is the same as unscanned; the stacking is a copy per step."""
+        tree (and so checkpoints) is the same as unscanned; the stacking is a copy per step,
+        except under ``use_stacked_blocks`` (the train step's stacked state, ``stacked.py``)."""
         x0 = x
         n = len(self.blocks)
         scalars = self.resid_lambdas is not None
@@ -365,16 +386,20 @@ class GPT(nnx.Module):
         step = _block_forward_remat if self.switches.remat else _block_forward
         middle = n // 2 if self.backout_lambda is not None else -1
         x_backout = jnp.zeros_like(x)
-        for start, end, period in layer_runs(self.blocks):
+        given = _STACKED_BLOCKS.get()
+        for run, (start, end, period) in enumerate(layer_runs(self.blocks)):
             repeats = (end - start) // period
             graphdefs = [nnx.graphdef(self.blocks[start + q]) for q in range(period)]
-            stacked = [
-                jax.tree.map(
-                    lambda *leaves: jnp.stack(leaves),
-                    *(nnx.state(self.blocks[i]) for i in range(start + q, end, period)),
-                )
-                for q in range(period)
-            ]
+            if given is not None:
+                stacked = [given[f"r{run}"][f"q{q}"] for q in range(period)]
+            else:
+                stacked = [
+                    jax.tree.map(
+                        lambda *leaves: jnp.stack(leaves),
+                        *(nnx.state(self.blocks[i]) for i in range(start + q, end, period)),
+                    )
+                    for q in range(period)
+                ]
             takes_backout = start <= middle < end
 
             def body(carry, xs, graphdefs=graphdefs, takes_backout=takes_backout):

@@ -9,6 +9,9 @@ numbers make the leading axis a batch axis, which it vmaps), and the results are
 one leaf per weight. ``tests/test_optim.py`` checks state structure and updates against
 ``optax.contrib.muon`` itself.
 
+A 3-D leaf is a stack of matrices already (one weight over the layers of a scanned run,
+``stacked.py``): it runs as its own batch, and ``scale_by_shape`` sees each matrix's shape.
+
 Only what this project passes is supported: the default 2-D rule (no
 ``muon_weight_dimension_numbers``) and numeric ``ns_coeffs``.
 """
@@ -51,14 +54,21 @@ def grouped_scale_by_muon(
         if not leaves:
             return per_leaf.update(updates, state)
         mus = treedef.flatten_up_to(state.mu)
-        groups = same_shape_groups(leaves, leaves)  # every leaf here is 2-D
-        inner = MuonState(
-            state.count, [jnp.stack([mus[i] for i in g]) for g in groups], state.ns_coeffs
-        )
-        new, inner = stacked.update([jnp.stack([leaves[i] for i in g]) for g in groups], inner)
+        groups = same_shape_groups(leaves, leaves)  # 2-D leaves by shape; a 3-D stack alone
+
+        def batch(col: list[Any], group: list[int]) -> Any:
+            return (
+                col[group[0]] if leaves[group[0]].ndim == 3 else jnp.stack([col[i] for i in group])
+            )
+
+        inner = MuonState(state.count, [batch(mus, g) for g in groups], state.ns_coeffs)
+        new, inner = stacked.update([batch(leaves, g) for g in groups], inner)
         out: list[Any] = [None] * len(leaves)
         mu: list[Any] = [None] * len(leaves)
         for group, upd, m in zip(groups, new, inner.mu, strict=True):
+            if leaves[group[0]].ndim == 3:
+                out[group[0]], mu[group[0]] = upd, m
+                continue
             for j, i in enumerate(group):
                 out[i], mu[i] = upd[j], m[j]
         return treedef.unflatten(out), MuonState(
@@ -95,11 +105,12 @@ def grouped_muon(
     if muon_weight_dimension_numbers is not None or isinstance(ns_coeffs, str):
         raise ValueError("grouped_muon supports the default 2-D rule and numeric ns_coeffs only")
 
-    def labels(params: Any) -> Any:
-        return jax.tree.map(lambda x: "muon" if x.ndim == 2 else "adam", params)
+    def labels(params: Any) -> Any:  # optax's rule, plus 3-D stacks of matrices (stacked.py)
+        return jax.tree.map(lambda x: "muon" if x.ndim in (2, 3) else "adam", params)
 
     def dims(params: Any) -> Any:  # optax's normalised dimension numbers (masked where adam)
-        return jax.tree.map(lambda x: _MATRIX if x.ndim == 2 else optax.MaskedNode(), params)
+        rule = {2: _MATRIX, 3: _STACKED}
+        return jax.tree.map(lambda x: rule.get(x.ndim, optax.MaskedNode()), params)
 
     return optax.partition(
         {

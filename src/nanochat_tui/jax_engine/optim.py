@@ -143,6 +143,8 @@ def param_labels(params: Any, extra: Any = None) -> Any:
             return top[names[0]]
         if "value_embed" in names:
             return VALUE_EMBEDS
+        if names and names[0] == "stacked_blocks" and leaf.ndim == 3:
+            return MATRIX  # a stack of one weight over layers (stacked.py)
         if leaf.ndim != 2:
             raise ValueError(f"parameter {'.'.join(names)} has ndim {leaf.ndim}; Muon expects 2-D")
         return MATRIX

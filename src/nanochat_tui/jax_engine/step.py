@@ -18,6 +18,11 @@
 - returns ``StepOut(loss, grad_norm, tokens, aux)``: the mean loss, the global gradient norm
   before clipping, the supervised token count and the task's aux metrics (each divided by the
   count), as device scalars (no host sync inside the step). Model and optimizer buffers are donated.
+- with ``model.scan_layers`` on one device and no plugin hooks, the step is a
+  ``stacked.StackedTrainStep``: it keeps the blocks' weights and optimizer state stacked over
+  layers between steps (compile time flat in depth) and ``step.sync()`` writes them back into
+  ``model`` and ``optimizer``; call it before reading either (the loop does before evals,
+  samples and saves). Every step has ``sync()`` (a no-op for the per-layer one)
 - with a ``placement`` (sharding.py) the step runs on its mesh: each micro-batch is pinned to
   ``B`` over every device, gradients and the updated state to the parameters' shardings (so the
   state keeps its layout from step to step), and Muon sees the mesh (it gathers each matrix).
@@ -56,6 +61,33 @@ def token_loss_sum(model: GPT, x: jax.Array, y: jax.Array):
     return total, count, {}
 
 
+def accumulate(grad_fn: Callable, params: Any, x: Any, y: Any):
+    """``(Σ loss, Σ count, Σ aux, Σ grads)`` of ``grad_fn(params, xb, yb)`` (a value_and_grad
+    with ``has_aux``: ``(total, (count, aux)), grads``) over the micro-batches of ``x``/``y``
+    (leading axis ``M``; a plain ``[B, T]`` pair is one micro-batch), summed, not divided."""
+    if jax.tree.leaves(x)[0].ndim == 2:  # one micro-batch given without its micro axis
+        x, y = jax.tree.map(lambda a: a[None], (x, y))
+    if jax.tree.leaves(x)[0].shape[0] == 1:
+        (total, (count, aux)), grads = grad_fn(params, *jax.tree.map(lambda a: a[0], (x, y)))
+        return total, count, aux, grads
+
+    def micro(carry, batch):
+        (total_i, (count_i, aux_i)), grads_i = grad_fn(params, *batch)
+        new = (total_i, count_i, aux_i, grads_i)
+        return jax.tree.map(jnp.add, carry, new), None
+
+    xb0, yb0 = jax.tree.map(lambda a: a[0], (x, y))
+    (_, (_, aux_shape)), _ = jax.eval_shape(grad_fn, params, xb0, yb0)
+    zeros = (
+        jnp.zeros((), jnp.float32),
+        jnp.zeros((), jnp.float32),
+        jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), aux_shape),
+        jax.tree.map(jnp.zeros_like, params),
+    )
+    (total, count, aux, grads), _ = jax.lax.scan(micro, zeros, (x, y))
+    return total, count, aux, grads
+
+
 def _step(
     loss: LossFn,
     hooks: EngineHooks | None,
@@ -82,27 +114,7 @@ def _step(
         return total.astype(jnp.float32), (count.astype(jnp.float32), aux)
 
     grad_fn = jax.value_and_grad(loss_of, has_aux=True)
-    if jax.tree.leaves(x)[0].ndim == 2:  # one micro-batch given without its micro axis
-        x, y = jax.tree.map(lambda a: a[None], (x, y))
-    if jax.tree.leaves(x)[0].shape[0] == 1:
-        (total, (count, aux)), grads = grad_fn(params, *jax.tree.map(lambda a: a[0], (x, y)))
-    else:
-
-        def micro(carry, batch):
-            (total_i, (count_i, aux_i)), grads_i = grad_fn(params, *batch)
-            new = (total_i, count_i, aux_i, grads_i)
-            return jax.tree.map(jnp.add, carry, new), None
-
-        xb0, yb0 = jax.tree.map(lambda a: a[0], (x, y))
-        shapes = jax.eval_shape(grad_fn, params, xb0, yb0)
-        (_, (_, aux_shape)), _ = shapes
-        zeros = (
-            jnp.zeros((), jnp.float32),
-            jnp.zeros((), jnp.float32),
-            jax.tree.map(lambda s: jnp.zeros(s.shape, jnp.float32), aux_shape),
-            jax.tree.map(jnp.zeros_like, params),
-        )
-        (total, count, aux, grads), _ = jax.lax.scan(micro, zeros, (x, y))
+    total, count, aux, grads = accumulate(grad_fn, params, x, y)
     denom = jnp.maximum(count, 1.0)
     grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
     if placement is not None:
@@ -150,6 +162,10 @@ def make_train_step(
     be a module-level function (it is a static argument of the jit). ``placement``: see the module
     docstring (the state must already be laid out by ``placement.place``).
     """
+    from nanochat_tui.jax_engine import stacked
+
+    if hooks is None and (placement is None or placement.size == 1) and stacked.supports(model):
+        return stacked.StackedTrainStep(model, optimizer, loss)
     with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
         cached = nnx.cached_partial(_jitted(loss, hooks, placement), model, optimizer)
 
@@ -169,6 +185,7 @@ def make_train_step(
         with jax.set_mesh(placement.mesh):  # traced under it: Muon gathers each matrix
             return cached(x, y, jnp.asarray(lr_scale, jnp.float32), clip)
 
+    train_step.sync = lambda: None  # the model and optimizer are always current here
     return train_step
 
 

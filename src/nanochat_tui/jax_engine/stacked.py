@@ -1,0 +1,260 @@
+"""The train step's state with the blocks stacked: compile time flat in depth under ``scan_layers``.
+
+With ``model.scan_layers`` the forward runs each periodic run of blocks (``model.layer_runs``) as
+one ``lax.scan``, but the model keeps one parameter leaf per block, so the step still grew with
+depth: XLA:CPU compiles a kernel per output buffer, and every block's weight, gradient, momentum
+and Adam moment was one (stacking them for the scan and splitting the results back cost a kernel
+per leaf too). Here the step's inputs and outputs are the stacked arrays themselves:
+
+- ``params``: the model's parameters as a pure dict whose ``blocks`` entry is replaced by
+  ``stacked_blocks[f"r{run}"][f"q{phase}"]`` (one array per weight of a run's phase, the layers
+  along axis 0), everything else as in the model.
+- ``opt_state``: the optimizer's state over that tree (``tx.init`` of it), the same transforms;
+  both Muons take a 3-D matrix leaf as a stack of matrices, AdamW is elementwise.
+
+``StackedLayout`` converts both ways by key path (``blocks/i/...`` ↔
+``stacked_blocks/r/q/...`` at index ``k``), so the model, the ``nnx.Optimizer`` and checkpoints
+keep the per-layer layout: ``StackedTrainStep.sync()`` writes the state back before anything
+reads the model (evaluation, samples, saves). Until then the model's arrays are stale: the
+step deletes them (the blocks' copies explicitly, the rest by donation), so reading one fails
+loudly rather than returning old weights.
+
+The step is used when ``scan_layers`` is on, no plugin hooks read the model in the step and the
+run is on one device (``step.make_train_step`` decides); otherwise the per-layer step runs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from nanochat_tui.jax_engine.model import GPT, layer_runs, use_stacked_blocks
+from nanochat_tui.jax_engine.step import StepOut, accumulate
+
+STACK_KEY = "stacked_blocks"
+
+Names = tuple[Any, ...]
+
+
+def _names(path: tuple[Any, ...]) -> Names:
+    """A key path as plain names (dict keys, attribute names, indices), without nnx's trailing
+    ``.value``, so an nnx ``State``'s paths and a pure pytree's compare equal."""
+    out = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                out.append(getattr(key, attr))
+                break
+        else:
+            raise TypeError(f"unexpected key {key!r} in a state path")
+    if out and out[-1] == "value" and isinstance(path[-1], jax.tree_util.GetAttrKey):
+        out.pop()
+    return tuple(out)
+
+
+def _nest(items: dict[Names, Any]) -> dict:
+    """A nested dict from ``{names: leaf}``."""
+    root: dict = {}
+    for names, leaf in items.items():
+        node = root
+        for name in names[:-1]:
+            node = node.setdefault(name, {})
+        node[names[-1]] = leaf
+    return root
+
+
+class StackedLayout:
+    """Where each block's leaves go when stacked: layer ``i`` → ``(run, phase, index)``."""
+
+    def __init__(self, model: GPT) -> None:
+        self.runs = layer_runs(model.blocks)
+        self.where: dict[int, tuple[str, str, int]] = {}
+        for r, (start, end, period) in enumerate(self.runs):
+            for i in range(start, end):
+                self.where[i] = (f"r{r}", f"q{(i - start) % period}", (i - start) // period)
+
+    def target(self, names: Names) -> tuple[Names, int | None]:
+        """A per-layer path's stacked path and index (``None``: a leaf outside the blocks)."""
+        for j in range(len(names) - 1):
+            if names[j] == "blocks" and isinstance(names[j + 1], int):
+                r, q, k = self.where[names[j + 1]]
+                return (*names[:j], STACK_KEY, r, q, *names[j + 2 :]), k
+        return names, None
+
+    def _gather(self, tree: Any) -> dict[Names, Any]:
+        """``{stacked path: leaf or [leaves by index]}`` from a per-layer tree."""
+        out: dict[Names, Any] = {}
+        parts: dict[Names, dict[int, Any]] = defaultdict(dict)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            names, k = self.target(_names(path))
+            if k is None:
+                out[names] = leaf
+            else:
+                parts[names][k] = leaf
+        for names, by_index in parts.items():
+            out[names] = jnp.stack([by_index[k] for k in range(len(by_index))])
+        return out
+
+    def stack_params(self, params: Any) -> dict:
+        """The model's per-layer parameters (an ``nnx.State`` or pure dict) stacked, as a pure
+        dict (see the module docstring)."""
+        return _nest(self._gather(params))
+
+    def stack_like(self, tree: Any, abstract: Any) -> Any:
+        """A per-layer tree (an optimizer state) stacked into ``abstract``'s structure (the
+        same state built over the stacked parameters)."""
+        leaves = self._gather(tree)
+        paths, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+        out = []
+        for path, want in paths:
+            names = _names(path)
+            if names not in leaves:
+                raise ValueError(f"no per-layer leaf for the stacked state's {names}")
+            leaf = leaves.pop(names)
+            if tuple(leaf.shape) != tuple(want.shape):
+                raise ValueError(f"{names}: stacked {leaf.shape}, expected {want.shape}")
+            out.append(leaf)
+        if leaves:
+            raise ValueError(f"per-layer leaves with no stacked place: {sorted(leaves)[:3]}")
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    def unstack_like(self, stacked: Any, like: Any) -> Any:
+        """The stacked tree's values in ``like``'s per-layer structure (slices of the stacks)."""
+        values = {_names(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(stacked)[0]}
+        paths, treedef = jax.tree_util.tree_flatten_with_path(like)
+        out = []
+        for path, _ in paths:
+            names, k = self.target(_names(path))
+            out.append(values[names] if k is None else values[names][k])
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def supports(model: GPT) -> bool:
+    """Whether ``model`` can train stacked: scanned, with parameters only in its blocks."""
+    if not model.config.scan_layers or not len(model.blocks):
+        return False
+    others = nnx.state(model.blocks, nnx.Not(nnx.Param))
+    return not jax.tree.leaves(others)
+
+
+class StackedTrainStep:
+    """``step(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut`` on a stacked state
+    (module docstring); ``sync()`` writes it back into ``model`` and ``optimizer``."""
+
+    def __init__(self, model: GPT, optimizer: nnx.Optimizer, loss: Callable) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.layout = StackedLayout(model)
+        self.graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+        self.rest = rest
+        tx, layout, graphdef = optimizer.tx, self.layout, self.graphdef
+        self.params: dict | None = None
+        self.opt_state: Any = None
+        self.count: jax.Array | None = None
+        self._synced_params: list[Any] = []
+        self._stale = False  # a step ran since the last sync
+        self._written: list[jax.Array] = []  # the per-layer copies the last sync made
+        like = nnx.state(model, nnx.Param)
+
+        def loss_of(p: dict, rest_: Any, xb: Any, yb: Any):
+            per_layer = layout.unstack_like(p, like)  # unused slices: XLA drops them
+            merged = nnx.merge(graphdef, per_layer, rest_)
+            with use_stacked_blocks(p[STACK_KEY]):
+                total, count, aux = loss(merged, xb, yb)
+            aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
+            return total.astype(jnp.float32), (count.astype(jnp.float32), aux)
+
+        def step(params, opt_state, count, rest_, x, y, lr_scale, grad_clip):
+            grad_fn = jax.value_and_grad(lambda p, xb, yb: loss_of(p, rest_, xb, yb), has_aux=True)
+            total, n, aux, grads = accumulate(grad_fn, params, x, y)
+            denom = jnp.maximum(n, 1.0)
+            grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
+            kwargs = {"lr_scale": lr_scale}
+            if grad_clip is not None:
+                kwargs["grad_clip"] = grad_clip
+            updates, opt_state = tx.update(grads, opt_state, params, **kwargs)
+            params = optax.apply_updates(params, updates)
+            aux = {k: v / denom for k, v in aux.items()}
+            out = StepOut(total / denom, optax.tree.norm(grads), n, aux)
+            return params, opt_state, count + 1, out
+
+        self._step = jax.jit(step, donate_argnums=(0, 1, 2))
+
+    # ------------------------------------------------------------------ state in and out
+
+    def _load(self) -> None:
+        """Stack the model's and optimizer's current state; free the per-layer block copies."""
+        params = nnx.state(self.model, nnx.Param)
+        self.params = self.layout.stack_params(params)
+        opt = nnx.as_pure(self.optimizer.opt_state)
+        abstract = jax.eval_shape(self.optimizer.tx.init, self.params)
+        self.opt_state = self.layout.stack_like(opt, abstract)
+        self.count = jnp.asarray(self.optimizer.step[...])
+        self._written = self._block_leaves(params, opt)
+        self._drop_written()
+
+    def _block_leaves(self, *trees: Any) -> list[Any]:
+        """The leaves of per-layer ``trees`` that belong to a block (they have a stacked twin)."""
+        return [
+            leaf
+            for tree in trees
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+            if self.layout.target(_names(path))[1] is not None
+        ]
+
+    def _drop_written(self) -> None:
+        for leaf in self._written:
+            if isinstance(leaf, jax.Array) and not leaf.is_deleted():
+                leaf.delete()
+        self._written = []
+
+    def _current(self) -> bool:
+        """Whether the model still holds what the last sync wrote (nobody replaced it)."""
+        synced = {id(leaf) for leaf in self._synced_params}
+        return all(id(leaf) in synced for leaf in jax.tree.leaves(nnx.state(self.model, nnx.Param)))
+
+    def sync(self) -> None:
+        """Write the stacked state into the model and the optimizer (per-layer layout)."""
+        if self.params is None or not self._stale:
+            return
+        self._stale = False
+        params_like = nnx.state(self.model, nnx.Param)
+        nnx.update(self.model, self.layout.unstack_like(self.params, params_like))
+        opt_like = self.optimizer.opt_state
+        new_opt = self.layout.unstack_like(self.opt_state, nnx.as_pure(opt_like))
+        nnx.update(self.optimizer.opt_state, nnx.state(new_opt))
+        self.optimizer.step.set_value(self.count)
+        self._synced_params = jax.tree.leaves(nnx.state(self.model, nnx.Param))
+        self._written = self._block_leaves(
+            nnx.state(self.model, nnx.Param), nnx.as_pure(self.optimizer.opt_state)
+        )
+
+    def __call__(self, model, optimizer, x, y, lr_scale, grad_clip=None):
+        if model is not self.model or optimizer is not self.optimizer:
+            raise ValueError("this train step is bound to the model and optimizer it was made for")
+        if self.params is None:
+            self._load()
+        elif self._written:  # synced since the last step
+            if not self._current():  # the model was replaced from outside: take it as it is
+                self._written = []
+                self._load()
+            else:
+                self._drop_written()
+        clip = None if grad_clip is None else jnp.asarray(grad_clip, jnp.float32)
+        self._stale = True
+        self.params, self.opt_state, self.count, out = self._step(
+            self.params,
+            self.opt_state,
+            self.count,
+            self.rest,
+            x,
+            y,
+            jnp.asarray(lr_scale, jnp.float32),
+            clip,
+        )
+        return out
