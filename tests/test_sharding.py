@@ -77,6 +77,32 @@ def test_meshes_match_one_device_and_resume_across_meshes(tmp_path: Path) -> Non
     assert out["fsdp8-2026"]["devices_used"] == 8 and _close(got, want), (got, want)
 
 
+SCANNED = {"model.depth": 2, "model.scan_layers": True}
+
+
+@pytest.mark.timeout(1200)
+def test_scanned_runs_train_stacked_on_a_mesh_and_resume_on_one_device(tmp_path: Path) -> None:
+    """With model.scan_layers the step keeps the blocks stacked over layers (stacked.py): on an
+    fsdp=8 mesh (the layer axis unsplit, each layer split as it would be alone) it gives the
+    one-device loss sequence, and its checkpoint (per-layer, as always) resumes on one device
+    where the 8-device run would have gone on."""
+    runs = [
+        {"name": "one-scan", "mesh": [1, 1], "steps": 5, "set": SCANNED},
+        {"name": "fsdp8-scan", "mesh": [1, 8], "steps": 3, "set": SCANNED},
+        {"name": "mixed-scan", "mesh": [2, 4], "steps": 3, "set": SCANNED},
+        {"name": "fsdp8-scan-on-1", "mesh": [1, 1], "steps": 5, "from": "fsdp8-scan", "set": SCANNED},
+    ]  # fmt: skip
+    out = _run_worker(tmp_path, runs)
+    ref = out["one-scan"]["losses"]
+    assert out["one-scan"]["status"] == "finished" and len(ref) == 5
+    for name in ("fsdp8-scan", "mixed-scan"):
+        got = out[name]
+        assert got["devices_used"] == 8 and _close(got["losses"], ref[:3]), (name, got, ref)
+    got = out["fsdp8-scan-on-1"]
+    assert got["status"] == "finished" and got["step"] == 5, got
+    assert _close(got["losses"], ref[3:]), (got["losses"], ref)
+
+
 @pytest.mark.timeout(900)
 def test_model_is_built_sharded_with_the_unsharded_values(tmp_path: Path) -> None:
     """Parameters and optimizer state built on an fsdp=8 mesh (Placement.build_sharded, as every

@@ -19,8 +19,13 @@ reads the model (evaluation, samples, saves). Until then the model's arrays are 
 step deletes them (the blocks' copies explicitly, the rest by donation), so reading one fails
 loudly rather than returning old weights.
 
+On a mesh (``sharding.Placement``) a stacked leaf takes its per-layer sharding with the layer
+axis in front unsplit (``P(None, *param_spec(one layer))``): each device holds the same part of
+every layer it would hold per layer. Per-layer leaves keep ``param_spec``; batches, gradients
+and the new state are pinned as in the per-layer step.
+
 The step is used when ``scan_layers`` is on, no plugin hooks read the model in the step and the
-run is on one device (``step.make_train_step`` decides); otherwise the per-layer step runs.
+run is one process (``step.make_train_step`` decides); otherwise the per-layer step runs.
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from nanochat_tui.jax_engine.model import GPT, layer_runs, use_stacked_blocks
+from nanochat_tui.jax_engine.sharding import Placement, param_spec
 from nanochat_tui.jax_engine.step import StepOut, accumulate
 
 STACK_KEY = "stacked_blocks"
@@ -147,12 +155,19 @@ class StackedTrainStep:
     """``step(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut`` on a stacked state
     (module docstring); ``sync()`` writes it back into ``model`` and ``optimizer``."""
 
-    def __init__(self, model: GPT, optimizer: nnx.Optimizer, loss: Callable) -> None:
+    def __init__(
+        self,
+        model: GPT,
+        optimizer: nnx.Optimizer,
+        loss: Callable,
+        placement: Placement | None = None,
+    ) -> None:
         self.model, self.optimizer = model, optimizer
+        self.placement = placement if placement is not None and placement.size > 1 else None
         self.layout = StackedLayout(model)
         self.graphdef, _, rest = nnx.split(model, nnx.Param, ...)
         self.rest = rest
-        tx, layout, graphdef = optimizer.tx, self.layout, self.graphdef
+        tx, layout, graphdef, placement = optimizer.tx, self.layout, self.graphdef, self.placement
         self.params: dict | None = None
         self.opt_state: Any = None
         self.count: jax.Array | None = None
@@ -162,6 +177,8 @@ class StackedTrainStep:
         like = nnx.state(model, nnx.Param)
 
         def loss_of(p: dict, rest_: Any, xb: Any, yb: Any):
+            if placement is not None:
+                xb, yb = placement.constrain_batch((xb, yb))
             per_layer = layout.unstack_like(p, like)  # unused slices: XLA drops them
             merged = nnx.merge(graphdef, per_layer, rest_)
             with use_stacked_blocks(p[STACK_KEY]):
@@ -173,27 +190,54 @@ class StackedTrainStep:
             grad_fn = jax.value_and_grad(lambda p, xb, yb: loss_of(p, rest_, xb, yb), has_aux=True)
             total, n, aux, grads = accumulate(grad_fn, params, x, y)
             denom = jnp.maximum(n, 1.0)
-            grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
+            grads = self._pin(jax.tree.map(lambda g: g / denom.astype(g.dtype), grads))
             kwargs = {"lr_scale": lr_scale}
             if grad_clip is not None:
                 kwargs["grad_clip"] = grad_clip
             updates, opt_state = tx.update(grads, opt_state, params, **kwargs)
-            params = optax.apply_updates(params, updates)
+            params = self._pin(optax.apply_updates(params, updates))
+            opt_state = self._pin(opt_state)
             aux = {k: v / denom for k, v in aux.items()}
             out = StepOut(total / denom, optax.tree.norm(grads), n, aux)
             return params, opt_state, count + 1, out
 
         self._step = jax.jit(step, donate_argnums=(0, 1, 2))
 
+    # ------------------------------------------------------------------ placement
+
+    def _sharding(self, path: tuple[Any, ...], shape: tuple[int, ...]) -> NamedSharding:
+        place = self.placement
+        if STACK_KEY in _names(path):  # the layer axis unsplit, then one layer's rule
+            spec = param_spec(tuple(shape[1:]), place.layout.fsdp)
+            return NamedSharding(place.mesh, P(None, *spec))
+        return place.sharding(tuple(shape))
+
+    def _pin(self, tree: Any) -> Any:
+        """Inside the jit: ``tree``'s arrays pinned to their shardings (none without a mesh)."""
+        if self.placement is None:
+            return tree
+        return jax.tree_util.tree_map_with_path(
+            lambda path, a: jax.lax.with_sharding_constraint(a, self._sharding(path, a.shape)),
+            tree,
+        )
+
+    def _lay_out(self, tree: Any) -> Any:
+        """``tree``'s arrays moved to their shardings (none without a mesh)."""
+        if self.placement is None:
+            return tree
+        return jax.tree_util.tree_map_with_path(
+            lambda path, a: jax.device_put(a, self._sharding(path, a.shape)), tree
+        )
+
     # ------------------------------------------------------------------ state in and out
 
     def _load(self) -> None:
         """Stack the model's and optimizer's current state; free the per-layer block copies."""
         params = nnx.state(self.model, nnx.Param)
-        self.params = self.layout.stack_params(params)
+        self.params = self._lay_out(self.layout.stack_params(params))
         opt = nnx.as_pure(self.optimizer.opt_state)
         abstract = jax.eval_shape(self.optimizer.tx.init, self.params)
-        self.opt_state = self.layout.stack_like(opt, abstract)
+        self.opt_state = self._lay_out(self.layout.stack_like(opt, abstract))
         self.count = jnp.asarray(self.optimizer.step[...])
         self._written = self._block_leaves(params, opt)
         self._drop_written()
@@ -223,10 +267,11 @@ class StackedTrainStep:
         if self.params is None or not self._stale:
             return
         self._stale = False
+        place = self.placement.place if self.placement is not None else (lambda tree: tree)
         params_like = nnx.state(self.model, nnx.Param)
-        nnx.update(self.model, self.layout.unstack_like(self.params, params_like))
+        nnx.update(self.model, place(self.layout.unstack_like(self.params, params_like)))
         opt_like = self.optimizer.opt_state
-        new_opt = self.layout.unstack_like(self.opt_state, nnx.as_pure(opt_like))
+        new_opt = place(self.layout.unstack_like(self.opt_state, nnx.as_pure(opt_like)))
         nnx.update(self.optimizer.opt_state, nnx.state(new_opt))
         self.optimizer.step.set_value(self.count)
         self._synced_params = jax.tree.leaves(nnx.state(self.model, nnx.Param))
@@ -247,14 +292,11 @@ class StackedTrainStep:
                 self._drop_written()
         clip = None if grad_clip is None else jnp.asarray(grad_clip, jnp.float32)
         self._stale = True
-        self.params, self.opt_state, self.count, out = self._step(
-            self.params,
-            self.opt_state,
-            self.count,
-            self.rest,
-            x,
-            y,
-            jnp.asarray(lr_scale, jnp.float32),
-            clip,
-        )
+        args = (self.params, self.opt_state, self.count, self.rest, x, y)
+        lr = jnp.asarray(lr_scale, jnp.float32)
+        if self.placement is None:
+            self.params, self.opt_state, self.count, out = self._step(*args, lr, clip)
+        else:
+            with jax.set_mesh(self.placement.mesh):  # traced under it: Muon gathers each matrix
+                self.params, self.opt_state, self.count, out = self._step(*args, lr, clip)
         return out

@@ -18,7 +18,7 @@
 - returns ``StepOut(loss, grad_norm, tokens, aux)``: the mean loss, the global gradient norm
   before clipping, the supervised token count and the task's aux metrics (each divided by the
   count), as device scalars (no host sync inside the step). Model and optimizer buffers are donated.
-- with ``model.scan_layers`` on one device and no plugin hooks, the step is a
+- with ``model.scan_layers`` in one process and no plugin hooks, the step is a
   ``stacked.StackedTrainStep``: it keeps the blocks' weights and optimizer state stacked over
   layers between steps (compile time flat in depth) and ``step.sync()`` writes them back into
   ``model`` and ``optimizer``; call it before reading either (the loop does before evals,
@@ -164,8 +164,8 @@ def make_train_step(
     """
     from nanochat_tui.jax_engine import stacked
 
-    if hooks is None and (placement is None or placement.size == 1) and stacked.supports(model):
-        return stacked.StackedTrainStep(model, optimizer, loss)
+    if hooks is None and jax.process_count() == 1 and stacked.supports(model):
+        return stacked.StackedTrainStep(model, optimizer, loss, placement)
     with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
         cached = nnx.cached_partial(_jitted(loss, hooks, placement), model, optimizer)
 
