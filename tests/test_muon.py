@@ -193,7 +193,7 @@ def test_2026_training_step_learns_and_switches_change_the_update():
 def test_same_shape_matrices_are_updated_as_one_batch_exactly_as_one_by_one():
     """Matrices of one shape go through one batched chain (the optimizer's program stays the
     same size however deep the model); each must get the update it would get alone."""
-    from nanochat_tui.jax_engine.muon import same_shape_groups
+    from nanochat_tui.jax_engine.muon import matrix_groups
 
     rng = np.random.default_rng(1)
     shapes = {"a": (32, 16), "b": (16, 32), "c": (32, 16), "d": (32, 16), "e": (4, 32, 16)}
@@ -201,7 +201,7 @@ def test_same_shape_matrices_are_updated_as_one_batch_exactly_as_one_by_one():
         k: jnp.asarray(rng.normal(size=s).astype(np.float32) * 0.1) for k, s in shapes.items()
     }
     leaves = jax.tree.leaves(params)
-    assert same_shape_groups(leaves, leaves) == [[0, 2, 3], [1], [4]]
+    assert matrix_groups(leaves, leaves) == [[0, 2, 3, 4], [1]]  # a 3-D stack joins its shape
 
     def make():
         return nanochat_muon(0.02, momentum=lambda c: 0.9, weight_decay=lambda c: 0.2)

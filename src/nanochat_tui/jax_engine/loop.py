@@ -7,7 +7,8 @@ compile → first step → training. Then, per step:
     dispatch step n (asynchronous)
     read step n-1's metrics and emit its ``step`` event   ← one step late: the host never waits
                                                             for the step it just dispatched
-    eval / sample / save / control at step n              ← these flush step n first
+    eval / sample / save / control at step n              ← these flush step n first (and
+                                                            ``train_step.sync()`` the model)
     note saves that orbax committed in the background     → ``checkpoint`` events
 
 A resume is validated before anything is written or emitted: its events are held back until the

@@ -14,11 +14,11 @@ PyTorch's ``[out, in]`` layout, i.e. on the transpose of our ``[in, out]`` kerne
 6. Update ``−lr'·(X + wd·W·mask)`` with ``lr' = lr·√max(1, out/in)`` and ``mask = (X·W ≥ 0)``
    when ``cautious`` (else 1).
 
-A 3-D leaf ``[E, in, out]`` (a stack of MoE experts) is E matrices: every step above runs per
-expert, batched over the leading axis (one batched Newton–Schulz, not E separate ones). 2-D
-leaves of the same shape (every block's ``c_q``, say) are stacked and batched the same way for
-the step, so the optimizer's program does not grow with depth; its state stays one leaf per
-weight.
+A 3-D leaf ``[E, in, out]`` (a stack of MoE experts, or one weight over the layers of a scanned
+run, ``stacked.py``) is E matrices: every step above runs per matrix. All matrices of one shape
+(every block's ``c_q``, ``c_k``, ``c_v`` and ``c_proj``, say, 2-D or stacked) are batched into one
+vmapped step (``matrix_groups``), so the optimizer's program does not grow with depth or with
+the number of weights; its state stays one leaf per weight.
 
 ``momentum(count)`` and ``weight_decay(count)`` are schedules of the transform's own step count, so
 a resumed run continues them exactly. The caller's learning-rate schedule multiplies the whole update
@@ -105,16 +105,38 @@ def variance_reduce(x: jax.Array, v: jax.Array, beta2: float) -> tuple[jax.Array
     return x * step * (v_norm / jnp.maximum(v_norm_new, 1e-10)), v
 
 
-def same_shape_groups(grads: list[jax.Array], params: list[jax.Array]) -> list[list[int]]:
-    """Indices of the 2-D leaves grouped by (shape, dtypes), in first-seen order; each 3-D leaf
-    (already a stack of experts) alone. The blocks' matrices come in a few shapes however deep
-    the model is, so batching each group's Newton–Schulz keeps the optimizer's compiled program,
-    and compile time, from growing with depth."""
+def matrix_groups(grads: list[jax.Array], params: list[jax.Array]) -> list[list[int]]:
+    """Indices of the matrix leaves grouped by (matrix shape, dtypes), in first-seen order: 2-D
+    leaves and 3-D stacks of matrices (MoE experts, one weight over a scanned run's layers)
+    alike. The blocks' matrices come in a few shapes however deep the model is, so batching each
+    group's Newton–Schulz keeps the optimizer's compiled program, and compile time, from growing
+    with depth or with the number of weights."""
     groups: dict[Any, list[int]] = {}
     for i, (g, p) in enumerate(zip(grads, params, strict=True)):
-        key = (g.shape, g.dtype, p.dtype) if g.ndim == 2 else ("stack", i)
-        groups.setdefault(key, []).append(i)
+        groups.setdefault((g.shape[-2:], g.dtype, p.dtype), []).append(i)
     return list(groups.values())
+
+
+def batch_of(col: list[jax.Array], group: list[int], grads: list[jax.Array]) -> jax.Array:
+    """The group's leaves of ``col`` (grads, or state shaped per matrix like them) as one
+    ``[n, ...]`` batch: a 2-D leaf is one entry, a 3-D one its leading size; a lone 3-D leaf as
+    it is (no copy)."""
+    if len(group) == 1 and grads[group[0]].ndim == 3:
+        return col[group[0]]
+    return jnp.concatenate([col[i] if grads[i].ndim == 3 else col[i][None] for i in group])
+
+
+def split_batch(batch: jax.Array, group: list[int], grads: list[jax.Array]) -> list[jax.Array]:
+    """``batch_of``'s inverse: one array per leaf of ``group``."""
+    if len(group) == 1 and grads[group[0]].ndim == 3:
+        return [batch]
+    out, start = [], 0
+    for i in group:
+        n = grads[i].shape[0] if grads[i].ndim == 3 else 1
+        part = batch[start : start + n]
+        out.append(part if grads[i].ndim == 3 else part[0])
+        start += n
+    return out
 
 
 def nanochat_muon(
@@ -162,15 +184,11 @@ def nanochat_muon(
         gs, treedef = jax.tree.flatten(updates)
         columns = [gs, *(treedef.flatten_up_to(t) for t in (state.momentum, state.second, params))]
         out: list[Any] = [None] * len(gs)
-        for group in same_shape_groups(gs, columns[3]):
-            if len(group) == 1:  # a matrix of its own shape, or a 3-D stack of experts
-                args = [col[group[0]] for col in columns]
-                out[group[0]] = one(*args) if gs[group[0]].ndim == 2 else jax.vmap(one)(*args)
-                continue
-            # one batched chain for the group, not one per matrix
-            results = jax.vmap(one)(*(jnp.stack([col[i] for i in group]) for col in columns))
+        for group in matrix_groups(gs, columns[3]):  # one batched chain per matrix shape
+            results = jax.vmap(one)(*(batch_of(col, group, gs) for col in columns))
+            parts = [split_batch(r, group, gs) for r in results]
             for j, i in enumerate(group):
-                out[i] = tuple(r[j] for r in results)
+                out[i] = tuple(p[j] for p in parts)
         new_updates, new_buf, new_v = (treedef.unflatten([o[k] for o in out]) for k in range(3))
         return new_updates, MuonState(state.count + 1, new_buf, new_v)
 

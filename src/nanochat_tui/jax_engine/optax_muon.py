@@ -10,7 +10,8 @@ one leaf per weight. ``tests/test_optim.py`` checks state structure and updates 
 ``optax.contrib.muon`` itself.
 
 A 3-D leaf is a stack of matrices already (one weight over the layers of a scanned run,
-``stacked.py``): it runs as its own batch, and ``scale_by_shape`` sees each matrix's shape.
+``stacked.py``): it joins its matrix shape's batch, and ``scale_by_shape`` sees each matrix's
+shape.
 
 Only what this project passes is supported: the default 2-D rule (no
 ``muon_weight_dimension_numbers``) and numeric ``ns_coeffs``.
@@ -22,11 +23,10 @@ import inspect
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import optax
 from optax.contrib import MuonDimensionNumbers, MuonState
 
-from nanochat_tui.jax_engine.muon import same_shape_groups
+from nanochat_tui.jax_engine.muon import batch_of, matrix_groups, split_batch
 
 # stacked [n, in, out]: axis 0 is the batch optax vmaps over, then optax's default 2-D rule
 _STACKED = MuonDimensionNumbers(reduction_axis=1, output_axis=2)
@@ -54,23 +54,16 @@ def grouped_scale_by_muon(
         if not leaves:
             return per_leaf.update(updates, state)
         mus = treedef.flatten_up_to(state.mu)
-        groups = same_shape_groups(leaves, leaves)  # 2-D leaves by shape; a 3-D stack alone
-
-        def batch(col: list[Any], group: list[int]) -> Any:
-            return (
-                col[group[0]] if leaves[group[0]].ndim == 3 else jnp.stack([col[i] for i in group])
-            )
-
-        inner = MuonState(state.count, [batch(mus, g) for g in groups], state.ns_coeffs)
-        new, inner = stacked.update([batch(leaves, g) for g in groups], inner)
+        groups = matrix_groups(leaves, leaves)  # one batch per matrix shape, 2-D or stacked
+        inner = MuonState(state.count, [batch_of(mus, g, leaves) for g in groups], state.ns_coeffs)
+        new, inner = stacked.update([batch_of(leaves, g, leaves) for g in groups], inner)
         out: list[Any] = [None] * len(leaves)
         mu: list[Any] = [None] * len(leaves)
         for group, upd, m in zip(groups, new, inner.mu, strict=True):
-            if leaves[group[0]].ndim == 3:
-                out[group[0]], mu[group[0]] = upd, m
-                continue
-            for j, i in enumerate(group):
-                out[i], mu[i] = upd[j], m[j]
+            for i, u, v in zip(
+                group, split_batch(upd, group, leaves), split_batch(m, group, leaves), strict=True
+            ):
+                out[i], mu[i] = u, v
         return treedef.unflatten(out), MuonState(
             inner.count, treedef.unflatten(mu), inner.ns_coeffs
         )
