@@ -174,7 +174,9 @@ class StackedTrainStep:
         self._synced_params: list[Any] = []
         self._stale = False  # a step ran since the last sync
         self._written: list[jax.Array] = []  # the per-layer copies the last sync made
-        like = nnx.state(model, nnx.Param)
+        like = jax.tree.map(  # the per-layer structure only: holds no arrays alive
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), nnx.state(model, nnx.Param)
+        )
 
         def loss_of(p: dict, rest_: Any, xb: Any, yb: Any):
             if placement is not None:

@@ -153,9 +153,11 @@ def make_train_step(
     hooks: EngineHooks | None = None,
     placement: Placement | None = None,
 ) -> Callable[..., StepOut]:
-    """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut``.
+    """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut``, with a
+    ``sync()`` to call before reading ``model`` or ``optimizer`` (the stacked step under
+    ``scan_layers`` keeps its state apart between syncs; see the module docstring).
 
-    The step is bound to this ``model`` and ``optimizer`` with ``nnx.cached_partial``, which walks
+    The per-layer step is bound to this ``model`` and ``optimizer`` with ``nnx.cached_partial``, which walks
     their graph once instead of on every call (``nnx.jit`` alone re-walks it per call: ~6 ms a step
     for ``tiny`` on CPU, tens of ms for d12+). Their variables are shared, so every update is visible
     through ``model`` and ``optimizer`` as before; passing other objects is an error. ``loss`` must
