@@ -26,7 +26,8 @@ the device's step time.
 ``--compile-depths`` times the train step's compilation at the ``tiny`` width (128) for each
 depth, with ``model.scan_layers`` off and on, side by side: the first call of the step less a
 second, compiled call (trace, lower and compile; the scanned step compiles one body per
-periodic run of blocks).
+periodic run of blocks, and its weights and optimizer state are stacked, ``stacked.py``). The
+width is set directly (``model.width``), so any depth runs.
 """
 
 from __future__ import annotations
