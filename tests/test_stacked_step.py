@@ -176,3 +176,24 @@ def test_scanned_run_resumes_bit_for_bit(tmp_path, monkeypatch):
     assert r2.status == "finished" and r2.step == 6
     assert {**first.losses(), **second.losses()} == ref.losses()  # bit for bit
     assert r2.final_val_bpb == straight.final_val_bpb
+
+
+def test_the_trunk_reads_the_given_stacks_for_its_own_model_only():
+    """Under ``use_stacked_blocks(model, stacks)`` that model's scanned trunk runs on ``stacks``
+    (here another model's weights), while any other model (a DPO reference, say) keeps its own."""
+    from nanochat_tui.jax_engine.model import use_stacked_blocks
+
+    config = _config("nanochat-2026", depth=8)
+    model, _ = _build(config)
+    other = GPT(config.model, rngs=nnx.Rngs(7))
+    stacks = stacked.StackedLayout(other).stack_params(nnx.state(other, nnx.Param))
+    x = jnp.asarray(np.random.default_rng(0).integers(0, VOCAB, (BATCH, SEQ)), jnp.int32)
+    own, theirs = model.hidden(x), other.hidden(x)
+    with use_stacked_blocks(other, stacks[stacked.STACK_KEY]):
+        np.testing.assert_allclose(other.hidden(x), theirs, atol=1e-6)
+        np.testing.assert_allclose(model.hidden(x), own, atol=1e-6)  # not its stacks
+    # the model's blocks from `other`, everything else its own: differs from both
+    with use_stacked_blocks(model, stacks[stacked.STACK_KEY]):
+        mixed = model.hidden(x)
+    assert float(jnp.max(jnp.abs(mixed - own))) > 1e-3
+    assert float(jnp.max(jnp.abs(mixed - theirs))) > 1e-3

@@ -250,17 +250,17 @@ class Block(nnx.Module):
         return x + self.mlp(norm(x))
 
 
-_STACKED_BLOCKS: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+_STACKED_BLOCKS: contextvars.ContextVar[tuple[Any, dict] | None] = contextvars.ContextVar(
     "stacked_blocks", default=None
 )
 
 
 @contextlib.contextmanager
-def use_stacked_blocks(stacks: dict) -> Iterator[None]:
-    """While tracing inside it, a scanned trunk takes its blocks' parameters from ``stacks``
-    (``stacks[f"r{run}"][f"q{phase}"]``: pure dicts with the layers along axis 0, as
-    ``stacked.py`` keeps them) instead of stacking the model's per-layer ones."""
-    token = _STACKED_BLOCKS.set(stacks)
+def use_stacked_blocks(model: GPT, stacks: dict) -> Iterator[None]:
+    """While tracing inside it, ``model``'s scanned trunk (no other model's) takes its blocks'
+    parameters from ``stacks`` (``stacks[f"r{run}"][f"q{phase}"]``: pure dicts with the layers
+    along axis 0, as ``stacked.py`` keeps them) instead of stacking its per-layer ones."""
+    token = _STACKED_BLOCKS.set((model, stacks))
     try:
         yield
     finally:
@@ -386,7 +386,9 @@ class GPT(nnx.Module):
         step = _block_forward_remat if self.switches.remat else _block_forward
         middle = n // 2 if self.backout_lambda is not None else -1
         x_backout = jnp.zeros_like(x)
-        given = _STACKED_BLOCKS.get()
+        owner, given = _STACKED_BLOCKS.get() or (None, None)
+        if owner is not self:
+            given = None
         for run, (start, end, period) in enumerate(layer_runs(self.blocks)):
             repeats = (end - start) // period
             graphdefs = [nnx.graphdef(self.blocks[start + q]) for q in range(period)]

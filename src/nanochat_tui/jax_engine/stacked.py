@@ -183,7 +183,7 @@ class StackedTrainStep:
                 xb, yb = placement.constrain_batch((xb, yb))
             per_layer = layout.unstack_like(p, like)  # unused slices: XLA drops them
             merged = nnx.merge(graphdef, per_layer, rest_)
-            with use_stacked_blocks(p[STACK_KEY]):
+            with use_stacked_blocks(merged, p[STACK_KEY]):
                 total, count, aux = loss(merged, xb, yb)
             aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
             return total.astype(jnp.float32), (count.astype(jnp.float32), aux)
