@@ -26,8 +26,9 @@ the device's step time.
 ``--compile-depths`` times the train step's compilation at the ``tiny`` width (128) for each
 depth, with ``model.scan_layers`` off and on, side by side: the first call of the step less a
 second, compiled call (trace, lower and compile; the scanned step compiles one body per
-periodic run of blocks, and its weights and optimizer state are stacked, ``stacked.py``). The
-width is set directly (``model.width``), so any depth runs.
+periodic run of blocks, and its weights and optimizer state are stacked, ``stacked.py``), and
+the compiled step's time (median of three) both ways. The width is set directly
+(``model.width``), so any depth runs.
 """
 
 from __future__ import annotations
@@ -127,8 +128,9 @@ def bench_jax(name: str, steps: int, batch: int | None, recipe: str) -> dict[str
     }
 
 
-def compile_seconds(depth: int, scan: bool, recipe: str) -> float:
-    """Seconds to lower and compile the train step of the ``tiny`` shape at ``depth`` layers."""
+def compile_seconds(depth: int, scan: bool, recipe: str) -> tuple[float, float]:
+    """Seconds to lower and compile the train step of the ``tiny`` shape at ``depth`` layers,
+    and the median seconds of three compiled steps after it."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -154,20 +156,33 @@ def compile_seconds(depth: int, scan: bool, recipe: str) -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
-    return first - (time.perf_counter() - t0)  # the first call less one compiled step
+    steps = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
+        steps.append(time.perf_counter() - t0)
+    one = sorted(steps)[1]
+    return first - one, one  # the first call less one compiled step
 
 
 def bench_compile(depths: list[int], recipe: str) -> list[dict[str, Any]]:
     rows = []
     for depth in depths:
-        plain = compile_seconds(depth, False, recipe)
-        scanned = compile_seconds(depth, True, recipe)
-        rows.append({"depth": depth, "plain_s": plain, "scan_s": scanned})
+        plain, plain_step = compile_seconds(depth, False, recipe)
+        scanned, scan_step = compile_seconds(depth, True, recipe)
+        rows.append(
+            {
+                "depth": depth,
+                "plain_s": plain,
+                "scan_s": scanned,
+                "plain_step_s": plain_step,
+                "scan_step_s": scan_step,
+            }
+        )
         print(
             f"compile  depth {depth:3d}  plain {plain:6.2f}s  scan {scanned:6.2f}s  "
-            f"ratio {plain / scanned:5.2f}×",
+            f"ratio {plain / scanned:5.2f}×   step  plain {1e3 * plain_step:7.1f} ms  "
+            f"scan {1e3 * scan_step:7.1f} ms",
             flush=True,
         )
     return rows
