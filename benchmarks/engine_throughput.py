@@ -16,12 +16,16 @@ the device's step time.
     uv run python benchmarks/engine_throughput.py                     # tiny,d4 on CPU; tiny,d12,d20 on GPU/TPU
     uv run python benchmarks/engine_throughput.py --configs d4 --steps 20 --json out.json
     uv run python benchmarks/engine_throughput.py --configs tiny --loop --no-torch
-    uv run python benchmarks/engine_throughput.py --compile-depths 2,4,8,16 --no-torch
+    uv run python benchmarks/engine_throughput.py --compile-depths 2,8,16,32 --no-torch
+    uv run python benchmarks/engine_throughput.py --step-ab 8,16 --recipe nanochat-2026
 
     uv run python benchmarks/engine_throughput.py --configs d4 --recipe nanochat-2026 --torch-compile
 
 ``--recipe`` sets ``model.recipe`` for every row; the PyTorch side then runs the same recipe
 (``torch_reference.py --recipe``), ``--torch-compile`` with torch.compile on.
+
+``--step-ab 8,16`` times the compiled step unrolled, scanned per layer and scanned stacked
+(``make_train_step(stack=False)`` vs the default), interleaved round by round in one process.
 
 ``--compile-depths`` times the train step's compilation at the ``tiny`` width (128) for each
 depth, with ``model.scan_layers`` off and on, side by side: the first call of the step less a
@@ -163,6 +167,51 @@ def compile_seconds(depth: int, scan: bool, recipe: str) -> tuple[float, float]:
         steps.append(time.perf_counter() - t0)
     one = sorted(steps)[1]
     return first - one, one  # the first call less one compiled step
+
+
+def step_ab(depth: int, recipe: str, rounds: int = 6) -> dict[str, float]:
+    """Median seconds of the compiled train step at ``depth`` (``tiny`` width 128), unrolled,
+    scanned with the per-layer step and scanned with the stacked one, interleaved round by
+    round in one process so that machine noise hits all three alike."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from nanochat_tui.config.schema import Config
+    from nanochat_tui.jax_engine.model import GPT
+    from nanochat_tui.jax_engine.optim import build_optimizer
+    from nanochat_tui.jax_engine.step import make_train_step
+
+    base, b = CONFIGS["tiny"]
+
+    def build(scan: bool, stack: bool):
+        model_cfg = {**base, "depth": depth, "width": 128, "head_dim": 32}
+        model_cfg.update(scan_layers=scan, recipe=recipe)
+        train_cfg = {"device_batch_size": b, "total_batch_size": b * model_cfg["sequence_len"]}
+        config = Config.model_validate({"model": model_cfg, "train": train_cfg})
+        model = GPT(config.model, rngs=nnx.Rngs(0))
+        optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
+        step = make_train_step(model, optimizer, stack=stack)
+        x = jnp.zeros((b, config.model.sequence_len), jnp.int32)
+        jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)  # compile
+        return lambda: jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
+
+    variants = {
+        "unrolled": build(False, True),
+        "scan per-layer": build(True, False),
+        "scan stacked": build(True, True),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    medians = {k: float(np.median(v)) for k, v in times.items()}
+    for name, t in medians.items():
+        print(f"step  {recipe} depth {depth:3d}  {name:15s} {1e3 * t:8.0f} ms", flush=True)
+    return medians
 
 
 def bench_compile(depths: list[int], recipe: str) -> list[dict[str, Any]]:
@@ -329,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma list of depths: compile time with and without model.scan_layers, then exit",
     )
     p.add_argument(
+        "--step-ab",
+        default=None,
+        help="comma list of depths: compiled step time unrolled / scanned per-layer / scanned "
+        "stacked, interleaved in one process, then exit",
+    )
+    p.add_argument(
         "--recipe",
         default="nanochat-2025",
         choices=("nanochat-2025", "nanochat-2026"),
@@ -341,6 +396,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
 
+    if args.step_ab:
+        rows = [
+            {"depth": int(d), **step_ab(int(d), args.recipe)}
+            for d in args.step_ab.split(",")
+            if d.strip()
+        ]
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"step_ab": rows}, f, indent=2)
+        return 0
     if args.compile_depths:
         depths = [int(d) for d in args.compile_depths.split(",") if d.strip()]
         print(f"device: {jax.devices()[0].device_kind}; recipe {args.recipe}; width 128, seq 256")

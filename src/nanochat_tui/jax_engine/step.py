@@ -152,6 +152,7 @@ def make_train_step(
     loss: LossFn = token_loss_sum,
     hooks: EngineHooks | None = None,
     placement: Placement | None = None,
+    stack: bool = True,
 ) -> Callable[..., StepOut]:
     """The jitted step ``(model, optimizer, x, y, lr_scale, grad_clip=None) -> StepOut``, with a
     ``sync()`` to call before reading ``model`` or ``optimizer`` (the stacked step under
@@ -162,11 +163,12 @@ def make_train_step(
     for ``tiny`` on CPU, tens of ms for d12+). Their variables are shared, so every update is visible
     through ``model`` and ``optimizer`` as before; passing other objects is an error. ``loss`` must
     be a module-level function (it is a static argument of the jit). ``placement``: see the module
-    docstring (the state must already be laid out by ``placement.place``).
+    docstring (the state must already be laid out by ``placement.place``). ``stack=False`` keeps
+    the per-layer step where the stacked one would run (benchmarks and tests compare the two).
     """
     from nanochat_tui.jax_engine import stacked
 
-    if hooks is None and jax.process_count() == 1 and stacked.supports(model):
+    if stack and hooks is None and jax.process_count() == 1 and stacked.supports(model):
         return stacked.StackedTrainStep(model, optimizer, loss, placement)
     with nnx.set_graph_mode(True), nnx.set_graph_updates(True):
         cached = nnx.cached_partial(_jitted(loss, hooks, placement), model, optimizer)
