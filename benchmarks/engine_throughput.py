@@ -132,9 +132,9 @@ def bench_jax(name: str, steps: int, batch: int | None, recipe: str) -> dict[str
     }
 
 
-def compile_seconds(depth: int, scan: bool, recipe: str) -> tuple[float, float]:
-    """Seconds to lower and compile the train step of the ``tiny`` shape at ``depth`` layers,
-    and the median seconds of three compiled steps after it."""
+def _tiny_step(depth: int, scan: bool, recipe: str, stack: bool = True):
+    """``(run, first_s)``: the ``tiny`` shape's train step at ``depth`` layers (width 128),
+    called once (``first_s``: that call, compile included); ``run()`` is one more step."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -147,23 +147,29 @@ def compile_seconds(depth: int, scan: bool, recipe: str) -> tuple[float, float]:
     base, b = CONFIGS["tiny"]
     model_cfg = {**base, "depth": depth, "width": 128, "head_dim": 32}
     model_cfg.update(scan_layers=scan, recipe=recipe)
-    config = Config.model_validate(
-        {
-            "model": model_cfg,
-            "train": {"device_batch_size": b, "total_batch_size": b * model_cfg["sequence_len"]},
-        }
-    )
+    train_cfg = {"device_batch_size": b, "total_batch_size": b * model_cfg["sequence_len"]}
+    config = Config.model_validate({"model": model_cfg, "train": train_cfg})
     model = GPT(config.model, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
-    step = make_train_step(model, optimizer)
+    step = make_train_step(model, optimizer, stack=stack)
     x = jnp.zeros((b, config.model.sequence_len), jnp.int32)
+
+    def run() -> None:
+        jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
+
     t0 = time.perf_counter()
-    jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
-    first = time.perf_counter() - t0
+    run()
+    return run, time.perf_counter() - t0
+
+
+def compile_seconds(depth: int, scan: bool, recipe: str) -> tuple[float, float]:
+    """Seconds to lower and compile the train step of the ``tiny`` shape at ``depth`` layers,
+    and the median seconds of three compiled steps after it."""
+    run, first = _tiny_step(depth, scan, recipe)
     steps = []
     for _ in range(3):
         t0 = time.perf_counter()
-        jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
+        run()
         steps.append(time.perf_counter() - t0)
     one = sorted(steps)[1]
     return first - one, one  # the first call less one compiled step
@@ -173,34 +179,12 @@ def step_ab(depth: int, recipe: str, rounds: int = 6) -> dict[str, float]:
     """Median seconds of the compiled train step at ``depth`` (``tiny`` width 128), unrolled,
     scanned with the per-layer step and scanned with the stacked one, interleaved round by
     round in one process so that machine noise hits all three alike."""
-    import jax
-    import jax.numpy as jnp
     import numpy as np
-    from flax import nnx
-
-    from nanochat_tui.config.schema import Config
-    from nanochat_tui.jax_engine.model import GPT
-    from nanochat_tui.jax_engine.optim import build_optimizer
-    from nanochat_tui.jax_engine.step import make_train_step
-
-    base, b = CONFIGS["tiny"]
-
-    def build(scan: bool, stack: bool):
-        model_cfg = {**base, "depth": depth, "width": 128, "head_dim": 32}
-        model_cfg.update(scan_layers=scan, recipe=recipe)
-        train_cfg = {"device_batch_size": b, "total_batch_size": b * model_cfg["sequence_len"]}
-        config = Config.model_validate({"model": model_cfg, "train": train_cfg})
-        model = GPT(config.model, rngs=nnx.Rngs(0))
-        optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
-        step = make_train_step(model, optimizer, stack=stack)
-        x = jnp.zeros((b, config.model.sequence_len), jnp.int32)
-        jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)  # compile
-        return lambda: jax.block_until_ready(step(model, optimizer, x, x, 1.0).loss)
 
     variants = {
-        "unrolled": build(False, True),
-        "scan per-layer": build(True, False),
-        "scan stacked": build(True, True),
+        "unrolled": _tiny_step(depth, False, recipe)[0],
+        "scan per-layer": _tiny_step(depth, True, recipe, stack=False)[0],
+        "scan stacked": _tiny_step(depth, True, recipe)[0],
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds):
@@ -361,6 +345,17 @@ def fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _depths(text: str) -> list[int]:
+    """A comma list of depths ≥ 1 (argparse type: a bad one is a usage error, not a traceback)."""
+    try:
+        depths = [int(d) for d in text.split(",") if d.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma list of depths: {text!r}") from None
+    if not depths or min(depths) < 1:
+        raise argparse.ArgumentTypeError(f"depths must be whole numbers ≥ 1: {text!r}")
+    return depths
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", default=None, help=f"comma list of {', '.join(CONFIGS)}")
@@ -374,11 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--compile-depths",
+        type=_depths,
         default=None,
         help="comma list of depths: compile time with and without model.scan_layers, then exit",
     )
     p.add_argument(
         "--step-ab",
+        type=_depths,
         default=None,
         help="comma list of depths: compiled step time unrolled / scanned per-layer / scanned "
         "stacked, interleaved in one process, then exit",
@@ -397,17 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     if args.step_ab:
-        rows = [
-            {"depth": int(d), **step_ab(int(d), args.recipe)}
-            for d in args.step_ab.split(",")
-            if d.strip()
-        ]
+        rows = [{"depth": d, **step_ab(d, args.recipe)} for d in args.step_ab]
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"step_ab": rows}, f, indent=2)
         return 0
     if args.compile_depths:
-        depths = [int(d) for d in args.compile_depths.split(",") if d.strip()]
+        depths = args.compile_depths
         print(f"device: {jax.devices()[0].device_kind}; recipe {args.recipe}; width 128, seq 256")
         print("(compile = first step call minus a second, compiled one)")
         rows = bench_compile(depths, args.recipe)

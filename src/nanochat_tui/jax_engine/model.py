@@ -250,6 +250,7 @@ class Block(nnx.Module):
         return x + self.mlp(norm(x))
 
 
+STACK_KEY = "stacked_blocks"  # the train step's stacked blocks in its parameter tree (stacked.py)
 _STACKED_BLOCKS: contextvars.ContextVar[tuple[Any, dict] | None] = contextvars.ContextVar(
     "stacked_blocks", default=None
 )

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import optax
 
 from nanochat_tui.config.schema import Config, OptimConfig
+from nanochat_tui.jax_engine.model import STACK_KEY
 from nanochat_tui.jax_engine.muon import nanochat_muon
 from nanochat_tui.jax_engine.optax_muon import grouped_muon
 
@@ -143,7 +144,7 @@ def param_labels(params: Any, extra: Any = None) -> Any:
             return top[names[0]]
         if "value_embed" in names:
             return VALUE_EMBEDS
-        if names and names[0] == "stacked_blocks" and leaf.ndim == 3:
+        if names and names[0] == STACK_KEY and leaf.ndim == 3:
             return MATRIX  # a stack of one weight over layers (stacked.py)
         if leaf.ndim != 2:
             raise ValueError(f"parameter {'.'.join(names)} has ndim {leaf.ndim}; Muon expects 2-D")

@@ -41,11 +41,9 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from nanochat_tui.jax_engine.model import GPT, layer_runs, use_stacked_blocks
+from nanochat_tui.jax_engine.model import GPT, STACK_KEY, layer_runs, use_stacked_blocks
 from nanochat_tui.jax_engine.sharding import Placement, param_spec
-from nanochat_tui.jax_engine.step import StepOut, accumulate
-
-STACK_KEY = "stacked_blocks"
+from nanochat_tui.jax_engine.step import as_f32, averaged, update_kwargs
 
 Names = tuple[Any, ...]
 
@@ -184,24 +182,16 @@ class StackedTrainStep:
             per_layer = layout.unstack_like(p, like)  # unused slices: XLA drops them
             merged = nnx.merge(graphdef, per_layer, rest_)
             with use_stacked_blocks(merged, p[STACK_KEY]):
-                total, count, aux = loss(merged, xb, yb)
-            aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
-            return total.astype(jnp.float32), (count.astype(jnp.float32), aux)
+                return as_f32(*loss(merged, xb, yb))
 
         def step(params, opt_state, count, rest_, x, y, lr_scale, grad_clip):
             grad_fn = jax.value_and_grad(lambda p, xb, yb: loss_of(p, rest_, xb, yb), has_aux=True)
-            total, n, aux, grads = accumulate(grad_fn, params, x, y)
-            denom = jnp.maximum(n, 1.0)
-            grads = self._pin(jax.tree.map(lambda g: g / denom.astype(g.dtype), grads))
-            kwargs = {"lr_scale": lr_scale}
-            if grad_clip is not None:
-                kwargs["grad_clip"] = grad_clip
-            updates, opt_state = tx.update(grads, opt_state, params, **kwargs)
+            grads, out = averaged(grad_fn, params, x, y)
+            updates, opt_state = tx.update(
+                self._pin(grads), opt_state, params, **update_kwargs(lr_scale, grad_clip)
+            )
             params = self._pin(optax.apply_updates(params, updates))
-            opt_state = self._pin(opt_state)
-            aux = {k: v / denom for k, v in aux.items()}
-            out = StepOut(total / denom, optax.tree.norm(grads), n, aux)
-            return params, opt_state, count + 1, out
+            return params, self._pin(opt_state), count + 1, out
 
         self._step = jax.jit(step, donate_argnums=(0, 1, 2))
 
@@ -276,10 +266,9 @@ class StackedTrainStep:
         new_opt = place(self.layout.unstack_like(self.opt_state, nnx.as_pure(opt_like)))
         nnx.update(self.optimizer.opt_state, nnx.state(new_opt))
         self.optimizer.step.set_value(self.count)
-        self._synced_params = jax.tree.leaves(nnx.state(self.model, nnx.Param))
-        self._written = self._block_leaves(
-            nnx.state(self.model, nnx.Param), nnx.as_pure(self.optimizer.opt_state)
-        )
+        params_now = nnx.state(self.model, nnx.Param)
+        self._synced_params = jax.tree.leaves(params_now)
+        self._written = self._block_leaves(params_now, nnx.as_pure(self.optimizer.opt_state))
 
     def __call__(self, model, optimizer, x, y, lr_scale, grad_clip=None):
         if model is not self.model or optimizer is not self.optimizer:

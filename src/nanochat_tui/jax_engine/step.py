@@ -61,7 +61,7 @@ def token_loss_sum(model: GPT, x: jax.Array, y: jax.Array):
     return total, count, {}
 
 
-def accumulate(grad_fn: Callable, params: Any, x: Any, y: Any):
+def _accumulate(grad_fn: Callable, params: Any, x: Any, y: Any):
     """``(Σ loss, Σ count, Σ aux, Σ grads)`` of ``grad_fn(params, xb, yb)`` (a value_and_grad
     with ``has_aux``: ``(total, (count, aux)), grads``) over the micro-batches of ``x``/``y``
     (leading axis ``M``; a plain ``[B, T]`` pair is one micro-batch), summed, not divided."""
@@ -88,6 +88,28 @@ def accumulate(grad_fn: Callable, params: Any, x: Any, y: Any):
     return total, count, aux, grads
 
 
+def averaged(grad_fn: Callable, params: Any, x: Any, y: Any) -> tuple[Any, StepOut]:
+    """The token-weighted mean gradients over the micro-batches (``_accumulate``'s sums divided
+    once by the total count) and the step's outputs: mean loss, gradient norm (before clipping),
+    count and mean aux metrics."""
+    total, count, aux, grads = _accumulate(grad_fn, params, x, y)
+    denom = jnp.maximum(count, 1.0)
+    grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
+    aux = {k: v / denom for k, v in aux.items()}
+    return grads, StepOut(total / denom, optax.tree.norm(grads), count, aux)
+
+
+def as_f32(total: jax.Array, count: jax.Array, aux: dict[str, Any]):
+    """A task loss's ``(total, count, aux)`` as ``value_and_grad(has_aux=True)`` takes it, fp32."""
+    aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
+    return total.astype(jnp.float32), (count.astype(jnp.float32), aux)
+
+
+def update_kwargs(lr_scale: jax.Array, grad_clip: jax.Array | None) -> dict[str, jax.Array]:
+    """The optimizer's extra arguments (optim.py): ``lr_scale``, and ``grad_clip`` when given."""
+    return {"lr_scale": lr_scale} | ({} if grad_clip is None else {"grad_clip": grad_clip})
+
+
 def _step(
     loss: LossFn,
     hooks: EngineHooks | None,
@@ -110,24 +132,16 @@ def _step(
         total, count, aux = loss(merged, xb, yb)
         if hooks is not None:
             total, aux = _apply_hooks(hooks, merged, total, count, dict(aux))
-        aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
-        return total.astype(jnp.float32), (count.astype(jnp.float32), aux)
+        return as_f32(total, count, aux)
 
-    grad_fn = jax.value_and_grad(loss_of, has_aux=True)
-    total, count, aux, grads = accumulate(grad_fn, params, x, y)
-    denom = jnp.maximum(count, 1.0)
-    grads = jax.tree.map(lambda g: g / denom.astype(g.dtype), grads)
+    grads, out = averaged(jax.value_and_grad(loss_of, has_aux=True), params, x, y)
     if placement is not None:
         grads = placement.constrain(grads)
-    aux = {k: v / denom for k, v in aux.items()}
-    kwargs = {"lr_scale": lr_scale}
-    if grad_clip is not None:
-        kwargs["grad_clip"] = grad_clip
-    optimizer.update(model, grads, **kwargs)
+    optimizer.update(model, grads, **update_kwargs(lr_scale, grad_clip))
     if placement is not None:
         for obj in (model, optimizer):
             nnx.update(obj, placement.constrain(nnx.state(obj)))
-    return StepOut(total / denom, optax.tree.norm(grads), count, aux)
+    return out
 
 
 def _apply_hooks(hooks: EngineHooks, model: GPT, total, count, aux: dict[str, Any]):
