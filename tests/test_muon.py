@@ -114,6 +114,37 @@ def test_muon_matches_numpy_reference(shape, flags):
         np.testing.assert_allclose(np.asarray(params["w"]).T, ref_w, rtol=2e-4, atol=2e-6)
 
 
+@pytest.mark.parametrize("shape", [(48, 16), (16, 48)])
+def test_bf16_newton_schulz_stays_near_the_float64_reference(shape):
+    """With ``ns_dtype=bf16`` (what a bf16 run on a GPU uses) the iterations' matmuls take bf16
+    operands: four steps still land near the float64 NumPy reference, and not on the fp32
+    result (so the bf16 path really ran)."""
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=shape).astype(np.float32) * 0.1
+    flags = dict(polar=True, normuon=True, renorm=True, cautious=True)
+    make = lambda dtype: nanochat_muon(  # noqa: E731
+        0.02, lambda c: 0.9, lambda c: 0.3, ns_dtype=dtype, polar_express=True
+    )
+    fp32, bf16 = make(jnp.float32), make(jnp.bfloat16)
+    p32 = p16 = {"w": jnp.asarray(w)}
+    s32, s16 = fp32.init(p32), bf16.init(p16)
+    ref_w, buf = w.T.astype(np.float64), np.zeros(w.T.shape)
+    v = np.zeros((shape[1], 1) if shape[1] >= shape[0] else (1, shape[0]))
+    for _ in range(4):
+        g = rng.normal(size=shape).astype(np.float32)
+        u32, s32 = fp32.update({"w": jnp.asarray(g)}, s32, p32)
+        u16, s16 = bf16.update({"w": jnp.asarray(g)}, s16, p16)
+        p32, p16 = optax.apply_updates(p32, u32), optax.apply_updates(p16, u16)
+        ref_w, buf, v = numpy_muon_step(
+            ref_w, g.T.astype(np.float64), buf, v, 0.02, 0.9, 0.3, 0.9, **flags
+        )
+    moved = np.asarray(p16["w"]).T - w.T
+    ref_moved = ref_w - w.T
+    rel = np.linalg.norm(moved - ref_moved) / np.linalg.norm(ref_moved)
+    assert rel < 5e-2, rel  # bf16 operands: a few percent (fp32 lands at 2e-4)
+    assert float(jnp.abs(p16["w"] - p32["w"]).max()) > 1e-6  # bf16 operands did change it
+
+
 def config2026(**optim) -> Config:
     return Config.model_validate(
         {

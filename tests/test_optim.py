@@ -209,6 +209,103 @@ def test_grouped_muon_is_optax_muon_batched_by_shape():
         params = optax.apply_updates(params, ref_u)
 
 
+def test_grouped_muon_in_bf16_keeps_optax_state_and_stays_close():
+    """The 2025 recipe's Muon with bf16 Newton–Schulz operands (a bf16 run): the same state
+    structure and momenta as optax's fp32 Muon, updates within bf16 rounding of it (and not
+    equal to it: the bf16 path ran). Square, wide, tall and repeated shapes."""
+    import optax
+
+    from nanochat_tui.jax_engine.optax_muon import grouped_muon_in
+
+    def make(factory):
+        return optax.inject_hyperparams(factory, static_args=("nesterov", "ns_steps"))(
+            learning_rate=0.02, beta=0.95
+        )
+
+    rng = np.random.default_rng(0)
+    shapes = {"a": (32, 32), "b": (32, 32), "wide": (16, 48), "tall": (48, 16)}
+    params = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+    ref, ours = make(optax.contrib.muon), make(grouped_muon_in(jnp.bfloat16))
+    ref_state, our_state = ref.init(params), ours.init(params)
+    assert jax.tree.structure(ref_state) == jax.tree.structure(our_state)
+    for _ in range(3):
+        grads = {k: jnp.asarray(rng.normal(size=s), jnp.float32) for k, s in shapes.items()}
+        ref_u, ref_state = jax.jit(ref.update)(grads, ref_state, params)
+        our_u, our_state = jax.jit(ours.update)(grads, our_state, params)
+        for k in shapes:
+            rel = float(jnp.linalg.norm(our_u[k] - ref_u[k]) / jnp.linalg.norm(ref_u[k]))
+            assert 1e-5 < rel < 5e-2, (k, rel)  # bf16 Newton–Schulz: ~2% off fp32
+        for a, b in zip(jax.tree.leaves(our_state), jax.tree.leaves(ref_state), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)  # momenta: fp32, identical math
+    assert grouped_muon_in(None)(0.02) is not None  # None keeps optax's own iteration
+
+
+def test_own_newton_schulz_replicates_optax_in_fp32():
+    """The bf16 path's iteration is optax's ``scale_by_muon`` re-stated: run in fp32 it gives
+    optax's updates and momenta (so the only difference in a bf16 run is the operands)."""
+    import optax
+
+    from nanochat_tui.jax_engine.optax_muon import _STACKED, _scale_stacks_by_muon_in
+
+    rng = np.random.default_rng(0)
+    grads = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in [(3, 8, 8), (2, 8, 24)]]
+    ref = optax.contrib.scale_by_muon(weight_dimension_numbers=lambda t: [_STACKED] * len(t))
+    ours = _scale_stacks_by_muon_in(jnp.float32, 5, 0.95, 1e-8, None, nesterov=True)
+    state = ref.init(grads)
+    for _ in range(2):
+        ref_u, ref_state = ref.update(grads, state)
+        our_u, state = ours.update(grads, state)
+        ours_all, ref_all = our_u + jax.tree.leaves(state), ref_u + jax.tree.leaves(ref_state)
+        for a, b in zip(ours_all, ref_all, strict=True):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-5)  # fp32 rounding only
+
+
+@pytest.mark.parametrize("recipe", ["nanochat-2025", "nanochat-2026"])
+def test_newton_schulz_runs_in_the_compute_dtype(recipe):
+    """build_optimizer gives Muon's matmuls bf16 operands when the run computes in bf16
+    (train.dtype, 'auto' on a GPU/TPU), and keeps them fp32 otherwise."""
+
+    def dot_dtypes(dtype: str) -> set[str]:
+        config = Config.model_validate(
+            {
+                "model": dict(
+                    recipe=recipe,
+                    depth=1,
+                    aspect_ratio=32,
+                    head_dim=16,
+                    sequence_len=16,
+                    vocab_size=300,
+                ),
+                "train": dict(device_batch_size=2, total_batch_size=32, dtype=dtype),
+            }
+        )
+        model = GPT(config.model, rngs=nnx.Rngs(0))
+        params = nnx.state(model, nnx.Param)
+        tx = build_optimizer(model, config)
+        jaxpr = jax.make_jaxpr(lambda g, s, p: tx.update(g, s, p, lr_scale=1.0))(
+            params, tx.init(params), params
+        )
+        return _nested_dot_dtypes(jaxpr.jaxpr)
+
+    assert "bfloat16" in dot_dtypes("bfloat16")
+    assert "bfloat16" not in dot_dtypes("float32")
+
+
+def _nested_dot_dtypes(jaxpr) -> set[str]:
+    """Operand dtypes of every dot_general in ``jaxpr`` and the jaxprs nested in it (vmap,
+    pjit, scan bodies)."""
+    out: set[str] = set()
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            out |= {str(v.aval.dtype) for v in eqn.invars}
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    out |= _nested_dot_dtypes(inner)
+    return out
+
+
 def test_grouped_muon_refuses_what_it_does_not_batch():
     from optax.contrib import MuonDimensionNumbers
 

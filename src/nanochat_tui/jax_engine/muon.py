@@ -7,7 +7,8 @@ PyTorch's ``[out, in]`` layout, i.e. on the transpose of our ``[in, out]`` kerne
 2. ``renorm``: MuonEq row equilibration (every output row rescaled to the mean row norm).
 3. Orthogonalise: 5 quintic iterations ``X ← aX + (bA + cA²)X`` with ``A = XXᵀ`` (on the smaller
    side), from ``X = G / (1.01‖G‖_F)`` with the Polar Express per-step coefficients, or from
-   ``X = G / ‖G‖_F`` with the fixed Newton–Schulz ones.
+   ``X = G / ‖G‖_F`` with the fixed Newton–Schulz ones. The iterations' matmuls take bf16
+   operands when the run computes in bf16 (GPU/TPU; nanochat does the same), fp32 otherwise.
 4. ``renorm``: Muon+ — snap ``‖X‖_F`` to ``√min(out, in)``.
 5. ``normuon``: per-neuron second moment ``v ← β2·v + (1−β2)·mean(X², reduced dim)``, then
    ``X ← X / √v`` rescaled to keep ``‖X‖_F``.
@@ -62,8 +63,20 @@ def _fro(x: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(jnp.square(x)))
 
 
-def orthogonalize(g: jax.Array, polar_express: bool, renorm: bool) -> jax.Array:
-    """Steps 2–4 on one ``[out, in]`` matrix (fp32)."""
+def matmul_in(a: jax.Array, b: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
+    """``a @ b`` with its operands in ``dtype`` and an fp32 result. Newton–Schulz is most of
+    Muon's work; nanochat runs it in bf16 on GPUs, and so does the engine when the compute dtype
+    is bf16 (``optim.build_optimizer``): tensor-core operands, fp32 accumulation, and the
+    iteration's sums and coefficients kept in fp32. ``float32``: a plain ``a @ b``."""
+    if jnp.dtype(dtype) == jnp.float32:
+        return a @ b
+    return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def orthogonalize(
+    g: jax.Array, polar_express: bool, renorm: bool, dtype: Any = jnp.float32
+) -> jax.Array:
+    """Steps 2–4 on one ``[out, in]`` matrix (fp32; the iterations' matmuls in ``dtype``)."""
     x = g
     if renorm:
         target = _fro(x) / jnp.sqrt(x.shape[0])
@@ -78,11 +91,11 @@ def orthogonalize(g: jax.Array, polar_express: bool, renorm: bool) -> jax.Array:
     tall = x.shape[0] > x.shape[1]
     for a, b, c in coeffs:
         if tall:
-            gram = x.T @ x
-            x = a * x + x @ (b * gram + c * (gram @ gram))
+            gram = matmul_in(x.T, x, dtype)
+            x = a * x + matmul_in(x, b * gram + c * matmul_in(gram, gram, dtype), dtype)
         else:
-            gram = x @ x.T
-            x = a * x + (b * gram + c * (gram @ gram)) @ x
+            gram = matmul_in(x, x.T, dtype)
+            x = a * x + matmul_in(b * gram + c * matmul_in(gram, gram, dtype), x, dtype)
     if renorm:
         x = x * (jnp.sqrt(min(x.shape)) / jnp.maximum(_fro(x), 1e-6))
     return x
@@ -149,8 +162,10 @@ def nanochat_muon(
     renorm: bool = True,
     cautious: bool = True,
     beta2: float = 0.9,
+    ns_dtype: Any = jnp.float32,
 ) -> optax.GradientTransformation:
-    """Muon for 2-D ``[in, out]`` kernels (see the module docstring); needs ``params`` in update."""
+    """Muon for 2-D ``[in, out]`` kernels (see the module docstring); needs ``params`` in update.
+    ``ns_dtype``: the Newton–Schulz matmuls' operand dtype (``matmul_in``)."""
 
     def second_shape(p: jax.Array) -> tuple[int, ...]:
         lead, (in_, out_) = p.shape[:-2], p.shape[-2:]
@@ -173,7 +188,7 @@ def nanochat_muon(
             g = g.astype(jnp.float32)
             buf = m * buf + (1 - m) * g
             g = (1 - m) * g + m * buf
-            x = orthogonalize(gathered(g).T, polar_express, renorm)
+            x = orthogonalize(gathered(g).T, polar_express, renorm, ns_dtype)
             if normuon:
                 x, v = variance_reduce(x, v, beta2)
             w = p.astype(jnp.float32).T

@@ -20,33 +20,87 @@ Only what this project passes is supported: the default 2-D rule (no
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
+from optax._src.numerics import safe_increment  # optax's own step counter (scale_by_muon's)
 from optax.contrib import MuonDimensionNumbers, MuonState
 
-from nanochat_tui.jax_engine.muon import batch_of, matrix_groups, split_batch
+from nanochat_tui.jax_engine.muon import batch_of, matmul_in, matrix_groups, split_batch
 
 # stacked [n, in, out]: axis 0 is the batch optax vmaps over, then optax's default 2-D rule
 _STACKED = MuonDimensionNumbers(reduction_axis=1, output_axis=2)
 _MATRIX = MuonDimensionNumbers()
 
 
-def grouped_scale_by_muon(
-    ns_coeffs: Any, ns_steps: Any, beta: Any, eps: Any, mu_dtype: Any, **kwargs: Any
+def _scale_stacks_by_muon_in(
+    dtype: Any, ns_steps: Any, beta: Any, eps: Any, mu_dtype: Any, *, nesterov: bool, **kwargs: Any
 ) -> optax.GradientTransformation:
-    """``optax.contrib.scale_by_muon`` on 2-D leaves, one batched chain per shape; same state."""
+    """``optax.contrib.scale_by_muon``'s update on a list of ``[n, in, out]`` stacks, with the
+    Newton–Schulz matmuls' operands in ``dtype`` (``muon.matmul_in``): the same momentum,
+    Nesterov mix, Frobenius preconditioning, iteration and state as optax's, whose own iteration
+    runs in the momentum's dtype (fp32). Used when the run computes in bf16."""
+    if kwargs.get("adaptive") or kwargs.get("preconditioning", "frobenius") != "frobenius":
+        raise ValueError("bf16 Newton–Schulz supports optax's default Muon only")
+    mu_dtype = mu_dtype or jnp.float32
+
+    def newton_schulz(m: jax.Array, coeffs: jax.Array) -> jax.Array:  # one [in, out] matrix
+        tall = m.shape[0] > m.shape[1]
+        m = m.T if tall else m
+        m = m / (jnp.linalg.norm(m, ord="fro") + eps)
+        steps = jnp.broadcast_to(coeffs, (ns_steps, 3)) if coeffs.ndim == 1 else coeffs
+        for i in range(steps.shape[0]):
+            a, b, c = steps[i, 0], steps[i, 1], steps[i, 2]
+            gram = matmul_in(m, m.T, dtype)
+            m = a * m + matmul_in(b * gram + c * matmul_in(gram, gram, dtype), m, dtype)
+        return m.T if tall else m
+
+    def update_fn(updates: Any, state: MuonState, params: Any = None):
+        del params
+        mu = optax.tree.update_moment(updates, state.mu, beta, 1)
+        count_inc = safe_increment(state.count)
+        if nesterov:
+            mu_hat = jax.tree.map(
+                lambda m, g: beta * m + (1 - beta) * g,
+                optax.tree.bias_correction(mu, beta, safe_increment(count_inc)),
+                optax.tree.bias_correction(updates, beta, count_inc),
+            )
+        else:
+            mu_hat = optax.tree.bias_correction(mu, beta, count_inc)
+        coeffs = state.ns_coeffs.astype(jnp.float32)
+        out = [jax.vmap(newton_schulz, (0, None))(x, coeffs).astype(x.dtype) for x in mu_hat]
+        return out, MuonState(count_inc, optax.tree.cast(mu, mu_dtype), state.ns_coeffs)
+
+    return optax.GradientTransformation(lambda params: None, update_fn)
+
+
+def grouped_scale_by_muon(
+    ns_coeffs: Any,
+    ns_steps: Any,
+    beta: Any,
+    eps: Any,
+    mu_dtype: Any,
+    ns_dtype: Any = None,
+    **kwargs: Any,
+) -> optax.GradientTransformation:
+    """``optax.contrib.scale_by_muon`` on 2-D leaves, one batched chain per shape; same state.
+    ``ns_dtype`` (bf16, say): the Newton–Schulz matmuls' operand dtype; None: optax's own."""
     per_leaf = optax.contrib.scale_by_muon(ns_coeffs, ns_steps, beta, eps, mu_dtype, **kwargs)
-    stacked = optax.contrib.scale_by_muon(
-        ns_coeffs,
-        ns_steps,
-        beta,
-        eps,
-        mu_dtype,
-        weight_dimension_numbers=lambda tree: [_STACKED] * len(tree),
-        **kwargs,
-    )
+    if ns_dtype is None or jnp.dtype(ns_dtype) == jnp.float32:
+        stacked = optax.contrib.scale_by_muon(
+            ns_coeffs,
+            ns_steps,
+            beta,
+            eps,
+            mu_dtype,
+            weight_dimension_numbers=lambda tree: [_STACKED] * len(tree),
+            **kwargs,
+        )
+    else:
+        stacked = _scale_stacks_by_muon_in(ns_dtype, ns_steps, beta, eps, mu_dtype, **kwargs)
 
     def update_fn(updates: Any, state: MuonState, params: Any = None):
         del params
@@ -91,8 +145,10 @@ def grouped_muon(
     adam_learning_rate: Any = None,
     muon_weight_dimension_numbers: Any = None,
     consistent_rms: Any = None,
+    ns_dtype: Any = None,
 ) -> optax.GradientTransformation:
-    """``optax.contrib.muon`` (same arguments, state and updates), batched by shape."""
+    """``optax.contrib.muon`` (same arguments, state and updates), batched by shape; the
+    Newton–Schulz matmuls' operands in ``ns_dtype`` when given (``grouped_muon_in``)."""
     from optax.contrib._muon import scale_by_shape  # optax's own width scaling
 
     if muon_weight_dimension_numbers is not None or isinstance(ns_coeffs, str):
@@ -114,6 +170,7 @@ def grouped_muon(
                     beta,
                     eps,
                     mu_dtype,
+                    ns_dtype,
                     nesterov=nesterov,
                     adaptive=adaptive,
                     preconditioning=preconditioning,
@@ -139,3 +196,14 @@ def grouped_muon(
 
 # the same signature as optax's, so ``inject_hyperparams`` injects (and stores) the same hyperparams
 grouped_muon.__signature__ = inspect.signature(optax.contrib.muon)  # type: ignore[attr-defined]
+
+
+def grouped_muon_in(ns_dtype: Any = None) -> Callable[..., optax.GradientTransformation]:
+    """``grouped_muon`` with its Newton–Schulz matmuls in ``ns_dtype``, as a factory with
+    optax's signature (what ``inject_hyperparams`` inspects)."""
+
+    def factory(*args: Any, **kwargs: Any) -> optax.GradientTransformation:
+        return grouped_muon(*args, ns_dtype=ns_dtype, **kwargs)
+
+    factory.__signature__ = grouped_muon.__signature__  # type: ignore[attr-defined]
+    return factory

@@ -36,9 +36,10 @@ import jax.numpy as jnp
 import optax
 
 from nanochat_tui.config.schema import Config, OptimConfig
+from nanochat_tui.jax_engine.flops import compute_dtype
 from nanochat_tui.jax_engine.model import STACK_KEY
 from nanochat_tui.jax_engine.muon import nanochat_muon
-from nanochat_tui.jax_engine.optax_muon import grouped_muon
+from nanochat_tui.jax_engine.optax_muon import grouped_muon_in
 
 EMBEDDING, UNEMBEDDING, MATRIX = "embedding", "unembedding", "matrix"
 VALUE_EMBEDS, RESID, X0, SMEAR = "value_embeds", "resid", "x0", "smear"
@@ -218,6 +219,7 @@ def build_optimizer(
     from nanochat_tui.config.estimates import num_iterations
 
     o = config.optim.resolved()
+    ns_dtype = compute_dtype(config)  # Newton–Schulz in bf16 where the model computes in bf16
     scale = adamw_lr_scale(config.model.model_dim)
     bscale = batch_lr_scale(config)
     n_iter = num_iterations(config)
@@ -239,9 +241,12 @@ def build_optimizer(
             normuon=bool(o.muon_normuon),
             renorm=bool(o.muon_renorm),
             cautious=bool(o.muon_cautious_wd),
+            ns_dtype=ns_dtype,
         )
     else:
-        muon = optax.inject_hyperparams(grouped_muon, static_args=("nesterov", "ns_steps"))(
+        muon = optax.inject_hyperparams(
+            grouped_muon_in(ns_dtype), static_args=("nesterov", "ns_steps")
+        )(
             learning_rate=o.matrix_lr * bscale,
             beta=lambda count: muon_momentum(count, o),
             nesterov=True,

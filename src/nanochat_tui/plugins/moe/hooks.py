@@ -92,6 +92,7 @@ def make_mlp(moe: MoEConfig, cfg: Any, layer: int, *, rngs: Any, dtype: Any) -> 
 def expert_muon(config: Any) -> optax.GradientTransformation:
     """Muon for expert matrices with the run's recipe switches, batched over the expert axis."""
     from nanochat_tui.config.estimates import num_iterations
+    from nanochat_tui.jax_engine.flops import compute_dtype
     from nanochat_tui.jax_engine.muon import nanochat_muon
     from nanochat_tui.jax_engine.optim import batch_lr_scale, muon_momentum, muon_weight_decay
 
@@ -105,6 +106,7 @@ def expert_muon(config: Any) -> optax.GradientTransformation:
         normuon=bool(o.muon_normuon),
         renorm=bool(o.muon_renorm),
         cautious=bool(o.muon_cautious_wd),
+        ns_dtype=compute_dtype(config),
     )
 
 
