@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One short GPU measurement pass for a lent accelerator machine (no network there, so the
 # project runs under that machine's python3 with its JAX; the few packages it lacks travel as
-# wheels in .whl/, see docs/benchmarks.md). Prints MFU and tokens/s of the real train step at the
+# wheels in .whl/: docs/model.md, "On one GPU"). Prints MFU and tokens/s of the real train step at the
 # d12 and d20 shapes (bf16, both recipes), then the training loop's step-time split at d12.
 # Every result is also written under $OUT (or ./gpu-out) as JSON and a log.
 #
