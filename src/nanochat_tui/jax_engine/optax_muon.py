@@ -45,7 +45,6 @@ def _scale_stacks_by_muon_in(
     runs in the momentum's dtype (fp32). Used when the run computes in bf16."""
     if kwargs.get("adaptive") or kwargs.get("preconditioning", "frobenius") != "frobenius":
         raise ValueError("bf16 Newton–Schulz supports optax's default Muon only")
-    mu_dtype = mu_dtype or jnp.float32
 
     def newton_schulz(m: jax.Array, coeffs: jax.Array) -> jax.Array:  # one [in, out] matrix
         tall = m.shape[0] > m.shape[1]
@@ -74,6 +73,7 @@ def _scale_stacks_by_muon_in(
         out = [jax.vmap(newton_schulz, (0, None))(x, coeffs).astype(x.dtype) for x in mu_hat]
         return out, MuonState(count_inc, optax.tree.cast(mu, mu_dtype), state.ns_coeffs)
 
+    # init is grouped_scale_by_muon's (optax's per-leaf state); this transform only updates
     return optax.GradientTransformation(lambda params: None, update_fn)
 
 
