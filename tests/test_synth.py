@@ -254,6 +254,9 @@ async def test_generate_screen_runs_against_serve(
         await type_into(pilot, "#gen-key", "sk-wrong-typed-key-7")
         await pilot.click("#gen-start")
         await pilot_wait_for(pilot, lambda: not screen.running, 120, "the auth failure")
+        await pilot_wait_for(
+            pilot, lambda: "run stopped" in screen_text(app), 30, "the auth failure on screen"
+        )
         text = screen_text(app)
         assert "auth: HTTP 401" in text and "run stopped" in text
         assert screen.query_one("#gen-key").value == ""  # stored, then cleared
@@ -264,6 +267,10 @@ async def test_generate_screen_runs_against_serve(
         secrets.set_secret("local", KEY)  # the right key, as `synth --key-name local` stores it
         await pilot.click("#gen-start")
         await pilot_wait_for(pilot, lambda: not screen.running, 240, "the generation")
+        # the end status is set with running=False; on a loaded machine its repaint comes later
+        await pilot_wait_for(
+            pilot, lambda: "pending review" in screen_text(app), 30, "the end status on screen"
+        )
         text = screen_text(app)
         assert "finished" in text and "2/2 rows" in text and "cost $0.0000" in text, text
         assert "2 rows pending review" in text

@@ -118,6 +118,9 @@ async def test_generate_screen_bad_field_and_stop(_isolated_home, tmp_path, scre
             assert cost == pytest.approx(tokens / 1000 * 2, abs=1e-4)
             await pilot.click("#gen-stop")
             await pilot_wait_for(pilot, lambda: not screen.running, 30, "the stop")
+            await pilot_wait_for(  # the end status repaints after running turns False
+                pilot, lambda: "pending review" in screen_text(app), 30, "the end status"
+            )
             text = screen_text(app)
             assert "stopped: stopped by the user" in text, text
             written = store.read_log(paths.trace)
