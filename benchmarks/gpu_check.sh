@@ -7,20 +7,32 @@
 #
 #   bash benchmarks/gpu_check.sh            # all parts, in priority order
 #   GPU_CHECK_PARTS="mfu" bash benchmarks/gpu_check.sh
+#   GPU_CHECK_WHEELS=0 uv run bash benchmarks/gpu_check.sh    # the project's own environment
 set -u
 out=${OUT:-gpu-out}
-mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-if compgen -G ".whl/*.whl" >/dev/null; then
+parts=${GPU_CHECK_PARTS:-"mfu mfu2026 batch32 loop parts parts2026"}
+for part in $parts; do
+    case $part in
+    mfu | mfu2026 | batch32 | loop | parts | parts2026 | compile) ;;
+    *) echo "unknown part '$part': choose from mfu mfu2026 batch32 loop parts parts2026 compile" >&2
+        exit 2 ;;
+    esac
+done
+mkdir -p "$out"
+if [ "${GPU_CHECK_WHEELS:-1}" != 0 ] && compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
+        --target /tmp/site .whl/*.whl || {
+        echo "could not install the wheels in .whl/ (built for the device's Python 3.12," \
+            "x86-64); GPU_CHECK_WHEELS=0 skips them where the project's environment is active" >&2
+        exit 1
+    }
     export PYTHONPATH=/tmp/site:$PWD/src
 else
     export PYTHONPATH=$PWD/src
 fi
-parts=${GPU_CHECK_PARTS:-"mfu mfu2026 batch32 loop parts parts2026"}
 log="$out/gpu_check.log"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv \
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,memory.total --format=csv \
     2>&1 | tee -a "$log"
 python3 -c "import jax, flax, optax; print('jax', jax.__version__, 'flax', flax.__version__, \
 'optax', optax.__version__, jax.devices())" 2>&1 | tee -a "$log"
@@ -41,7 +53,6 @@ for part in $parts; do
     parts2026) timeout 130 python3 benchmarks/step_parts.py --configs d20 --reps 5 --recipe nanochat-2026 \
         --json "$out/parts_2026.json" ;;
     compile) timeout 200 python3 $bench --compile-depths 4,16 --json "$out/compile.json" ;;
-    *) echo "unknown part $part" ;;
     esac 2>&1 | tee -a "$log"
     rc=${PIPESTATUS[0]}
     echo "== $part: rc $rc in $(($(date +%s) - start)) s" | tee -a "$log"

@@ -73,6 +73,17 @@ def matmul_in(a: jax.Array, b: jax.Array, dtype: Any = jnp.float32) -> jax.Array
     return jnp.matmul(a.astype(dtype), b.astype(dtype), preferred_element_type=jnp.float32)
 
 
+def quintic_step(x: jax.Array, a: Any, b: Any, c: Any, dtype: Any = jnp.float32) -> jax.Array:
+    """One Newton–Schulz / Polar Express iteration ``X ← aX + (bA + cA²)X`` on the smaller side
+    (``A = XXᵀ``, or ``XᵀX`` with the product on the right for a tall ``X``); matmuls in
+    ``dtype`` (``matmul_in``). Both Muons (this one and ``optax_muon``'s bf16 path) iterate it."""
+    if x.shape[0] > x.shape[1]:
+        gram = matmul_in(x.T, x, dtype)
+        return a * x + matmul_in(x, b * gram + c * matmul_in(gram, gram, dtype), dtype)
+    gram = matmul_in(x, x.T, dtype)
+    return a * x + matmul_in(b * gram + c * matmul_in(gram, gram, dtype), x, dtype)
+
+
 def orthogonalize(
     g: jax.Array, polar_express: bool, renorm: bool, dtype: Any = jnp.float32
 ) -> jax.Array:
@@ -88,14 +99,8 @@ def orthogonalize(
     else:
         x = x / (_fro(x) + 1e-7)
         coeffs = NEWTON_SCHULZ
-    tall = x.shape[0] > x.shape[1]
     for a, b, c in coeffs:
-        if tall:
-            gram = matmul_in(x.T, x, dtype)
-            x = a * x + matmul_in(x, b * gram + c * matmul_in(gram, gram, dtype), dtype)
-        else:
-            gram = matmul_in(x, x.T, dtype)
-            x = a * x + matmul_in(b * gram + c * matmul_in(gram, gram, dtype), x, dtype)
+        x = quintic_step(x, a, b, c, dtype)
     if renorm:
         x = x * (jnp.sqrt(min(x.shape)) / jnp.maximum(_fro(x), 1e-6))
     return x

@@ -29,7 +29,7 @@ import optax
 from optax._src.numerics import safe_increment  # optax's own step counter (scale_by_muon's)
 from optax.contrib import MuonDimensionNumbers, MuonState
 
-from nanochat_tui.jax_engine.muon import batch_of, matmul_in, matrix_groups, split_batch
+from nanochat_tui.jax_engine.muon import batch_of, matrix_groups, quintic_step, split_batch
 
 # stacked [n, in, out]: axis 0 is the batch optax vmaps over, then optax's default 2-D rule
 _STACKED = MuonDimensionNumbers(reduction_axis=1, output_axis=2)
@@ -47,15 +47,11 @@ def _scale_stacks_by_muon_in(
         raise ValueError("bf16 Newton–Schulz supports optax's default Muon only")
 
     def newton_schulz(m: jax.Array, coeffs: jax.Array) -> jax.Array:  # one [in, out] matrix
-        tall = m.shape[0] > m.shape[1]
-        m = m.T if tall else m
         m = m / (jnp.linalg.norm(m, ord="fro") + eps)
         steps = jnp.broadcast_to(coeffs, (ns_steps, 3)) if coeffs.ndim == 1 else coeffs
         for i in range(steps.shape[0]):
-            a, b, c = steps[i, 0], steps[i, 1], steps[i, 2]
-            gram = matmul_in(m, m.T, dtype)
-            m = a * m + matmul_in(b * gram + c * matmul_in(gram, gram, dtype), m, dtype)
-        return m.T if tall else m
+            m = quintic_step(m, steps[i, 0], steps[i, 1], steps[i, 2], dtype)
+        return m
 
     def update_fn(updates: Any, state: MuonState, params: Any = None):
         del params
