@@ -2,7 +2,8 @@
 # One short GPU measurement pass for a lent accelerator machine (no network there, so the
 # project runs under that machine's python3 with its JAX; the few packages it lacks travel as
 # wheels in .whl/: docs/model.md, "On one GPU"). Prints MFU and tokens/s of the real train step at the
-# d12 and d20 shapes (bf16, both recipes), then the training loop's step-time split at d12.
+# d12 and d20 shapes (bf16, both recipes), where the d20 step's time goes by source line
+# (benchmarks/step_profile.py), then the training loop's step-time split at d12.
 # Every result is also written under $OUT (or ./gpu-out) as JSON and a log.
 #
 #   bash benchmarks/gpu_check.sh            # all parts, in priority order
@@ -11,11 +12,12 @@
 set -u
 out=${OUT:-gpu-out}
 export PYTHONUNBUFFERED=1
-parts=${GPU_CHECK_PARTS:-"mfu mfu2026 batch32 loop parts parts2026"}
+parts=${GPU_CHECK_PARTS:-"mfu profile mfu2026 profile2026 batch32 loop parts parts2026"}
 for part in $parts; do
     case $part in
-    mfu | mfu2026 | batch32 | loop | parts | parts2026 | compile) ;;
-    *) echo "unknown part '$part': choose from mfu mfu2026 batch32 loop parts parts2026 compile" >&2
+    mfu | mfu2026 | profile | profile2026 | batch32 | loop | parts | parts2026 | compile) ;;
+    *) echo "unknown part '$part': choose from mfu profile mfu2026 profile2026 batch32 loop" \
+        "parts parts2026 compile" >&2
         exit 2 ;;
     esac
 done
@@ -45,6 +47,10 @@ for part in $parts; do
         --json "$out/mfu_2025.json" ;;
     mfu2026) timeout 260 python3 $bench --configs d12,d20 --steps 10 --no-torch \
         --recipe nanochat-2026 --json "$out/mfu_2026.json" ;;
+    profile) timeout 150 python3 benchmarks/step_profile.py --configs d20 --steps 2 --top 40 \
+        --json "$out/profile_2025.json" ;;
+    profile2026) timeout 150 python3 benchmarks/step_profile.py --configs d20 --steps 2 --top 40 \
+        --recipe nanochat-2026 --json "$out/profile_2026.json" ;;
     batch32) timeout 90 python3 $bench --configs d20 --batch 32 --steps 10 --no-torch \
         --json "$out/mfu_d20_b32.json" ;;
     loop) timeout 150 python3 $bench --configs d12 --steps 8 --no-torch --loop \
