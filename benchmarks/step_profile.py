@@ -222,7 +222,9 @@ def module_text(paths: set[str], module: str, ops: set[str]) -> str:
 
 
 def attribute(events: list[dict[str, Any]], hlo: Hlo, by: str, steps: int) -> list[dict]:
-    """Rows ``{key, ms, share, gflops, rate}`` per step, largest first."""
+    """One row per ``by`` key (line, function, file or op), largest first: ``key``, ``ms`` and
+    ``ops`` per step, ``share`` of the summed op time, ``gflop`` per step and ``gflops_per_s``
+    (None where the key ran no matmul)."""
     time_of: collections.Counter[str] = collections.Counter()
     flops_of: collections.Counter[str] = collections.Counter()
     count: collections.Counter[str] = collections.Counter()
@@ -268,8 +270,9 @@ def attribute(events: list[dict[str, Any]], hlo: Hlo, by: str, steps: int) -> li
 
 
 def profile(
-    name: str, batch: int | None, recipe: str, steps: int, trace_dir: str, dump_dir: str
+    name: str, batch: int | None, recipe: str, steps: int, by: str, trace_dir: str, dump_dir: str
 ) -> dict[str, Any]:
+    """Trace ``steps`` compiled train steps of config ``name`` and attribute their ops (``by``)."""
     import jax
     from flax import nnx
 
@@ -317,9 +320,7 @@ def profile(
         "dot_gflop": dot_flops / 1e9,
         "model_gflop": flops_per_token(m) * b * m.sequence_len / 1e9,
         "by_file": attribute(events, hlo, "file", steps),
-        "rows": None,  # filled by main for the chosen --by
-        "_events": events,
-        "_hlo": hlo,
+        "rows": attribute(events, hlo, by, steps),
     }
 
 
@@ -327,7 +328,7 @@ def print_profile(result: dict[str, Any], top: int) -> None:
     print(
         f"\n{result['config']} {result['recipe']} batch {result['batch']} on "
         f"{result['device']}: step {result['step_ms']:.1f} ms (median), ops "
-        f"{result['op_ms']:.1f} ms/step summed over threads; first call "
+        f"{result['op_ms']:.1f} ms/step summed over threads/streams; first call "
         f"{result['first_call_s']:.1f} s"
     )
     print(
@@ -387,10 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
         trace_dir = os.path.join(work, f"trace-{name}")
-        result = profile(
-            name, args.batch, args.recipe, args.steps, trace_dir, os.path.join(work, "hlo")
-        )
-        result["rows"] = attribute(result.pop("_events"), result.pop("_hlo"), args.by, args.steps)
+        dump_dir = os.path.join(work, "hlo")
+        result = profile(name, args.batch, args.recipe, args.steps, args.by, trace_dir, dump_dir)
         print_profile(result, args.top)
         results.append(result)
     if args.keep is None:
