@@ -77,28 +77,39 @@ def peak_memory_bytes() -> tuple[int | None, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process RSS"
 
 
-def bench_jax(name: str, steps: int, batch: int | None, recipe: str) -> dict[str, Any]:
-    """Time the jitted train step for one config."""
+def train_setup(name: str, batch: int | None, recipe: str):
+    """``(config, model, optimizer, step, x, y)`` for config ``name``: the train step as training
+    builds it (``make_train_step``, in the run's compute dtype) and one random batch."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
 
-    from nanochat_tui.config.estimates import flops_per_token, num_params
-    from nanochat_tui.jax_engine.flops import compute_dtype, device_summary, mfu
+    from nanochat_tui.jax_engine.flops import compute_dtype
     from nanochat_tui.jax_engine.model import GPT
     from nanochat_tui.jax_engine.optim import build_optimizer
     from nanochat_tui.jax_engine.step import make_train_step
 
     config = make_config(name, batch, recipe)
     m, b = config.model, config.train.device_batch_size
-    dtype = compute_dtype(config)
-    model = GPT(m, rngs=nnx.Rngs(0), dtype=dtype)
+    model = GPT(m, rngs=nnx.Rngs(0), dtype=compute_dtype(config))
     optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
     step = make_train_step(model, optimizer)
     data = jax.random.randint(
         jax.random.key(0), (b, m.sequence_len + 1), 0, m.vocab_size, jnp.int32
     )
-    x, y = data[:, :-1], data[:, 1:]
+    return config, model, optimizer, step, data[:, :-1], data[:, 1:]
+
+
+def bench_jax(name: str, steps: int, batch: int | None, recipe: str) -> dict[str, Any]:
+    """Time the jitted train step for one config."""
+    import jax.numpy as jnp
+
+    from nanochat_tui.config.estimates import flops_per_token, num_params
+    from nanochat_tui.jax_engine.flops import compute_dtype, device_summary, mfu
+
+    config, model, optimizer, step, x, y = train_setup(name, batch, recipe)
+    m, b = config.model, config.train.device_batch_size
+    dtype = compute_dtype(config)
 
     t0 = time.perf_counter()
     float(step(model, optimizer, x, y, 1.0).loss)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from engine_throughput import CONFIGS, make_config
+from engine_throughput import CONFIGS, train_setup
 
 
 def timed(fn, *args, reps: int = 10) -> float:
@@ -81,17 +81,13 @@ def parts(name: str, batch: int | None, recipe: str, reps: int) -> dict[str, Any
     from nanochat_tui.config.estimates import flops_per_token
     from nanochat_tui.config.schema import Config
     from nanochat_tui.jax_engine.flops import compute_dtype, device_summary, mfu
-    from nanochat_tui.jax_engine.model import GPT
     from nanochat_tui.jax_engine.optim import build_optimizer
-    from nanochat_tui.jax_engine.step import make_train_step, token_loss_sum
+    from nanochat_tui.jax_engine.step import token_loss_sum
 
-    config = make_config(name, batch, recipe)
+    config, model, optimizer, step, x, y = train_setup(name, batch, recipe)
     m, b = config.model, config.train.device_batch_size
     dtype = compute_dtype(config)
-    model = GPT(m, rngs=nnx.Rngs(0), dtype=dtype)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    data = jax.random.randint(jax.random.key(0), (b, m.sequence_len + 1), 0, m.vocab_size)
-    x, y = data[:, :-1], data[:, 1:]
 
     def loss_of(p, x, y):
         total, count, _ = token_loss_sum(nnx.merge(graphdef, p, rest), x, y)
@@ -116,8 +112,6 @@ def parts(name: str, batch: int | None, recipe: str, reps: int) -> dict[str, Any
         row[f"optimizer_{ns}_ms"] = 1e3 * timed(jax.jit(update), grads, state, params, reps=reps)
     del grads, state
 
-    optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
-    step = make_train_step(model, optimizer)
     row["step_ms"] = 1e3 * timed(lambda: step(model, optimizer, x, y, 1.0).loss, reps=reps)
 
     fpt = flops_per_token(m)

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -274,22 +275,12 @@ def profile(
 ) -> dict[str, Any]:
     """Trace ``steps`` compiled train steps of config ``name`` and attribute their ops (``by``)."""
     import jax
-    from flax import nnx
 
-    from engine_throughput import make_config
+    from engine_throughput import train_setup
     from nanochat_tui.config.estimates import flops_per_token
-    from nanochat_tui.jax_engine.flops import compute_dtype
-    from nanochat_tui.jax_engine.model import GPT
-    from nanochat_tui.jax_engine.optim import build_optimizer
-    from nanochat_tui.jax_engine.step import make_train_step
 
-    config = make_config(name, batch, recipe)
+    config, model, optimizer, step, x, y = train_setup(name, batch, recipe)
     m, b = config.model, config.train.device_batch_size
-    model = GPT(m, rngs=nnx.Rngs(0), dtype=compute_dtype(config))
-    optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
-    step = make_train_step(model, optimizer)
-    data = jax.random.randint(jax.random.key(0), (b, m.sequence_len + 1), 0, m.vocab_size)
-    x, y = data[:, :-1], data[:, 1:]
     before = dumps(dump_dir)
 
     def run() -> float:
@@ -366,13 +357,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="write every row here")
     p.add_argument("--keep", default=None, help="keep the trace and HLO dumps in this folder")
     args = p.parse_args(argv)
+    from engine_throughput import CONFIGS  # no JAX import there at module level
+
+    names = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [n for n in names if n not in CONFIGS]
+    if unknown or not names:
+        p.error(
+            f"unknown config {', '.join(unknown) or '(none)'}; choose from {', '.join(CONFIGS)}"
+        )
     if args.steps < 1:
         p.error("--steps must be at least 1")
+    if "jax" in sys.modules:
+        raise SystemExit("step_profile must set XLA_FLAGS before JAX is imported")
 
     work = args.keep or tempfile.mkdtemp(prefix="step-profile-")
     os.makedirs(work, exist_ok=True)
-    if "jax" in sys.modules:
-        raise SystemExit("step_profile must set XLA_FLAGS before JAX is imported")
     # the optimized HLO (with stack frames) of every compiled program; op-level trace events on
     # XLA:CPU (GPU/TPU kernels are traced anyway)
     os.environ["XLA_FLAGS"] = " ".join(
@@ -386,17 +385,25 @@ def main(argv: list[str] | None = None) -> int:
     ).strip()
 
     results = []
-    for name in [c.strip() for c in args.configs.split(",") if c.strip()]:
-        trace_dir = os.path.join(work, f"trace-{name}")
-        dump_dir = os.path.join(work, "hlo")
-        result = profile(name, args.batch, args.recipe, args.steps, args.by, trace_dir, dump_dir)
-        print_profile(result, args.top)
-        results.append(result)
-    if args.keep is None:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-    else:
+    try:
+        for name in names:
+            trace_dir = os.path.join(work, f"trace-{name}")
+            dump_dir = os.path.join(work, "hlo")
+            result = profile(
+                name, args.batch, args.recipe, args.steps, args.by, trace_dir, dump_dir
+            )
+            results.append(result)
+            try:
+                print_profile(result, args.top)
+                sys.stdout.flush()
+            except BrokenPipeError:  # `| head` stopped reading: finish quietly, still write --json
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if args.keep is not None:
         print(f"\ntrace and HLO dumps kept in {work}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
