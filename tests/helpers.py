@@ -91,7 +91,23 @@ async def pilot_wait_for(pilot, cond, timeout: float = 60.0, what: str = "condit
         if cond():
             return
         await pilot.pause(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}\n{_app_report(pilot.app)}")
+
+
+def _app_report(app) -> str:
+    """What a timed-out UI test needs to be diagnosed: the app's workers and notifications, and
+    every thread's stack (a hung worker thread shows where it waits)."""
+    import sys
+    import threading
+    import traceback
+
+    lines = [f"workers: {[(w.name, w.group, w.state.name) for w in app.workers]}"]
+    lines += [f"notification: {n.severity}: {n.message}" for n in app._notifications]
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        lines.append(f"--- thread {names.get(ident, ident)}")
+        lines += [s.rstrip() for s in traceback.format_stack(frame)[-12:]]
+    return "\n".join(lines)
 
 
 def events_of(run_dir: Path, type_: str) -> list[dict]:
