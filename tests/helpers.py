@@ -101,7 +101,8 @@ def _app_report(app) -> str:
     import threading
     import traceback
 
-    lines = [f"workers: {[(w.name, w.group, w.state.name) for w in app.workers]}"]
+    lines = [f"screens: {[type(s).__name__ for s in app.screen_stack]}"]
+    lines.append(f"workers: {[(w.name, w.group, w.state.name) for w in app.workers]}")
     lines += [f"notification: {n.severity}: {n.message}" for n in app._notifications]
     names = {t.ident: t.name for t in threading.enumerate()}
     for ident, frame in sys._current_frames().items():

@@ -72,9 +72,13 @@ async def test_evals_pane_lists_and_evaluates_the_loaded_checkpoint(trained_run,
         await pilot.press("e")
         await pilot_wait_for(pilot, lambda: isinstance(app.screen, PromptModal), 10, "prompt")
         assert app.screen.query_one("#prompt-input", Input).value == "stdlib-modules"
-        await pilot.press("enter")
+        # the count before enter: on a busy machine the evaluation (and its refresh) can finish
+        # while press() still waits for the screen to settle
         loads = pane.loads
-        await pilot_wait_for(pilot, lambda: pane.loads > loads, 240, "evaluation")
+        await pilot.press("enter")
+        await pilot_wait_for(
+            pilot, lambda: not pane.running and pane.loads > loads, 240, "evaluation"
+        )
         saved = list(run_dir.glob("evals/stdlib-modules/step_*.json"))
         assert len(saved) == 1
         ours = [r for r in pane.rows if r["run"] == "trained"]
