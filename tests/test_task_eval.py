@@ -219,8 +219,13 @@ def test_results_saved_and_read_back(tmp_path: Path):
     assert path == tmp_path / "evals" / "t" / "step_30.json"
     assert not list(tmp_path.glob("evals/t/*.tmp"))
     (tmp_path / "evals" / "t" / "step_99.json").write_text("{half")
+    # hand-edited files: no number to show, a step that is not one, no step (the name says 40)
+    (tmp_path / "evals" / "t" / "step_97.json").write_text('{"task": "t", "accuracy": "high"}')
+    (tmp_path / "evals" / "t" / "step_98.json").write_text('{"accuracy": 0.1, "step": "x"}')
+    (tmp_path / "evals" / "t" / "step_40.json").write_text('{"task": "t", "accuracy": 0.25}')
     got = read_results(tmp_path)
-    assert [(r["step"], r["accuracy"], r["stage"]) for r in got] == [
+    assert [(r["step"], r["accuracy"], r.get("stage")) for r in got] == [
         (10, 1.0, "sft"),
         (30, 0.5, "sft"),
+        (40, 0.25, None),
     ]

@@ -255,7 +255,12 @@ def read_results(run_dir: Path) -> list[dict[str, Any]]:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(record, dict) and "accuracy" in record:
-            record["path"] = str(path)
-            out.append(record)
-    return sorted(out, key=lambda r: (str(r.get("task")), int(r.get("step", 0))))
+        if not isinstance(record, dict) or not isinstance(record.get("accuracy"), int | float):
+            continue  # not a result (or a hand-edited one without a number to show)
+        try:
+            record["step"] = int(record.get("step", path.stem.removeprefix("step_")))
+        except (TypeError, ValueError):
+            continue
+        record["path"] = str(path)
+        out.append(record)
+    return sorted(out, key=lambda r: (str(r.get("task")), r["step"]))

@@ -46,6 +46,7 @@ from nanochat_tui.tui.state import AppState, read_saved, restore, startup_prefab
 from nanochat_tui.tui.widgets.eventlog import EventLog
 from nanochat_tui.tui.widgets.statusbar import StatusBar
 from nanochat_tui.tui.widgets.tabstrip import TabStrip
+from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
 
 textual_fixes.apply()
 
@@ -68,7 +69,7 @@ class PaneError(Static):
         super().__init__(text, **kwargs)
 
 
-class NanochatApp(App[int]):
+class NanochatApp(ReportsWorkerErrors, App[int]):
     """The nanochat-tui cockpit."""
 
     TITLE = "nanochat-tui"

@@ -26,6 +26,7 @@ from nanochat_tui.errors import UserError
 from nanochat_tui.orchestrator.compare import AXES, AXIS_LABELS, RunSeries
 from nanochat_tui.panels.chart import ChartView
 from nanochat_tui.tui.screens.prompt import PromptModal
+from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
 
 DIFF_ROWS = 5  # config-diff lines shown under the chart (the rest are counted)
 
@@ -35,7 +36,7 @@ def _short(value: Any, width: int = 14) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-class ComparePane(Widget):
+class ComparePane(ReportsWorkerErrors, Widget):
     """Runs picked in the list, overlaid on one chart, with their config differences."""
 
     DEFAULT_CSS = """

@@ -22,6 +22,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from nanochat_tui.errors import UserError
+from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
 
 COLUMNS = ("run", "stage", "step", "task", "accuracy", "items", "gold nll", "Δ parent")
 
@@ -69,7 +70,7 @@ def result_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["task"], r["run"], int(r["step"])))
 
 
-class EvalsPane(Widget):
+class EvalsPane(ReportsWorkerErrors, Widget):
     """Saved task-eval results across runs and checkpoints; ``e`` evaluates the loaded one."""
 
     DEFAULT_CSS = """

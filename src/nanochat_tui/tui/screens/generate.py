@@ -22,6 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ProgressBar, RichLog, Static
 
 from nanochat_tui.errors import UserError
+from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
 
 POLICY_STYLE = {"retry": "yellow", "skip": "dark_orange", "stop": "bold red"}
 
@@ -44,7 +45,7 @@ def progress_line(p) -> str:
     )
 
 
-class GenerateScreen(ModalScreen[None]):
+class GenerateScreen(ReportsWorkerErrors, ModalScreen[None]):
     """Project, prompts, endpoint, model, key name and limits; Start/Stop; progress and problems."""
 
     DEFAULT_CSS = """

@@ -31,6 +31,7 @@ from textual.worker import get_current_worker
 from nanochat_tui import paths
 from nanochat_tui.errors import UserError
 from nanochat_tui.orchestrator import launch
+from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
 
 # SkyPilot's names for the clouds a user is most likely to have credentials for
 CLOUDS = ("aws", "gcp", "azure", "lambda", "runpod", "kubernetes")
@@ -94,7 +95,7 @@ class StatusLines:
             self.pending = ""
 
 
-class LaunchScreen(ModalScreen[None]):
+class LaunchScreen(ReportsWorkerErrors, ModalScreen[None]):
     """Fields, the live cost/time table, the task summary, Launch, and the job's status lines."""
 
     DEFAULT_CSS = """

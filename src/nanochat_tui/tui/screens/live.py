@@ -40,6 +40,7 @@ from nanochat_tui.tui.messages import DeviceInfo
 from nanochat_tui.tui.panel_spec import panel_text, parse_panel_text
 from nanochat_tui.tui.screens.prompt import PromptModal
 from nanochat_tui.tui.widgets.panel_grid import PanelGrid
+from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
 
 DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec(
@@ -90,7 +91,7 @@ def run_device(run_start: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- the pane
 
 
-class LivePane(Widget, can_focus=True):
+class LivePane(ReportsWorkerErrors, Widget, can_focus=True):
     """Live screens of ``app.state.run`` (or any run dir passed to ``show_run_dir``)."""
 
     DEFAULT_CSS = """

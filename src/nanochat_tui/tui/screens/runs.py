@@ -25,6 +25,7 @@ from nanochat_tui.config import ConfigError
 from nanochat_tui.errors import UserError
 from nanochat_tui.tui import steer
 from nanochat_tui.tui.screens.prompt import PromptModal
+from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
 
 REFRESH_S = 2.0
 _STATUS_STYLE = {"running": "green", "finished": "cyan", "stopped": "yellow", "failed": "bold red"}
@@ -39,7 +40,7 @@ def _ago(t: float | None) -> str:
 _COLUMNS = (("name", 26), ("status", 9), ("step", 8), ("mode", 9), ("started", 11), ("detail", 16))
 
 
-class RunsPane(Widget, can_focus=False):
+class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
     """Runs under the runs dir + controls for ``app.state.run``."""
 
     DEFAULT_CSS = """

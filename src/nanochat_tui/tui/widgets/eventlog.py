@@ -20,6 +20,8 @@ from textual import work
 from textual.widgets import RichLog
 from textual.worker import get_current_worker
 
+from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
+
 _SKIP = (b'{"type":"step"', b'{"type":"heartbeat"', b'{"type":"sample"')
 TAIL_INTERVAL_S = 0.25
 
@@ -79,7 +81,7 @@ def notable_line(event: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-class EventLog(RichLog):
+class EventLog(ReportsWorkerErrors, RichLog):
     """A docked log of the attached run's notable events; tails only while displayed."""
 
     can_focus = False  # read-only: no tab stop (it scrolls with the mouse wheel)
