@@ -65,11 +65,13 @@ class FakeRun:
 
 
 async def started(pilot, timeout: float = 20.0) -> None:
-    """Wait for the two-frame start-up (state built, start pane mounted); slow on a loaded box."""
+    """Wait for the two-frame start-up (state built, start pane mounted), or for it to fail;
+    slow on a loaded box."""
     import time
 
+    app = pilot.app
     deadline = time.monotonic() + timeout
-    while not pilot.app.started and time.monotonic() < deadline:
+    while not app.started and app.startup_error is None and time.monotonic() < deadline:
         await pilot.pause(0.02)
     await pilot.pause()
 
