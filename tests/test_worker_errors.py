@@ -32,7 +32,7 @@ class Host(ReportsWorkerErrors, App[None]):
         def boom() -> None:
             raise OSError("disk full")
 
-        self.run_worker(boom, thread=True, name="save", exit_on_error=False)
+        self.run_worker(boom, thread=True, name="Saving the prefab", exit_on_error=False)
 
 
 def messages(app: App) -> list[str]:
@@ -50,7 +50,7 @@ async def test_a_failing_worker_becomes_one_scrubbed_toast(caplog):
         assert TOKEN not in message and "***" in message and "second line" not in message
         app.fail_here()  # a worker the app owns (steer calls, hand-offs)
         await pilot_wait_for(pilot, lambda: len(messages(app)) == 2, 10, "second toast")
-        assert messages(app)[1] == "save failed: OSError: disk full"
+        assert messages(app)[1] == "Saving the prefab failed: OSError: disk full"
         assert app.is_running
     logged = [r.getMessage() for r in caplog.records if r.name == "nanochat_tui.tui"]
     assert any(m.startswith("loader failed") for m in logged)
@@ -70,3 +70,20 @@ def test_every_owner_of_a_quiet_worker_reports_its_errors():
     assert len(owners) >= 8, owners
     quiet = [c.__name__ for c in owners if not issubclass(c, ReportsWorkerErrors)]
     assert not quiet, f"these start quiet workers without ReportsWorkerErrors: {quiet}"
+
+
+def test_quiet_workers_are_named_in_words():
+    """Every exit_on_error=False worker in the TUI has a name its error toast can start with."""
+    root = Path(__file__).resolve().parent.parent / "src" / "nanochat_tui" / "tui"
+    unnamed = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            kw = {k.arg: k.value for k in node.keywords}
+            quiet = kw.get("exit_on_error")
+            if isinstance(quiet, ast.Constant) and quiet.value is False:
+                name = kw.get("name")
+                if not (isinstance(name, ast.Constant) and " " in str(name.value)):
+                    unnamed.append(f"{path.name}:{node.lineno}")
+    assert not unnamed, f"name these workers in words: {unnamed}"

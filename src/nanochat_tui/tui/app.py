@@ -606,6 +606,7 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
                 self.run_worker(
                     lambda: self._hand_off_and_exit(run, choice),
                     thread=True,
+                    name="Handing off the run",
                     group="quit",
                     exit_on_error=False,
                 )

@@ -55,7 +55,7 @@ def control(app: Any, what: str, call: Callable[[], object]) -> None:
             return
         app.call_from_thread(app.notify, f"{what} sent", timeout=3)
 
-    app.run_worker(work, thread=True, group="steer", exit_on_error=False)
+    app.run_worker(work, thread=True, name="Steering the run", group="steer", exit_on_error=False)
 
 
 def checkpoint(app: Any) -> None:
@@ -137,7 +137,7 @@ def resume(app: Any, run_dir: Path | None = None, mode: str | None = None) -> No
             return
         app.call_from_thread(app.attach_handle, handle)
 
-    app.run_worker(work, thread=True, group="steer", exit_on_error=False)
+    app.run_worker(work, thread=True, name="Steering the run", group="steer", exit_on_error=False)
 
 
 def run_commands(app: Any) -> list[Command]:

@@ -4,7 +4,8 @@ A thread worker started with ``exit_on_error=False`` (a pane's loader, a log tai
 must not take the cockpit down when it raises, but Textual then only marks it ``ERROR``: the pane
 would stay stale with nothing on screen. :class:`ReportsWorkerErrors` gives the node that owns such
 workers (the app, a pane, a modal) a handler that turns that state into one error toast and one
-log line, with secrets scrubbed.
+log line, with secrets scrubbed. Name such a worker in words (``name="Reading task-eval results"``):
+the toast reads "<name> failed: <Error>: <first line>".
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ def worker_failure(worker: Worker) -> str:
     from nanochat_tui.crash import known_secret_values, scrub
 
     err = worker.error
-    what = (worker.group if worker.group != "default" else "") or worker.name or "background work"
+    # a worker named in words ("Reading task-eval results") says so; else its group or method
+    if " " in worker.name:
+        what = worker.name
+    else:
+        what = (worker.group if worker.group != "default" else "") or worker.name
+    what = what or "background work"
     first = (str(err).strip().splitlines() or [""])[0][:300]
     reason = f"{type(err).__name__}: {first}" if first else type(err).__name__
     return scrub(f"{what} failed: {reason}", known_secret_values())

@@ -96,7 +96,13 @@ class ComparePane(ReportsWorkerErrors, Widget):
 
     # ------------------------------------------------------------ loading
 
-    @work(thread=True, group="compare-list", exclusive=True, exit_on_error=False)
+    @work(
+        thread=True,
+        name="Listing runs to compare",
+        group="compare-list",
+        exclusive=True,
+        exit_on_error=False,
+    )
     def _list_runs(self) -> None:
         from nanochat_tui.orchestrator.summaries import list_runs
 
@@ -126,7 +132,13 @@ class ComparePane(ReportsWorkerErrors, Widget):
         event.stop()
         self._load()
 
-    @work(thread=True, group="compare-load", exclusive=True, exit_on_error=False)
+    @work(
+        thread=True,
+        name="Loading the compared runs",
+        group="compare-load",
+        exclusive=True,
+        exit_on_error=False,
+    )
     def _load(self) -> None:
         from nanochat_tui.orchestrator.compare import config_diff, load_series
 

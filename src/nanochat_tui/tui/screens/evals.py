@@ -116,7 +116,13 @@ class EvalsPane(ReportsWorkerErrors, Widget):
 
     # ------------------------------------------------------------ loading
 
-    @work(thread=True, group="evals-load", exclusive=True, exit_on_error=False)
+    @work(
+        thread=True,
+        name="Reading task-eval results",
+        group="evals-load",
+        exclusive=True,
+        exit_on_error=False,
+    )
     def action_refresh(self) -> None:
         from nanochat_tui.orchestrator.summaries import list_runs
 
@@ -210,7 +216,13 @@ class EvalsPane(ReportsWorkerErrors, Widget):
         self._header()
         self._evaluate(Path(step_dir), task_spec)
 
-    @work(thread=True, group="evals-run", exclusive=True, exit_on_error=False)
+    @work(
+        thread=True,
+        name="Evaluating the checkpoint",
+        group="evals-run",
+        exclusive=True,
+        exit_on_error=False,
+    )
     def _evaluate(self, step_dir: Path, task_spec: str) -> None:
         try:
             from nanochat_tui.align.tasks import load_task

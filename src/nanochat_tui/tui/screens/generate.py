@@ -253,6 +253,7 @@ class GenerateScreen(ReportsWorkerErrors, ModalScreen[None]):
         self.run_worker(
             lambda: self._generate(settings, endpoint, stop),
             thread=True,
+            name="Generating data",
             group="synth",
             exit_on_error=False,
         )

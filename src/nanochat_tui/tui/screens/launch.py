@@ -235,7 +235,13 @@ class LaunchScreen(ReportsWorkerErrors, ModalScreen[None]):
         self.query_one("#launch-go", Button).disabled = True
         self._build_plan(self.spec())
 
-    @work(thread=True, exclusive=True, group="launch-plan", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        name="Planning the launch",
+        group="launch-plan",
+        exit_on_error=False,
+    )
     def _build_plan(self, spec: launch.LaunchSpec) -> None:
         """Worker: SkyPilot's import, the catalog lookup and the Task build all take time."""
         plan = self.make_plan(spec)
@@ -332,7 +338,13 @@ class LaunchScreen(ReportsWorkerErrors, ModalScreen[None]):
         self.status_line(f"submitting managed job {plan.spec.name} …")
         self._launch(plan)
 
-    @work(thread=True, exclusive=True, group="launch-submit", exit_on_error=False)
+    @work(
+        thread=True,
+        exclusive=True,
+        name="Launching the job",
+        group="launch-submit",
+        exit_on_error=False,
+    )
     def _launch(self, plan: Plan) -> None:
         """Worker: submit, then follow the job's status and logs until it ends."""
 

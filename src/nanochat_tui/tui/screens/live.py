@@ -239,7 +239,13 @@ class LivePane(ReportsWorkerErrors, Widget, can_focus=True):
         self.grid.tick(force=True)
         self._update_header()
 
-    @work(thread=True, group="live-tail", exclusive=True, exit_on_error=False)
+    @work(
+        thread=True,
+        name="Reading the run's events",
+        group="live-tail",
+        exclusive=True,
+        exit_on_error=False,
+    )
     def _tail(self, path: Path, generation: int) -> None:
         """Read new lines of events.jsonl forever (cheap when nothing is new)."""
         worker = get_current_worker()

@@ -100,7 +100,7 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
 
     # ------------------------------------------------------------ listing
 
-    @work(thread=True, group="runs-poll", exclusive=True, exit_on_error=False)
+    @work(thread=True, name="Listing runs", group="runs-poll", exclusive=True, exit_on_error=False)
     def _poll_runs(self) -> None:
         from nanochat_tui.orchestrator.summaries import list_runs
 
@@ -274,7 +274,7 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
         self._update_header()
         self._start_worker(config, name, self.mode)
 
-    @work(thread=True, group="runs-start", exit_on_error=False)
+    @work(thread=True, name="Starting the run", group="runs-start", exit_on_error=False)
     def _start_worker(self, config: Any, name: str, mode: str) -> None:
         from nanochat_tui.orchestrator.runner import start_run
 

@@ -130,7 +130,13 @@ class EventLog(ReportsWorkerErrors, RichLog):
             self.write(Text.assemble((clock + " ", "dim"), (text, style)))
             self.lines_shown += 1
 
-    @work(thread=True, group="event-log", exclusive=True, exit_on_error=False)
+    @work(
+        thread=True,
+        name="Reading the event log",
+        group="event-log",
+        exclusive=True,
+        exit_on_error=False,
+    )
     def _tail(self, run_dir: Path, generation: int) -> None:
         from nanochat_tui.rundir import EVENTS
 
