@@ -16,6 +16,12 @@ from helpers import pilot_wait_for
 from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
 
 TOKEN = "hf_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3"
+TUI = Path(__file__).resolve().parent.parent / "src" / "nanochat_tui" / "tui"
+
+
+def tui_sources() -> list[tuple[Path, str]]:
+    """Every module of the TUI package with its source."""
+    return [(p, p.read_text(encoding="utf-8")) for p in sorted(TUI.rglob("*.py"))]
 
 
 class Loader(ReportsWorkerErrors, Widget):
@@ -58,11 +64,9 @@ async def test_a_failing_worker_becomes_one_scrubbed_toast(caplog):
 
 def test_every_owner_of_a_quiet_worker_reports_its_errors():
     """Each TUI class that starts a worker with exit_on_error=False reports its failures."""
-    root = Path(__file__).resolve().parent.parent / "src" / "nanochat_tui" / "tui"
     owners = []
-    for path in sorted(root.rglob("*.py")):
-        source = path.read_text(encoding="utf-8")
-        module = ".".join(path.relative_to(root.parent.parent).with_suffix("").parts)
+    for path, source in tui_sources():
+        module = ".".join(path.relative_to(TUI.parent.parent).with_suffix("").parts)
         for node in ast.parse(source).body:
             segment = ast.get_source_segment(source, node) or ""
             if isinstance(node, ast.ClassDef) and "exit_on_error=False" in segment:
@@ -74,10 +78,9 @@ def test_every_owner_of_a_quiet_worker_reports_its_errors():
 
 def test_quiet_workers_are_named_in_words():
     """Every exit_on_error=False worker in the TUI has a name its error toast can start with."""
-    root = Path(__file__).resolve().parent.parent / "src" / "nanochat_tui" / "tui"
     unnamed = []
-    for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for path, source in tui_sources():
+        for node in ast.walk(ast.parse(source)):
             if not isinstance(node, ast.Call):
                 continue
             kw = {k.arg: k.value for k in node.keywords}

@@ -31,7 +31,7 @@ from textual.widgets import ContentSwitcher, RichLog, Static
 from nanochat_tui import logging_setup
 from nanochat_tui.plugins import ScreenEntry, get_registry, resolve
 from nanochat_tui.tui import keymap as km
-from nanochat_tui.tui import textual_fixes
+from nanochat_tui.tui import textual_fixes, worker_errors
 from nanochat_tui.tui.commands import ShellCommands
 from nanochat_tui.tui.idle_gc import IdleCollector
 from nanochat_tui.tui.messages import (
@@ -571,8 +571,7 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
 
     def report_error(self, message: str) -> None:
         """Toast + log an error a user should see."""
-        log.error(message)
-        self.notify(message, severity="error", timeout=8)
+        worker_errors.report_error(self, message)
 
     def log_error(self, message: str) -> None:
         log.error(message)

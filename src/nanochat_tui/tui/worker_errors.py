@@ -11,8 +11,12 @@ the toast reads "<name> failed: <Error>: <first line>".
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from textual.worker import Worker, WorkerState
+
+if TYPE_CHECKING:
+    from textual.dom import DOMNode
 
 log = logging.getLogger("nanochat_tui.tui")
 
@@ -33,12 +37,15 @@ def worker_failure(worker: Worker) -> str:
     return scrub(f"{what} failed: {reason}", known_secret_values())
 
 
+def report_error(node: DOMNode, message: str, error: BaseException | None = None) -> None:
+    """Toast and log an error a user should see (with ``error``'s traceback in the log)."""
+    log.error("%s", message, exc_info=error)
+    node.notify(message, severity="error", timeout=8)
+
+
 class ReportsWorkerErrors:
     """Mixin for a DOM node: a worker of its own that ends in ERROR becomes an error toast."""
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        if event.state is not WorkerState.ERROR:
-            return
-        message = worker_failure(event.worker)
-        log.error("%s", message, exc_info=event.worker.error)
-        self.notify(message, severity="error", timeout=10)  # type: ignore[attr-defined]
+        if event.state is WorkerState.ERROR:
+            report_error(self, worker_failure(event.worker), event.worker.error)  # type: ignore[arg-type]
