@@ -7,25 +7,34 @@ wherever the allocation count says: often inside the frame that answers a key (m
 are off; ``tick`` runs one once no key or mouse press has come for ``quiet_s`` and ``every_s``
 have passed since the last, and regardless after ``at_most_s``, so cyclic garbage is still
 reclaimed within minutes. The younger generations (sub-millisecond) stay automatic.
-``uninstall`` puts the interpreter's thresholds back.
+``uninstall`` puts the interpreter's thresholds back. ``clock`` is ``time.monotonic`` unless a
+test passes its own.
 """
 
 from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 
 NO_AUTOMATIC_FULL = 1 << 30  # generation-2 threshold that the count never reaches
 
 
 class IdleCollector:
-    def __init__(self, quiet_s: float = 1.0, every_s: float = 30.0, at_most_s: float = 120.0):
+    def __init__(
+        self,
+        quiet_s: float = 1.0,
+        every_s: float = 30.0,
+        at_most_s: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.clock = clock
         self.quiet_s = quiet_s
         self.every_s = every_s
         self.at_most_s = at_most_s
         self.collections = 0
         self._saved: tuple[int, int, int] | None = None
-        self._last_input = self._last_full = time.monotonic()
+        self._last_input = self._last_full = clock()
 
     def install(self) -> None:
         if self._saved is None:
@@ -39,16 +48,16 @@ class IdleCollector:
             self._saved = None
 
     def input_seen(self) -> None:
-        self._last_input = time.monotonic()
+        self._last_input = self.clock()
 
     def tick(self) -> bool:
         """Run a full collection if it is due and the user is not typing; True if it ran."""
-        now = time.monotonic()
+        now = self.clock()
         since = now - self._last_full
         quiet = now - self._last_input >= self.quiet_s
         if (since >= self.every_s and quiet) or since >= self.at_most_s:
             gc.collect()
-            self._last_full = time.monotonic()
+            self._last_full = self.clock()
             self.collections += 1
             return True
         return False
