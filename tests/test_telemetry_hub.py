@@ -79,7 +79,8 @@ def test_slow_sink_does_not_slow_emit(tmp_path):
     for ev in step_events(1000):
         hub.emit(ev)
     elapsed = time.perf_counter() - t0
-    assert elapsed < 0.5, f"emit of 1000 events took {elapsed:.3f}s"
+    # Waiting on the sink would take 1000 x 0.05 s = 50 s; the bound is loose for busy CI cores.
+    assert elapsed < 5, f"emit of 1000 events took {elapsed:.3f}s"
     health = hub.health()["sleepy"]
     assert health["dropped"] >= 800  # bounded queue: the oldest were dropped and counted
     assert len(read_events(tmp_path / "events.jsonl")) == 1000  # JSONL never drops
@@ -92,8 +93,10 @@ def test_hanging_sink_marked_failed_and_emit_stays_fast(tmp_path):
     t0 = time.perf_counter()
     for ev in step_events(1000):
         hub.emit(ev)
-    assert time.perf_counter() - t0 < 0.5
-    time.sleep(0.5)
+    assert time.perf_counter() - t0 < 5  # waiting on the hung sink would take 30 s per event
+    deadline = time.monotonic() + 10
+    while hub.health()["hung"]["status"] != "failed" and time.monotonic() < deadline:
+        time.sleep(0.02)
     health = hub.health()["hung"]
     assert health["status"] == "failed"
     assert "no response" in health["last_error"]
