@@ -27,7 +27,10 @@ from nanochat_tui.jax_engine.model import GPT, KVCache, dense, norm
 
 
 class SlotCache(NamedTuple):
-    """Per-layer keys/values: ``k[i]``, ``v[i]`` are ``[slots, max_len, n_kv_head, head_dim]``."""
+    """Per-layer keys/values: ``k[i]``, ``v[i]`` are ``[slots, n_kv_head, max_len, head_dim]``. Head
+    before position: the attention reads a step's live slice per head without the transposed
+    copy that XLA:CPU made of a position-major slice (a fifth of an 8-row d4 step's op time; the
+    step is 5-15% faster at 1-8 rows and 15-20% at 32, benchmarks/serve_load.py's shapes)."""
 
     k: tuple[jax.Array, ...]
     v: tuple[jax.Array, ...]
@@ -35,7 +38,7 @@ class SlotCache(NamedTuple):
 
 def init_slot_cache(model: GPT, slots: int, max_len: int) -> SlotCache:
     """An empty cache; each layer shaped by its own block (blocks may differ in kv heads)."""
-    shapes = [(slots, max_len, b.attn.n_kv_head, b.attn.head_dim) for b in model.blocks]
+    shapes = [(slots, b.attn.n_kv_head, max_len, b.attn.head_dim) for b in model.blocks]
     return SlotCache(
         tuple(jnp.zeros(shape, model.dtype) for shape in shapes),
         tuple(jnp.zeros(shape, model.dtype) for shape in shapes),
@@ -49,7 +52,8 @@ def write_slots(cache: SlotCache, slots: jax.Array, rows: KVCache) -> SlotCache:
 
     def put(layers: tuple[jax.Array, ...], new: jax.Array) -> tuple[jax.Array, ...]:
         return tuple(
-            layer.at[slots, :t].set(new[i].astype(layer.dtype)) for i, layer in enumerate(layers)
+            layer.at[slots, :, :t].set(new[i].swapaxes(1, 2).astype(layer.dtype))
+            for i, layer in enumerate(layers)
         )
 
     return SlotCache(put(cache.k, rows.k), put(cache.v, rows.v))
@@ -94,15 +98,15 @@ def decode_rows(
             return attn.qkv(h[None], p[None], None if e is None else e[None])
 
         q, k, v = jax.vmap(qkv)(norm(x), pos, ve)
-        k_all = cache.k[i].at[at, pos].set(k[:, 0, 0].astype(cache.k[i].dtype))
-        v_all = cache.v[i].at[at, pos].set(v[:, 0, 0].astype(cache.v[i].dtype))
+        k_all = cache.k[i].at[at, :, pos].set(k[:, 0, 0].astype(cache.k[i].dtype))
+        v_all = cache.v[i].at[at, :, pos].set(v[:, 0, 0].astype(cache.v[i].dtype))
         ks.append(k_all)
         vs.append(v_all)
         mask = causal
         if attn.window is not None:
             mask = mask & (pos[:, None] - k_pos <= attn.window)
-        k_live = k_all[:rows, :length].astype(q.dtype)
-        v_live = v_all[:rows, :length].astype(q.dtype)
+        k_live = k_all[:rows, :, :length].swapaxes(1, 2).astype(q.dtype)
+        v_live = v_all[:rows, :, :length].swapaxes(1, 2).astype(q.dtype)
         y = masked_attention(q[:, 0], k_live, v_live, mask[:, None, None, :])
         x = x + dense(attn.c_proj, y.reshape(rows, 1, -1))
         x = x + block.mlp(norm(x))
