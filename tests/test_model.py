@@ -117,6 +117,19 @@ def test_kv_cache_decode_matches_forward(kv):
     np.testing.assert_allclose(jnp.concatenate(parts, axis=1), full, rtol=1e-4, atol=1e-4)
 
 
+def test_kv_cache_is_one_array_per_layer_before_and_after_a_step():
+    """A stacked [depth, ...] cache was rebuilt (copied whole) by every decode step; each layer's
+    own array is updated in place (benchmarks/chat_decode.py times the difference)."""
+    model = GPT(tiny(n_kv_head=2), rngs=nnx.Rngs(0))
+    cfg = model.config
+    cache = model.init_cache(2, 32)
+    _, after = dec(model, ids(2, 5), cache, 0)
+    for c in (cache, after):
+        assert isinstance(c.k, tuple) and isinstance(c.v, tuple)
+        assert len(c.k) == len(c.v) == cfg.depth
+        assert {a.shape for a in (*c.k, *c.v)} == {(2, 32, 2, cfg.head_dim)}
+
+
 def test_token_losses_ignore_minus_one():
     model = randomized(GPT(tiny(), rngs=nnx.Rngs(0)))
     x, y = ids(2, 16), ids(2, 16, 5)

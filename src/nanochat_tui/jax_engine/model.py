@@ -43,12 +43,14 @@ VE_GATE_CHANNELS = 12  # the value-embedding gate reads this many leading channe
 
 
 class KVCache(NamedTuple):
-    """Keys/values of every layer: ``k``, ``v`` are ``[depth, B, max_len, n_kv_head, head_dim]``
-    (a tuple of per-layer ``[B, max_len, kv, hd]`` when blocks differ in kv heads or head size);
-    ``x_prev`` ``[B, 1, model_dim]`` is the last token's embedding (for smear; zeros if unused)."""
+    """Keys/values per layer: ``k[i]``, ``v[i]`` are ``[B, max_len, n_kv_head, head_dim]`` (blocks
+    may differ in kv heads or head size); ``x_prev`` ``[B, 1, model_dim]`` is the last token's
+    embedding (for smear; zeros if unused). One array per layer, not one stacked array: the step
+    that donates the cache then updates each in place, where re-stacking copied the whole cache
+    every token (CPU: d12 chat decoding 2x faster, d4 1.16x; benchmarks/chat_decode.py)."""
 
-    k: jax.Array
-    v: jax.Array
+    k: tuple[jax.Array, ...]
+    v: tuple[jax.Array, ...]
     x_prev: jax.Array | None = None
 
 
@@ -458,11 +460,8 @@ class GPT(nnx.Module):
         c = self.config
         prev = jnp.zeros((batch, 1, c.model_dim), self.dtype)
         shapes = [(batch, max_len, b.n_kv_head, b.head_dim) for b in c.block_settings()]
-        if len(set(shapes)) > 1:
-            k = tuple(jnp.zeros(s, self.dtype) for s in shapes)
-            return KVCache(k, tuple(jnp.zeros(s, self.dtype) for s in shapes), prev)
-        shape = (c.depth, *shapes[0])
-        return KVCache(jnp.zeros(shape, self.dtype), jnp.zeros(shape, self.dtype), prev)
+        k = tuple(jnp.zeros(s, self.dtype) for s in shapes)
+        return KVCache(k, tuple(jnp.zeros(s, self.dtype) for s in shapes), prev)
 
     def decode(
         self, idx: jax.Array, cache: KVCache, pos: int | jax.Array
@@ -491,9 +490,7 @@ class GPT(nnx.Module):
             vs.append(v)
         if self.backout_lambda is not None:
             x = x - self.backout_lambda[...].astype(x.dtype) * x_backout
-        if isinstance(cache.k, tuple):
-            return self.head(norm(x)), KVCache(tuple(ks), tuple(vs), x_prev)
-        return self.head(norm(x)), KVCache(jnp.stack(ks), jnp.stack(vs), x_prev)
+        return self.head(norm(x)), KVCache(tuple(ks), tuple(vs), x_prev)
 
 
 # The losses live in losses.py (chunked cross-entropy); re-exported for existing callers.

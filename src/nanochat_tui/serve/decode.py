@@ -46,9 +46,9 @@ def init_slot_cache(model: GPT, slots: int, max_len: int) -> SlotCache:
 
 
 def write_slots(cache: SlotCache, slots: jax.Array, rows: KVCache) -> SlotCache:
-    """Copy prefilled sequences (a ``KVCache``, stacked or per layer) into ``slots[A]``, positions
-    ``0..T-1``. A slot listed twice must come with identical rows (the engine's padding)."""
-    t = rows.k[0].shape[1]  # rows.k: stacked [depth, A, T, ...] or per-layer [A, T, ...]
+    """Copy prefilled sequences (a ``KVCache``) into ``slots[A]``, positions ``0..T-1``. A slot
+    listed twice must come with identical rows (the engine's padding)."""
+    t = rows.k[0].shape[1]  # rows.k[i]: [A, T, kv, hd]
 
     def put(layers: tuple[jax.Array, ...], new: jax.Array) -> tuple[jax.Array, ...]:
         return tuple(
