@@ -15,9 +15,27 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from engine_throughput import _depths
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (a bad one is a usage error, not a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 1: {text!r}")
+    return value
 
 
 @contextlib.contextmanager
@@ -55,11 +73,15 @@ def tokens_per_s(model, prompt: list[int], tokens: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--depths", default="4,12", help="comma list of model depths (width 64·depth)")
-    p.add_argument("--vocab", type=int, default=32768)
-    p.add_argument("--prompt", type=int, default=100, help="prompt tokens")
-    p.add_argument("--tokens", type=int, default=300, help="tokens generated per timing")
-    p.add_argument("--repeats", type=int, default=3, help="timings per layout (alternating)")
+    p.add_argument(
+        "--depths", type=_depths, default=[4, 12], help="comma list of depths (width 64·depth)"
+    )
+    p.add_argument("--vocab", type=_at_least_one, default=32768)
+    p.add_argument("--prompt", type=_at_least_one, default=100, help="prompt tokens")
+    p.add_argument("--tokens", type=_at_least_one, default=300, help="tokens generated per timing")
+    p.add_argument(
+        "--repeats", type=_at_least_one, default=3, help="timings per layout (alternating)"
+    )
     args = p.parse_args(argv)
 
     import jax
@@ -77,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         f"positions, median of {args.repeats} (after one untimed run each)"
     )
     print(f"{'depth':>5} {'params':>8} {'per-layer tok/s':>16} {'stacked tok/s':>14} {'×':>6}")
-    for depth in [int(d) for d in args.depths.split(",")]:
+    for depth in args.depths:
         cfg = ModelConfig(
             depth=depth, aspect_ratio=64, head_dim=64, sequence_len=2048, vocab_size=args.vocab
         )
@@ -92,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
                 rates["stacked"].append(tokens_per_s(stacked, prompt, args.tokens))
         a, b = (statistics.median(rates[k]) for k in ("per-layer", "stacked"))
         params = sum(x.size for x in jax.tree.leaves(nnx.state(per_layer, nnx.Param)))
-        print(f"{depth:>5} {params / 1e6:>7.1f}M {a:>16.1f} {b:>14.1f} {a / b:>6.2f}")
+        try:
+            print(f"{depth:>5} {params / 1e6:>7.1f}M {a:>16.1f} {b:>14.1f} {a / b:>6.2f}")
+            sys.stdout.flush()
+        except BrokenPipeError:  # `| head` stopped reading: stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     return 0
 
 

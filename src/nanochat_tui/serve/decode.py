@@ -30,7 +30,7 @@ class SlotCache(NamedTuple):
     """Per-layer keys/values: ``k[i]``, ``v[i]`` are ``[slots, n_kv_head, max_len, head_dim]``. Head
     before position: the attention reads a step's live slice per head without the transposed
     copy that XLA:CPU made of a position-major slice (a fifth of an 8-row d4 step's op time; the
-    step is 5-15% faster at 1-8 rows and 15-20% at 32, benchmarks/serve_load.py's shapes)."""
+    d4 step got ~10% faster at 1 row and 15-20% at 32, within noise at 8; docs/serve.md)."""
 
     k: tuple[jax.Array, ...]
     v: tuple[jax.Array, ...]
