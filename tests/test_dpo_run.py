@@ -4,6 +4,7 @@ changes while the policy trains), exact resume, held-out evaluation, and clear r
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jax
@@ -165,3 +166,46 @@ def test_orpo_runs_without_a_reference(base, prefs, tmp_path) -> None:
     aux = rec.of("step")[-1]["aux"]
     assert {"nll_loss", "log_odds_ratio", "log_odds_chosen", "rewards/margins"} <= set(aux)
     assert rec.of("run_start")[0]["stage"] == "orpo" and "eval_nll_loss" in rec.of("eval")[-1]
+
+
+def test_headless_run_prints_the_stage_headline_metrics(base, prefs, tmp_path, capsys) -> None:
+    """`run` of a DPO stage ends with its held-out rewards (not a bpb it does not have), and
+    the header names the stage with no `unigram bpb nan`."""
+    from nanochat_tui.cli import main
+
+    sets = tiny_overrides(
+        {
+            "train.stage": "dpo",
+            "run.init_from": str(base),
+            "data.source": str(prefs),
+            "data.val_fraction": 0.2,
+            "train.num_iterations": 2,
+        }
+    )
+    args = ["run", "tiny", "--name", "dpo-cli", *(a for s in sets for a in ("--set", s))]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert not re.search(r"\bnan\b", out) and "dpo · " in out, out
+    assert re.search(r"\d+ train / \d+ held-out pairs", out), out
+    assert re.search(r"eval_rewards/accuracies \d\.\d{4} · eval_rewards/margins -?\d", out), out
+    end = [e for e in _events(out) if e["type"] == "run_end"][-1]
+    assert set(end["metrics"]) == {
+        "eval_rewards/accuracies",
+        "eval_rewards/margins",
+        "val_loss",
+    }
+
+
+def _events(out: str) -> list[dict]:
+    run_dir = Path(re.search(r"finished at step \d+: (\S+)", out).group(1))
+    return [json.loads(line) for line in (run_dir / rundir.EVENTS).read_text().splitlines()]
+
+
+def test_the_progress_display_prints_each_stage_header_and_eval() -> None:
+    """The non-quiet display: a DPO eval line shows held-out rewards; SFT headers no `nan`."""
+    from nanochat_tui.commands.train_cmd import eval_line
+
+    dpo = {"type": "eval", "step": 4, "eval_rewards/accuracies": 0.75, "eval_rewards/margins": 0.5}
+    assert eval_line(dpo) == "step 4: rewards/accuracies 0.7500 · rewards/margins 0.5000"
+    pre = {"type": "eval", "step": 2, "val_bpb": 2.5, "unigram_bpb": 3.0, "val_loss": 1.7}
+    assert eval_line(pre) == "step 2: val bpb 2.5000 · unigram 3.0000 · val loss 1.7000"

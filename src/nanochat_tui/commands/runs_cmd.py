@@ -36,23 +36,30 @@ def _age(ts: float | None) -> str:
 
 
 def format_table(summaries) -> str:
+    """The runs as a table; a failed run's reason on the line under its row."""
     rows = [("NAME", "STATUS", "STEP", "MODE", "STARTED", "DIR")]
+    reasons = [""]
     for s in summaries:
         status = f"{s.status} ({s.detail})" if s.detail else s.status
         step = "-" if s.step is None else str(s.step)
         rows.append((s.name, status, step, s.mode, _age(s.started), str(s.run_dir)))
+        reasons.append(s.reason)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
-        for r in rows
-    )
+    lines = []
+    for row, reason in zip(rows, reasons, strict=True):
+        cells = zip(row[:-1], widths, strict=True)
+        lines.append("  ".join(cell.ljust(w) for cell, w in cells) + "  " + row[-1])
+        if reason:
+            lines.append(f"  ↳ {reason}")
+    return "\n".join(lines)
 
 
 def status_line(s) -> str:
     """'NAME: STATUS (detail) at step N [mode]'; before the first step 'no step yet'."""
     detail = f" ({s.detail})" if s.detail else ""
     where = "no step yet" if s.step is None else f"at step {s.step:,}"
-    return f"{s.name}: {s.status}{detail}, {where} [{s.mode}]"
+    reason = f": {s.reason}" if s.reason else ""
+    return f"{s.name}: {s.status}{detail}, {where} [{s.mode}]{reason}"
 
 
 def print_lineage(run_dir: Path, runs_dir: Path | None, as_json: bool) -> int:

@@ -319,6 +319,9 @@ def _print_summary(result, run_dir: Path) -> None:
         if result.unigram_bpb is not None:
             line += f"   (unigram baseline {result.unigram_bpb:.4f})"
         print(line)
+    others = {k: v for k, v in (result.metrics or {}).items() if k != "val_bpb"}
+    if others:
+        print("  " + " · ".join(f"{name} {value:.4f}" for name, value in others.items()))
     if result.last_checkpoint:
         print(f"  last checkpoint: {result.last_checkpoint}")
     if result.status != "failed":
@@ -378,11 +381,18 @@ class _Display:
             return
         if kind == "run_start":
             n, done = event.get("num_iterations", 0), event.get("resumed_from_step") or 0
-            self._print(
-                f"{event.get('num_params', 0) / 1e6:.2f}M params · {n} steps × "
-                f"{event.get('tokens_per_step')} tokens · {event.get('device')} · "
-                f"unigram bpb {event.get('unigram_bpb', float('nan')):.3f}"
+            header = (
+                f"{event.get('stage', 'pretrain')} · {event.get('num_params', 0) / 1e6:.2f}M "
+                f"params · {n} steps × {event.get('tokens_per_step')} tokens · "
+                f"{event.get('device')}"
             )
+            if event.get("unigram_bpb") is not None:  # pretraining's baseline only
+                header += f" · unigram bpb {event['unigram_bpb']:.3f}"
+            if event.get("train_pairs") is not None:  # preference stages
+                header += (
+                    f" · {event['train_pairs']} train / {event.get('val_pairs')} held-out pairs"
+                )
+            self._print(header)
             self.total, self.every = n, max(1, n // 20)
             if self.progress is not None:
                 self.task = self.progress.add_task(
@@ -404,12 +414,7 @@ class _Display:
                 eta=_fmt_secs(eta),
             )
         elif kind == "eval":
-            line = f"step {event['step']}: val bpb {event['val_bpb']:.4f}"
-            if "unigram_bpb" in event:
-                line += f" (unigram {event['unigram_bpb']:.4f})"
-            if "val_loss" in event:
-                line += f" · val loss {event['val_loss']:.4f}"
-            self._print(line)
+            self._print(eval_line(event))
         elif kind == "sample":
             for s in event.get("samples", [])[:2]:
                 self._print(f"  sample: {(s['prompt'] + s['completion'])[:100]!r}")
@@ -425,6 +430,27 @@ class _Display:
             self._print(str(event.get("message")))
         elif kind == "run_end" and self.task is not None:
             self.progress.update(self.task, eta="0s")
+
+
+_EVAL_FIELDS = (  # what an eval line shows, in this order, when the event has it
+    ("val_bpb", "val bpb"),
+    ("unigram_bpb", "unigram"),
+    ("eval_rewards/accuracies", "rewards/accuracies"),
+    ("eval_rewards/margins", "rewards/margins"),
+    ("eval_loss", "eval loss"),
+    ("val_loss", "val loss"),
+)
+
+
+def eval_line(event: dict) -> str:
+    """``step N: val bpb … · val loss …`` (pretrain, SFT) or the preference stages' held-out
+    ``rewards/accuracies · rewards/margins · eval loss``: whatever numbers the eval carries."""
+    parts = [
+        f"{label} {event[key]:.4f}"
+        for key, label in _EVAL_FIELDS
+        if isinstance(event.get(key), int | float)
+    ]
+    return f"step {event.get('step')}: " + (" · ".join(parts) or "evaluated")
 
 
 def _fmt_secs(value: float | None) -> str:

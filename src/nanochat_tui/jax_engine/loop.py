@@ -343,6 +343,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         status=status,
         final_val_bpb=run.val_bpb,
         unigram_bpb=run.metrics.get("unigram_bpb", {}).get("value"),
+        metrics=run.headline_metrics(),
     )
     return TrainResult(
         status,
@@ -350,4 +351,5 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         run.val_bpb,
         run.last_checkpoint,
         unigram_bpb=run.metrics.get("unigram_bpb", {}).get("value"),
+        metrics=run.headline_metrics(),
     )

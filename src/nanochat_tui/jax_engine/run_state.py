@@ -21,6 +21,7 @@ class TrainResult:
     last_checkpoint: Path | None
     error: str | None = None  # the user-facing message when status is "failed"
     unigram_bpb: float | None = None  # baseline on the same val targets
+    metrics: dict[str, float] = field(default_factory=dict)  # the stage's headline metrics
 
 
 @dataclass
@@ -37,6 +38,7 @@ class RunState:
     started: float = field(default_factory=time.perf_counter)
     held: list[dict] | None = None  # events held back while a resume may still be refused
     hooks: Any = None  # jax_engine.hooks.EngineHooks from plugins (via the orchestrator)
+    headline: tuple[str, ...] = ("val_bpb",)  # the task's headline metric names (Task.headline)
 
     @property
     def run_name(self) -> str:
@@ -45,6 +47,15 @@ class RunState:
     @property
     def val_bpb(self) -> float | None:
         return self.metrics.get("val_bpb", {}).get("value")
+
+    def headline_metrics(self) -> dict[str, float]:
+        """The task's headline metrics that have a value, by name (``run_end``, ``TrainResult``)."""
+        out = {}
+        for name in self.headline:
+            value = self.metrics.get(name, {}).get("value")
+            if value is not None:
+                out[name] = float(value)
+        return out
 
     def emit(self, type_: str, **fields: Any) -> None:
         event = make_event(type_, **fields)
@@ -75,6 +86,6 @@ class Halt(Exception):
 
 
 def write_run_config(run_dir: Path, config: Config) -> None:
-    from nanochat_tui.config.loader import to_yaml, write_atomic
+    from nanochat_tui.config.loader import to_yaml
 
-    write_atomic(Path(run_dir) / rundir.CONFIG, to_yaml(config))
+    rundir.write_atomic(Path(run_dir) / rundir.CONFIG, to_yaml(config))

@@ -62,6 +62,7 @@ def setup(run: RunState, resume: bool):
 
     run.phase("data")
     task = get_task(config.train.stage)(config, tokenizer, run.log)
+    run.headline = task.headline
     start_fields = task.prepare()
     if start_fields.get("unigram_bpb") is not None:
         run.metrics["unigram_bpb"] = {"value": float(start_fields["unigram_bpb"]), "step": 0}

@@ -27,6 +27,7 @@ class RunSummary:
     mode: str  # thread | detached | unknown
     started: float | None
     detail: str = ""  # e.g. "crashed" (process gone without run_end), "starting"
+    reason: str = ""  # why a failed run failed: its last error event's message, one line
     pid: int | None = None
     host: str | None = None
     last_event: float | None = None
@@ -41,13 +42,14 @@ class _Digest:
     inode: int = 0
     step: int | None = None
     end: Event | None = None
+    error: str | None = None  # the last ``error`` event's message since the last run_start
     first_time: float | None = None
     last_time: float | None = None
 
 
 _DIGESTS: dict[str, _Digest] = {}
 _DIGEST_LOCK = threading.Lock()
-_BOUNDARY = (b"run_end", b"run_start")
+_BOUNDARY = (b"run_end", b"run_start", b'"type":"error"', b'"type": "error"')
 
 
 def _fold_lines(digest: _Digest, data: bytes) -> None:
@@ -62,6 +64,9 @@ def _fold_lines(digest: _Digest, data: bytes) -> None:
                     digest.end = ev
                 elif ev.get("type") == "run_start":
                     digest.end = None  # a resumed run starts again after an earlier run_end
+                    digest.error = None
+                elif ev.get("type") == "error":
+                    digest.error = failure_reason(ev)
     if digest.first_time is None:
         for line in lines:
             if line.strip():
@@ -83,6 +88,13 @@ def _fold_lines(digest: _Digest, data: bytes) -> None:
             break
         if b'"step"' not in data:
             break
+
+
+def failure_reason(event: Event, width: int = 200) -> str:
+    """An ``error`` event's message as one line (its first line, at most ``width`` characters)."""
+    message = str(event.get("message") or "failed").strip()
+    line = message.splitlines()[0] if message else "failed"
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def events_digest(path: Path, max_bytes: int = 256 * 1024) -> _Digest:
@@ -158,6 +170,8 @@ def summarize(run_dir: Path) -> RunSummary:
         summary.status = end.get("status", "unknown")
         if end.get("step") is not None:
             summary.step = end["step"]
+        if summary.status == "failed":
+            summary.reason = digest.error or ""
         return summary
     if not record:
         return summary
@@ -169,8 +183,11 @@ def summarize(run_dir: Path) -> RunSummary:
         summary.detail = "starting" if record.get("status") == "starting" else ""
     elif record.get("status") in ("finished", "stopped", "failed"):
         summary.status = record["status"]
+        if summary.status == "failed":
+            summary.reason = digest.error or ""
     else:
         summary.status, summary.detail = "failed", "crashed"
+        summary.reason = digest.error or ""
     return summary
 
 

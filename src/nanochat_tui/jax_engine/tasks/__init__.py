@@ -52,6 +52,9 @@ class Task(ABC):
     """One training stage. Subclasses set ``stage`` and implement the abstract methods."""
 
     stage: ClassVar[str]
+    headline: ClassVar[tuple[str, ...]] = ("val_bpb",)
+    """The evaluation fields that say how the stage went: the CLI's end-of-run summary and the
+    ``run_end`` event's ``metrics`` carry them."""
 
     def __init__(self, config: Any, tokenizer: Any, log: Callable[[str], None]) -> None:
         self.config = config

@@ -211,6 +211,11 @@ class PreferenceTask(Task):
     """Shared data, batches, evaluation and samples of the preference stages."""
 
     loss: ClassVar[PairLoss]
+    headline: ClassVar[tuple[str, ...]] = (
+        "eval_rewards/accuracies",
+        "eval_rewards/margins",
+        "val_loss",
+    )
 
     def __init__(self, config: Any, tokenizer: Any, log) -> None:
         super().__init__(config, tokenizer, log)

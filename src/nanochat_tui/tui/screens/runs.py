@@ -49,6 +49,7 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
     RunsPane > DataTable { height: 1fr; border-left: tall $panel; }
     RunsPane > DataTable:focus { border-left: tall $accent; }
     RunsPane > #runs-lineage { height: 1; padding: 0 1; }
+    RunsPane > #runs-reason { height: auto; max-height: 2; padding: 0 1; color: $error; }
     RunsPane > #runs-hint { height: 1; color: $text-muted; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[Binding]] = [
@@ -77,6 +78,9 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
         for label, width in _COLUMNS:
             table.add_column(label, width=width)
         yield table
+        reason = Static("", id="runs-reason")
+        reason.display = False
+        yield reason
         yield Static("", id="runs-lineage")
         yield Static(
             Text("n new · m mode · ⏎ attach · c ckpt · p patch · s stop · u resume · g lineage"),
@@ -132,7 +136,21 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
+        self._show_reason()
         self._show_lineage()
+
+    def _show_reason(self) -> None:
+        """Why the selected run failed, on the line under the table (empty otherwise)."""
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        summary = self.runs[row] if self.runs and 0 <= row < len(self.runs) else None
+        reason = getattr(summary, "reason", "") if summary is not None else ""
+        text = f"failed: {reason}" if reason else ""
+        if text != getattr(self, "_reason", ""):
+            self._reason = text
+            line = self.query_one("#runs-reason", Static)
+            line.update(Text(text))
+            line.display = bool(text)
 
     def _show_lineage(self) -> None:
         """The selected run's chain on the line under the table (a few small file reads)."""
@@ -175,7 +193,7 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
                     "—" if summary.step is None else f"{summary.step:,}",
                     summary.mode,
                     _ago(summary.started),
-                    summary.detail or "",
+                    summary.detail or summary.reason or "",
                 )
             )
         self.runs = runs
@@ -200,6 +218,7 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
                     table.move_cursor(row=i)
                     break
         self._update_header()
+        self._show_reason()
         self._show_lineage()
 
     def _selected_dir(self) -> str | None:
