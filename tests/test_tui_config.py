@@ -207,3 +207,33 @@ async def test_a_pathological_field_value_shows_an_error_not_a_crash(screen_text
         error = app.query_one(ConfigPane).apply_edit("model.depth", "[" * 2000)
         assert error and "nested more than 32 levels" in error
         assert app.state.config.model.depth == 2
+
+
+async def test_tagged_user_prefabs_never_stop_the_app(screen_text, type_into) -> None:
+    """Regression (issue 25 item 10): ``!!int 1.5`` in a user prefab raised a bare ValueError from
+    the YAML constructor: the saved prefab, a user ``tiny.yaml`` or the picker's listing stopped
+    the app from opening, and typing the same value in a field took the app down."""
+    import json
+
+    from nanochat_tui import paths
+    from nanochat_tui.tui.screens.config import ConfigPane
+    from nanochat_tui.tui.state import state_path
+
+    user = paths.user_prefabs_dir()
+    (user / "mine.yaml").write_text("model:\n  depth: !!int 1.5\n")
+    (user / "tiny.yaml").write_text("model:\n  depth: !!bool maybe\n")  # shadows the bundled one
+    state_path().write_text(json.dumps({"prefab": "mine", "last_pane": "config"}))
+    app = NanochatApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot_wait_for(pilot, lambda: app.started or app.startup_error is not None)
+        await pilot.pause()
+        assert app.startup_error is None and app.state.prefab_name == "bundled:tiny"
+        assert any("!!int needs a whole number" in w for w in app.startup_warnings)
+        labels = {v: str(label) for label, v in app.query_one(ConfigPane)._prefab_options()}
+        assert labels["mine"] == "✗ mine  broken" and labels["tiny"] == "✗ tiny  broken"
+        assert labels["bundled:tiny"] == "bundled:tiny  bundled"
+        await type_into(pilot, "#f-model--depth", "!!int 1.5")
+        assert "!!int needs a whole number" in screen_text(app)
+        assert app.query_one("#f-model--depth").parent.has_class("-error")
+        assert app.is_running  # '!!int 1' on the way applied; '!!int 1.5' did not
+        assert app.state.config.model.depth == 1

@@ -154,16 +154,19 @@ def field_error(config: Config, dotted: str, raw: str) -> str | None:
 # ---------------------------------------------------------------- overrides
 
 
-def parse_value(raw: str) -> Any:
+def parse_value(raw: str, key: str = "") -> Any:
     """'12' -> 12, '3e-4' -> 0.0003, 'true' -> True, 'null'/'' -> None, '[1, 2]' -> a list, else
     the string. YAML 1.2 scalars: 'no', 'on', '0x10' stay strings (strict validation then names
-    the field). Raises ConfigError for input over the size or nesting limits."""
+    the field). Raises ConfigError, naming ``key`` and quoting the value, for input over the size
+    or nesting limits, a tag other than !!str/!!int/!!float/!!bool/!!null, or a value its tag
+    cannot hold ('!!int 1.5')."""
     if raw.strip() == "":
         return None
     try:
         return safe_yaml.parse(raw)
     except YamlInputError as err:
-        raise ConfigError(f"invalid override: value {err}") from None
+        where = f"{key}=" if key else "value "
+        raise ConfigError(f"invalid override: {where}{excerpt(raw)}: {err}") from None
     except yaml.YAMLError:
         return raw
 
@@ -196,7 +199,7 @@ def apply_overrides(
             close = difflib.get_close_matches(dotted, sorted(keys), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else "; see `nanochat-tui config keys`"
             raise ConfigError(f"invalid override: unknown key '{dotted}'{hint}")
-        _set_dotted(data, dotted, parse_value(value) if isinstance(value, str) else value)
+        _set_dotted(data, dotted, parse_value(value, dotted) if isinstance(value, str) else value)
     return validate(data, "overrides", sections=sections)
 
 

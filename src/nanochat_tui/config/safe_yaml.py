@@ -7,6 +7,11 @@ token stream, both linear, before the recursive composer runs), aliases expandin
 ``MAX_NODES`` nodes ("billion laughs"), no recursive aliases. Scalars resolve as YAML 1.2 core
 does: ``yes``/``no``/``on``/``off`` stay strings, so they never become booleans or 0/1.
 
+A config holds what JSON holds: mappings, lists, strings, numbers, true/false and null. An explicit
+tag may say which of those a scalar is (``!!str 5``, ``!!float 1``); a value its tag cannot hold
+(``!!int 1.5``, ``!!bool maybe``) and every other tag (``!!binary``, ``!!set``, ``!!timestamp``,
+``!!python/...``, ``!custom``) is refused.
+
 Every refusal is a ``YamlInputError`` with one line that quotes at most ``excerpt()`` of the input.
 """
 
@@ -45,29 +50,87 @@ class StrictLoader(_BASE):  # type: ignore[misc, valid-type]
     """SafeLoader with YAML 1.2 core-schema scalars (no 1.1 yes/no/on/off, sexagesimal, 0777)."""
 
 
-StrictLoader.yaml_implicit_resolvers = {}
-for _tag, _pattern, _first in (
-    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
-    ("tag:yaml.org,2002:int", r"^[-+]?[0-9]+$", "-+0123456789"),
-    (
-        "tag:yaml.org,2002:float",
+# YAML 1.2 core schema: what each tag's plain scalar looks like.
+_CORE = {
+    "tag:yaml.org,2002:bool": (r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    "tag:yaml.org,2002:int": (r"^[-+]?[0-9]+$", "-+0123456789"),
+    "tag:yaml.org,2002:float": (
         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
         r"|[-+]?\.?(?:inf|Inf|INF)|\.?(?:nan|NaN|NAN))$",
         "-+0123456789.iInN",
     ),
-    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-    ("tag:yaml.org,2002:merge", r"^<<$", "<"),
-):
-    StrictLoader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+    "tag:yaml.org,2002:null": (r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    "tag:yaml.org,2002:merge": (r"^<<$", "<"),
+}
+_PATTERNS = {tag: re.compile(pattern) for tag, (pattern, _first) in _CORE.items()}
+
+StrictLoader.yaml_implicit_resolvers = {}
+for _tag, (_pattern, _first) in _CORE.items():
+    StrictLoader.add_implicit_resolver(_tag, _PATTERNS[_tag], list(_first))
 
 
-def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    return int(loader.construct_scalar(node))
+def _short_tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
 
 
-def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
-    text = str(loader.construct_scalar(node)).lower()
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node, what: str) -> str:
+    """The node's text when it looks like ``what`` (its tag's core-schema pattern)."""
+    text = str(loader.construct_scalar(node))
+    if not _PATTERNS[node.tag].match(text):
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"{_short_tag(node.tag)} needs {what} (got {excerpt(text)})",
+            node.start_mark,
+        )
+    return text
+
+
+def _construct_null(loader: yaml.SafeLoader, node: yaml.Node) -> None:
+    _scalar(loader, node, "null or ~")
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: yaml.Node) -> bool:
+    return _scalar(loader, node, "true or false").lower() == "true"
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = _scalar(loader, node, "a whole number")
+    try:
+        return int(text)
+    except ValueError:  # past Python's 4300-digit limit on int(str)
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a whole number of {len(text):,} digits is out of range", node.start_mark
+        ) from None
+
+
+def _construct_float(loader: yaml.SafeLoader, node: yaml.Node) -> float:
+    text = _scalar(loader, node, "a number").lower()
     return float(text.replace(".inf", "inf").replace(".nan", "nan"))
+
+
+def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node) -> None:
+    raise yaml.constructor.ConstructorError(
+        None,
+        None,
+        f"the tag {_short_tag(node.tag)} has no place in a config (it holds strings, numbers, "
+        "true/false, null, lists and mappings); quote a string that starts with '!'",
+        node.start_mark,
+    )
+
+
+_SafeConstructor = yaml.constructor.SafeConstructor
+StrictLoader.yaml_constructors = {
+    "tag:yaml.org,2002:null": _construct_null,
+    "tag:yaml.org,2002:bool": _construct_bool,
+    "tag:yaml.org,2002:int": _construct_int,
+    "tag:yaml.org,2002:float": _construct_float,
+    "tag:yaml.org,2002:str": _SafeConstructor.construct_yaml_str,
+    "tag:yaml.org,2002:seq": _SafeConstructor.construct_yaml_seq,
+    "tag:yaml.org,2002:map": _SafeConstructor.construct_yaml_map,
+    "tag:yaml.org,2002:merge": _SafeConstructor.construct_yaml_str,  # ``<<`` as a value, not a key
+    None: _refuse_tag,  # any other tag
+}
 
 
 class QuotingDumper(yaml.SafeDumper):
@@ -81,8 +144,6 @@ QuotingDumper.yaml_implicit_resolvers = {
 for _first, _resolvers in StrictLoader.yaml_implicit_resolvers.items():
     QuotingDumper.yaml_implicit_resolvers.setdefault(_first, []).extend(_resolvers)
 
-StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-StrictLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 
 _OPEN = (
     yaml.BlockMappingStartToken,
@@ -165,6 +226,10 @@ def parse(text: str) -> Any:
         return StrictLoader(text).construct_document(node)
     except RecursionError:
         raise YamlInputError(f"nested more than {MAX_DEPTH} levels deep") from None
+    except yaml.constructor.ConstructorError as err:  # a tag, or a value its tag cannot hold
+        mark = err.problem_mark
+        where = f" (line {mark.line + 1})" if mark is not None and "\n" in text.strip() else ""
+        raise YamlInputError(f"{err.problem}{where}") from None
 
 
 def read_text(path: Path) -> str:

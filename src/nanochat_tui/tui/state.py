@@ -8,6 +8,7 @@ Importing this module does not import the config layer (pydantic schema building
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -128,8 +129,7 @@ def restore(
     except ConfigError as err:
         if prefab:  # the user asked for it explicitly: let the caller report it
             raise
-        warnings.append(f"saved prefab unavailable ({err}); using 'tiny'")
-        state = AppState.from_prefab("tiny")
+        state = _fallback_state(name, err, warnings)
     if not prefab and isinstance(saved.get("overrides"), dict) and saved.get("prefab") == name:
         try:
             state.config = apply_overrides(state.base_config, saved["overrides"])
@@ -152,3 +152,18 @@ def restore(
         else:
             warnings.append(f"saved checkpoint {ckpt} is gone")
     return state, warnings
+
+
+def _fallback_state(name: str, err: Exception, warnings: list[str]) -> AppState:
+    """'tiny' in place of a saved prefab that no longer loads; the bundled one when a broken user
+    file named tiny.yaml shadows it (the app opens either way)."""
+    from nanochat_tui.config import ConfigError
+
+    state = None
+    if name != "tiny":
+        with contextlib.suppress(ConfigError):
+            state = AppState.from_prefab("tiny")
+    if state is None:
+        state = AppState.from_prefab("bundled:tiny")
+    warnings.append(f"saved prefab unavailable ({err}); using '{state.prefab_name}'")
+    return state
