@@ -65,7 +65,10 @@ async def test_every_tool_is_listed_with_a_schema_and_description():
     assert listed["show_config"].inputSchema["required"] == ["prefab"]
     props = listed["control_run"].inputSchema["properties"]
     assert props["action"]["enum"] == ["checkpoint", "stop", "patch"]
-    assert props["confirm"]["default"] is False
+    assert props["confirm"]["type"] == "boolean" and props["confirm"]["default"] is False
+    for text in (listed["control_run"].description, props["changes"]["description"]):
+        assert '["optim.lr_multiplier=0.5"' in text and "KEY=VALUE" in text, text
+        assert "train.num_iterations" in text  # the patchable keys are named
     assert listed["control_run"].annotations.destructiveHint is True
     assert listed["list_runs"].annotations.readOnlyHint is True
     chat = listed["chat"].inputSchema
@@ -112,6 +115,35 @@ async def test_show_config_and_estimate_match_the_loader_and_bad_input_is_one_me
         assert "prefab" in text
 
 
+LAX_TRUE = ("yes", "true", "True", 1, "1", "on")  # what pydantic's lax bool reads as true
+
+
+async def test_argument_errors_are_one_line_per_problem():
+    async with client() as session:
+        text = await call_error(
+            session,
+            "control_run",
+            action="explode",
+            changes="optim.lr_multiplier=0.5",
+            confirm="yes",
+        )
+        lines = text.splitlines()
+        assert len(lines) == 4, text
+        assert lines[0] == "run: required"
+        assert lines[1].startswith("action: should be 'checkpoint', 'stop' or 'patch'")
+        assert lines[2].startswith("changes: should be a valid list")
+        assert lines[2].endswith('e.g. ["optim.lr_multiplier=0.5"]')
+        assert lines[3].startswith("confirm: should be true or false (a JSON boolean")
+        for line in lines:
+            assert "pydantic" not in line and "http" not in line and "validation error" not in line
+        text = await call_error(session, "control_run", run="ghost", action="stop", confrim=True)
+        assert text == "confrim: unknown argument; did you mean 'confirm'?"
+        text = await call_error(session, "start_run", prefab="tiny", overides=["model.depth=2"])
+        assert text == "overides: unknown argument; did you mean 'overrides'?"
+        text = await call_error(session, "chat", checkpoint="x", max_tokens=0)
+        assert text == "max_tokens: should be greater than or equal to 1, got 0"
+
+
 async def _wait_status(session, run: str, predicate, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -145,6 +177,22 @@ async def test_detached_run_started_watched_steered_and_chatted_with():
                     session, "control_run", run="agent", action=action, changes=changes
                 )
                 assert "refused" in text and "confirm=true" in text
+            # a strict JSON true only: "yes", "true", 1 ... leave the run alone, whatever the action
+            for action, changes in (
+                ("stop", []),
+                ("patch", ["optim.lr_multiplier=0.5"]),
+                ("checkpoint", []),
+            ):
+                for lax in LAX_TRUE:
+                    text = await call_error(
+                        session,
+                        "control_run",
+                        run="agent",
+                        action=action,
+                        changes=changes,
+                        confirm=lax,
+                    )
+                    assert text.startswith("confirm: should be true or false"), text
             assert (await call(session, "run_status", run="agent"))["status"] == "running"
             text = await call_error(
                 session,
@@ -165,7 +213,10 @@ async def test_detached_run_started_watched_steered_and_chatted_with():
             )
             await _wait_status(session, "agent", lambda s: "last_patch" in s, 60)
             await call(session, "control_run", run="agent", action="checkpoint")
-            await _wait_status(session, "agent", lambda s: s["latest_checkpoint"], 60)
+            status = await _wait_status(session, "agent", lambda s: s["latest_checkpoint"], 60)
+            assert status["status"] == "running"  # no refused stop got through meanwhile
+            checkpoints = await call(session, "list_checkpoints", run="agent")
+            assert len(checkpoints["checkpoints"]) == 1  # nor a refused checkpoint
             await call(session, "control_run", run="agent", action="stop", confirm=True)
             final = await _wait_status(session, "agent", lambda s: s["status"] != "running", 120)
             assert final["status"] == "stopped"
@@ -242,8 +293,10 @@ async def test_no_tool_returns_a_secret(monkeypatch):
             session, "show_config", prefab="tiny", overrides=[f"telemetry.otel.endpoint={endpoint}"]
         )
         text = await call_error(session, "run_status", run=f"/nowhere/{secret}")
+        bad = await call_error(session, "show_config", prefab="tiny", overrides=secret)
     assert "otel.example" in shown["yaml"] and secret not in shown["yaml"]
     assert "no run named" in text and secret not in text
+    assert bad.startswith("overrides: should be a valid list") and secret not in bad
 
 
 async def test_the_cli_speaks_mcp_over_stdio_with_nothing_else_on_stdout(tmp_path):

@@ -1,6 +1,10 @@
 """The FastMCP app: each tool's schema comes from its annotated signature, its description from
 its docstring. Errors reach the client as MCP tool errors with one readable message (UserError /
-ConfigError text; anything else by type and scrubbed message), never a traceback.
+ConfigError text; anything else by type and scrubbed message), never a traceback. Arguments that do
+not fit the schema (a wrong type, a missing or unknown name) come back one line per problem.
+
+``confirm`` is a strict boolean: pydantic's lax mode would read "yes", "true" or 1 as true, and a
+client that sends a string has not asked its user a yes/no question.
 
 Python-level stdout is sent to stderr while a tool runs: on the stdio transport stdout carries the
 protocol, and a stray print would corrupt it (``commands/mcp_cmd.py`` guards the file descriptor).
@@ -9,7 +13,9 @@ protocol, and a stray print would corrupt it (``commands/mcp_cmd.py`` guards the
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -17,8 +23,9 @@ from typing import Annotated, Any, Literal
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import Field, StrictBool, ValidationError
 
+from nanochat_tui.config.schema import PATCHABLE_FIELDS
 from nanochat_tui.errors import UserError
 from nanochat_tui.mcp import chat as chat_mod
 from nanochat_tui.mcp import tools
@@ -29,6 +36,10 @@ Overrides = Annotated[
 ]
 Prefab = Annotated[str, Field(description="prefab name (see list_prefabs) or a YAML file path")]
 Run = Annotated[str, Field(description="run name (see list_runs) or run directory")]
+CHANGES_FORMAT = (
+    'a list of "KEY=VALUE" strings, e.g. ["optim.lr_multiplier=0.5", "train.save_every=100"]; '
+    f"patchable keys: {', '.join(PATCHABLE_FIELDS)}"
+)
 
 INSTRUCTIONS = (
     "Drive nanochat-tui: list prefabs, check a config with overrides (show_config, estimate), "
@@ -48,6 +59,55 @@ def _scrubbed(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, list):
         return [_scrubbed(v, secrets) for v in value]
     return value
+
+
+# What a list argument looks like, for the error that says it is not one.
+EXAMPLES = {
+    "overrides": '["model.depth=4"]',
+    "changes": '["optim.lr_multiplier=0.5"]',
+    "messages": '[{"role": "user", "content": "hi"}]',
+}
+
+
+def _argument_problem(error: Any) -> str:
+    """One line for one pydantic error of a tool's arguments: where, what, and what came."""
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])[1:]
+    if error["type"] == "missing":
+        return f"{where}: required"
+    if error["type"] == "bool_type":
+        what = "should be true or false (a JSON boolean, not a string or number)"
+    else:
+        what = error["msg"].replace("Input should", "should", 1)
+    line = f"{where}: {what}, got {json.dumps(error.get('input'), default=str)[:80]}"
+    example = EXAMPLES.get(str(error["loc"][0]))
+    return f"{line}; e.g. {example}" if example else line
+
+
+class _App(FastMCP):
+    """FastMCP whose argument errors read one line per problem (the SDK passes pydantic's
+    multi-line dump with documentation URLs through) and which refuses unknown argument names."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        schema = next((t.inputSchema for t in await self.list_tools() if t.name == name), None)
+        known = list((schema or {}).get("properties", {}))
+        problems = []
+        for key in arguments or {}:
+            if schema is not None and key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?" if close else f"{name} takes {', '.join(known)}"
+                )
+                problems.append(f"{key}: unknown argument; {hint}")
+        if not problems:
+            try:
+                return await super().call_tool(name, arguments)
+            except ToolError as err:
+                if not isinstance(err.__cause__, ValidationError):
+                    raise
+                problems = [_argument_problem(e) for e in err.__cause__.errors(include_url=False)]
+        from nanochat_tui.crash import known_secret_values  # an echoed value may hold one
+
+        raise ToolError(_scrubbed("\n".join(problems), known_secret_values()))
 
 
 def _readable(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,11 +134,18 @@ def _readable(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def build_app() -> FastMCP:
     """The nanochat-tui MCP server with every tool registered."""
-    app = FastMCP("nanochat-tui", instructions=INSTRUCTIONS)
+    app = _App("nanochat-tui", instructions=INSTRUCTIONS)
     read_only = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
 
-    def tool(fn: Callable[..., Any], annotations: ToolAnnotations = read_only) -> None:
-        app.add_tool(_readable(fn), name=fn.__name__, annotations=annotations)
+    def tool(
+        fn: Callable[..., Any], annotations: ToolAnnotations = read_only, description: str = ""
+    ) -> None:
+        app.add_tool(
+            _readable(fn),
+            name=fn.__name__,
+            annotations=annotations,
+            description=description or None,
+        )
 
     def list_prefabs() -> dict[str, Any]:
         """List bundled and user prefabs (starting configs) with their origin and hardware.
@@ -128,15 +195,15 @@ def build_app() -> FastMCP:
                 "live settings (e.g. optim.lr_multiplier)"
             ),
         ],
-        changes: Annotated[
-            list[str], Field(description='patch only: KEY=VALUE, e.g. ["optim.lr_multiplier=0.5"]')
-        ] = [],  # noqa: B006
+        changes: Annotated[list[str], Field(description=f"patch only: {CHANGES_FORMAT}")] = [],  # noqa: B006
         confirm: Annotated[
-            bool, Field(description="must be true for stop and patch (ask the user first)")
+            StrictBool,
+            Field(
+                description='JSON true (not "true", "yes" or 1) for stop and patch, '
+                "after asking the user"
+            ),
         ] = False,
     ) -> dict[str, Any]:
-        """Steer a live run. checkpoint is safe; stop and patch change the run and are refused
-        unless confirm=true."""
         return tools.control_run(run, action, changes, confirm)
 
     def chat(
@@ -162,7 +229,11 @@ def build_app() -> FastMCP:
         tool(fn)
     tool(start_run, ToolAnnotations(readOnlyHint=False, destructiveHint=False, openWorldHint=False))
     tool(
-        control_run, ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False)
+        control_run,
+        ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=False),
+        "Steer a live run. checkpoint is safe; stop and patch change the run and are refused "
+        "unless confirm is JSON true (ask the user first). patch takes changes: "
+        f"{CHANGES_FORMAT}.",
     )
     tool(chat, ToolAnnotations(readOnlyHint=True, openWorldHint=False))
     return app
