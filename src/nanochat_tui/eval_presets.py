@@ -75,7 +75,7 @@ def load_presets() -> list[Preset]:
 
 def save_presets(presets: list[Preset]) -> Path:
     """Write all presets atomically (a crash never leaves a half-written file)."""
-    from nanochat_tui.config.loader import write_atomic
+    from nanochat_tui.rundir import write_atomic
 
     path = presets_path()
     text = yaml.safe_dump(

@@ -32,6 +32,7 @@ from nanochat_tui import paths
 from nanochat_tui.align.interface import Interface, parse_interface, render_interface
 from nanochat_tui.align.soul import STARTER_SOUL, Soul, parse_soul
 from nanochat_tui.errors import UserError
+from nanochat_tui.rundir import write_atomic
 
 if TYPE_CHECKING:
     from nanochat_tui.config.schema import Config
@@ -72,21 +73,6 @@ def parse_version(text: str | int) -> int:
     if not match or int(match.group(1)) < 1:
         raise UserError(f"{text!r} is not a SOUL version", "write it as v0003 (or 3)")
     return int(match.group(1))
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Atomic write: a temp file in the same folder, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -185,7 +171,7 @@ class Project:
         tmp = Path(tempfile.mkdtemp(dir=self.soul_dir, prefix=".new-"))
         try:
             for name, text in ((SOUL_FILE, soul_text), (INTERFACE_FILE, interface_text)):
-                _write_text(tmp / name, text)
+                write_atomic(tmp / name, text)
                 os.chmod(tmp / name, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
             number = (latest or 0) + 1
             while True:
@@ -247,7 +233,7 @@ class Project:
     def save_prefab(self, name: str, text: str) -> Path:
         """Write ``prefabs/<name>.yaml`` atomically (overwrites a prefab of that name)."""
         path = self.prefabs_dir / f"{check_name(name, 'prefab')}.yaml"
-        _write_text(path, text)
+        write_atomic(path, text)
         return path
 
 
@@ -269,7 +255,7 @@ def create_project(name: str, soul_text: str = STARTER_SOUL) -> Project:
         folder.mkdir(parents=True, exist_ok=True)
     project.save_soul(soul_text, "")
     created = datetime.now(UTC).isoformat(timespec="seconds")
-    _write_text(path / "project.json", json.dumps({"name": name, "created": created}) + "\n")
+    write_atomic(path / "project.json", json.dumps({"name": name, "created": created}) + "\n")
     return project
 
 

@@ -13,14 +13,18 @@
       control.sock       detached runs: owner-only (0600) unix socket accepting control commands
       wandb/             W&B offline run directories when telemetry.wandb is on
 
-Pure Python, no JAX: the TUI lists runs and checkpoints with this before JAX is imported.
+Pure Python, no JAX: the TUI lists runs and checkpoints with this before JAX is imported. The
+one atomic writer lives here too (``write_atomic`` / ``atomic_path``), on the ground floor where
+every layer may import it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,17 +121,7 @@ def set_pinned(run_dir: Path, step: int, pinned: bool) -> set[int]:
     """Pin or unpin one step (atomic rewrite of ``pins.json``); returns the pinned steps."""
     pins = read_pins(run_dir)
     pins = pins | {int(step)} if pinned else pins - {int(step)}
-    path = Path(run_dir) / PINS
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pins.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"pinned": sorted(pins)}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(Path(run_dir) / PINS, json.dumps({"pinned": sorted(pins)}))
     return pins
 
 
@@ -146,3 +140,54 @@ def list_run_dirs(parent: Path) -> list[Path]:
         return []
     runs = [p for p in Path(parent).iterdir() if p.is_dir() and is_run_dir(p)]
     return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+# ---------------------------------------------------------------- the one atomic writer
+
+
+def _create_temp(path: Path, private: bool) -> tuple[int, Path]:
+    """A new, empty file next to ``path``: mode 0666 less the umask (what ``open`` gives a new
+    file), or exactly 0600 when ``private``. ``tempfile.mkstemp`` would make every file 0600."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666)
+        except FileExistsError:
+            continue
+        if private:
+            os.chmod(tmp, 0o600)  # exactly 0600, whatever the umask
+        return fd, tmp
+    raise FileExistsError(f"no free temporary name next to {path}")
+
+
+@contextmanager
+def atomic_path(path: Path, *, private: bool = False) -> Iterator[Path]:
+    """A temporary file next to ``path`` for a writer that wants a path (safetensors, torch.save,
+    onnx): when the block succeeds it is fsynced and renamed onto ``path``, so a crash never
+    leaves a half-written file; when it fails it is removed. The file's mode respects the umask
+    (0644 under the usual 022), or is 0600 when ``private`` (secrets)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = _create_temp(path, private)
+    created = stat.S_IMODE(os.fstat(fd).st_mode)
+    os.close(fd)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != created:
+                os.chmod(tmp, created)  # safetensors re-creates the file 0600
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: str | bytes, *, private: bool = False) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically: temp file, fsync, rename. Modes as
+    ``atomic_path``."""
+    with atomic_path(path, private=private) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)

@@ -173,14 +173,13 @@ def _file_read() -> dict[str, str]:
 
 
 def _file_write(data: dict[str, str]) -> None:
-    from nanochat_tui.config.loader import write_atomic
+    from nanochat_tui.rundir import write_atomic
 
     path = secrets_file()
     if not data:
         path.unlink(missing_ok=True)
         return
-    write_atomic(path, json.dumps(data, indent=1), mode=0o600)
-    os.chmod(path, 0o600)
+    write_atomic(path, json.dumps(data, indent=1), private=True)
 
 
 # ---------------------------------------------------------------- public API

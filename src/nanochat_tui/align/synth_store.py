@@ -225,7 +225,7 @@ def decide(paths_: SetPaths, ids: list[str], status: str, chosen: str | None = N
 def export(paths_: SetPaths) -> tuple[int, int]:
     """Rewrite the set's SFT and preference datasets from the logs (accepted/edited rows only),
     atomically (a set with none has no dataset files); returns (rows exported, rows pending)."""
-    from nanochat_tui.config.loader import write_atomic
+    from nanochat_tui.rundir import write_atomic
 
     rows = review_rows(paths_)
     source = f"synth/{paths_.name}"

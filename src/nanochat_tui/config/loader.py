@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from nanochat_tui import paths
+from nanochat_tui import paths, rundir
 from nanochat_tui.config import safe_yaml
 from nanochat_tui.config.safe_yaml import YamlInputError, excerpt
 from nanochat_tui.config.schema import PATCHABLE_FIELDS, Config
@@ -353,25 +353,8 @@ def save_prefab(config: Config, name: str, *, overwrite: bool = False) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(path)
     config = config.model_copy(update={"name": name})
-    write_atomic(path, to_yaml(config))
+    rundir.write_atomic(path, to_yaml(config))
     return path
-
-
-def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
-    """Write via a temp file + rename so a crash never leaves a half-written file."""
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def diff(base: Config, current: Config) -> list[tuple[str, Any, Any]]:

@@ -8,6 +8,7 @@ snapshots use it so the estimates table does not depend on the machine that rend
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from nanochat_tui.errors import UserError
 from nanochat_tui.paths import cache_dir
+from nanochat_tui.rundir import write_atomic
 
 PROFILE_ENV = "NANOCHAT_TUI_CPU_PROFILE"
 CACHE_FILE = "cpu_profile.json"
@@ -130,12 +132,8 @@ def cpu_profile() -> CpuProfile:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     flops = measure_matmul_flops()
-    tmp = path.with_suffix(".tmp")
-    try:
-        tmp.write_text(json.dumps({"key": key, "flops": flops}), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache only costs a re-measure next start
+    with contextlib.suppress(OSError):  # a read-only cache only costs a re-measure next start
+        write_atomic(path, json.dumps({"key": key, "flops": flops}))
     return CpuProfile(cores, memory, flops, "measured")
 
 

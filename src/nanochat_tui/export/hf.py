@@ -21,7 +21,8 @@ import numpy as np
 from nanochat_tui.config.recipes import hf_loadable
 from nanochat_tui.errors import UserError
 from nanochat_tui.export.chat_template import CHAT_TEMPLATE
-from nanochat_tui.export.source import ExportSource, atomic_file, write_text
+from nanochat_tui.export.source import ExportSource
+from nanochat_tui.rundir import atomic_path, write_atomic
 
 # our weight path -> the transformers name (``{i}`` = layer), and whether to transpose it
 _LAYER_NAMES = {
@@ -132,7 +133,7 @@ def export_hf(source: ExportSource, out: Path) -> list[Path]:
 
     check_exportable(source)
     weights = out / "model.safetensors"
-    with atomic_file(weights) as tmp:
+    with atomic_path(weights) as tmp:
         save_file(hf_state_dict(source), str(tmp), metadata={"format": "pt"})
     files = [weights]
     for name, data in (
@@ -140,8 +141,8 @@ def export_hf(source: ExportSource, out: Path) -> list[Path]:
         ("generation_config.json", generation_config(source)),
         ("tokenizer_config.json", tokenizer_config(source)),
     ):
-        write_text(out / name, json.dumps(data, indent=2) + "\n")
+        write_atomic(out / name, json.dumps(data, indent=2) + "\n")
         files.append(out / name)
-    write_text(out / "tokenizer.json", source.tokenizer.to_str())
+    write_atomic(out / "tokenizer.json", source.tokenizer.to_str())
     files.append(out / "tokenizer.json")
     return files

@@ -28,8 +28,9 @@ from nanochat_tui.export.nanochat_names import (
     SWITCHES_2026,
     to_nanochat,
 )
-from nanochat_tui.export.source import ExportSource, atomic_file, write_text
+from nanochat_tui.export.source import ExportSource
 from nanochat_tui.export.tiktoken_pkl import ranks_of, write_pkl
+from nanochat_tui.rundir import atomic_path, write_atomic
 
 
 def require_torch():
@@ -115,7 +116,7 @@ def export_nanochat(source: ExportSource, out: Path) -> list[Path]:
     named = to_nanochat(source.weights, m.depth, which, m.vocab_size)
     tensors = {k: torch.from_numpy(v) for k, v in named.items()}
     model_path = out / f"model_{step:06d}.pt"
-    with atomic_file(model_path) as tmp:
+    with atomic_path(model_path) as tmp:
         torch.save(tensors, tmp)
     meta = {
         "step": step,
@@ -130,10 +131,10 @@ def export_nanochat(source: ExportSource, out: Path) -> list[Path]:
         },
     }
     meta_path = out / f"meta_{step:06d}.json"
-    write_text(meta_path, json.dumps(meta, indent=2) + "\n")
+    write_atomic(meta_path, json.dumps(meta, indent=2) + "\n")
     ranks, specials = ranks_of(source.tokenizer)
     write_pkl(out / "tokenizer.pkl", SPLIT_PATTERN, ranks, specials, "rustbpe")
     bytes_path = out / "token_bytes.pt"
-    with atomic_file(bytes_path) as tmp:
+    with atomic_path(bytes_path) as tmp:
         torch.save(torch.from_numpy(source.tokenizer.token_bytes()), tmp)
     return [model_path, meta_path, out / "tokenizer.pkl", bytes_path]

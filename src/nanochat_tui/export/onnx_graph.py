@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from nanochat_tui.errors import UserError
-from nanochat_tui.export.source import ExportSource, atomic_file
+from nanochat_tui.export.source import ExportSource
 from nanochat_tui.jax_engine.model import SMEAR_CHANNELS, VE_GATE_CHANNELS
+from nanochat_tui.rundir import atomic_path, write_atomic
 
 OPSET = 18
 EXTERNAL_DATA_BYTES = 1_500_000_000
@@ -248,8 +249,6 @@ def export_onnx(source: ExportSource, out: Path) -> list[Path]:
     """Write ``out/model.onnx`` (and ``model.onnx.data`` for a large model) plus the tokenizer."""
     import onnx
 
-    from nanochat_tui.export.source import write_text
-
     model = build_model(source)
     path = out / "model.onnx"
     big = sum(w.nbytes for w in source.weights.values()) > EXTERNAL_DATA_BYTES
@@ -260,8 +259,8 @@ def export_onnx(source: ExportSource, out: Path) -> list[Path]:
         onnx.save_model(model, str(path), save_as_external_data=True, location=data.name)
         files.append(data)
     else:
-        with atomic_file(path) as tmp:
+        with atomic_path(path) as tmp:
             onnx.save_model(model, str(tmp))
-    write_text(out / "tokenizer.json", source.tokenizer.to_str())
+    write_atomic(out / "tokenizer.json", source.tokenizer.to_str())
     files.append(out / "tokenizer.json")
     return files

@@ -17,7 +17,6 @@ import numpy as np
 
 from nanochat_tui import rundir
 from nanochat_tui.errors import UserError
-from nanochat_tui.export.source import write_text
 
 
 def load_weights(model, weights: dict[str, np.ndarray]) -> None:
@@ -89,7 +88,7 @@ def write_run(
     out.mkdir(parents=True, exist_ok=True)
     try:
         tokenizer.save(out / rundir.TOKENIZER)
-        write_text(out / rundir.CONFIG, to_yaml(config))
+        rundir.write_atomic(out / rundir.CONFIG, to_yaml(config))
         ckpt = Checkpointer(out, keep=1)
         try:
             step_dir = ckpt.save(step, model, optimizer, meta, "import")
@@ -106,5 +105,5 @@ def write_run(
         make_event("checkpoint", step=step, path=str(step_dir), reason="import"),
         make_event("run_end", step=step, status="finished", final_val_bpb=meta.get("val_bpb")),
     ]
-    write_text(out / rundir.EVENTS, "".join(json.dumps(e) + "\n" for e in events))
+    rundir.write_atomic(out / rundir.EVENTS, "".join(json.dumps(e) + "\n" for e in events))
     return step_dir

@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 
 from nanochat_tui.errors import UserError
+from nanochat_tui.rundir import write_atomic
 
 ENCODING_CLASS = ("tiktoken.core", "Encoding")
 
@@ -73,8 +74,6 @@ def write_pkl(
     path: Path, pat_str: str, ranks: dict[bytes, int], specials: dict[str, int], name: str
 ) -> None:
     """Write what ``pickle.dump(tiktoken.Encoding(name, pat_str=..., ...))`` writes."""
-    from nanochat_tui.export.source import atomic_file
-
     state = {"name": name, "pat_str": pat_str, "mergeable_ranks": ranks, "special_tokens": specials}
     body = pickle.dumps(state, protocol=3)  # protocol 3: bytes natively, no framing
     assert body[:2] == b"\x80\x03" and body[-1:] == b"."
@@ -86,8 +85,7 @@ def write_pkl(
         + body[2:-1]  # the state dict
         + b"b."  # BUILD (__setstate__ → __init__(**state)), STOP
     )
-    with atomic_file(Path(path)) as tmp:
-        tmp.write_bytes(data)
+    write_atomic(Path(path), data)
 
 
 def ranks_of(tokenizer) -> tuple[dict[bytes, int], dict[str, int]]:

@@ -10,7 +10,6 @@ of the assistant turn (calculator calls run, as in nanochat's GSM8K eval) and an
 from __future__ import annotations
 
 import json
-import os
 import time
 import weakref
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from nanochat_tui import rundir
 from nanochat_tui.align.chat import render_for_completion
 from nanochat_tui.align.tasks import ChoiceItem, GenerativeItem, TaskSet, extract_answer
 from nanochat_tui.jax_engine.model import GPT
@@ -154,12 +154,7 @@ def save_result(run_dir: Path, result: dict[str, Any], *, step: int, stage: str)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step_{step}.json"
     record = {**result, "step": step, "stage": stage, "time": time.time()}
-    tmp = path.with_suffix(".json.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    rundir.write_atomic(path, json.dumps(record, indent=1))
     return path
 
 

@@ -124,7 +124,7 @@ class Tokenizer:
 
     def save(self, path: Path | str) -> Path:
         """Write tokenizer.json atomically."""
-        from nanochat_tui.config.loader import write_atomic
+        from nanochat_tui.rundir import write_atomic
 
         path = Path(path)
         write_atomic(path, self.to_str())

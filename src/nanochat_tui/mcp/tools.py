@@ -7,9 +7,6 @@ run status is read from events.jsonl fields, not from the environment.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -137,12 +134,13 @@ def list_runs() -> dict[str, Any]:
 def run_status(run: str) -> dict[str, Any]:
     """Status, step, latest loss and val bpb, the last few step metrics, errors and checkpoints."""
     from nanochat_tui.orchestrator.summaries import summarize
+    from nanochat_tui.telemetry.jsonl import read_head_and_tail
 
     run_dir = resolve_run(run)
     out = _summary_dict(summarize(run_dir))
     steps: list[dict[str, Any]] = []
     last: dict[str, Any] = {}
-    for event in _head_and_tail_events(run_dir / rundir.EVENTS):
+    for event in read_head_and_tail(run_dir / rundir.EVENTS, HEAD_BYTES, TAIL_BYTES):
         kind = event.get("type")
         if kind == "step":
             steps.append(
@@ -172,35 +170,6 @@ def run_status(run: str) -> dict[str, Any]:
     latest = rundir.latest_checkpoint(run_dir)
     out["latest_checkpoint"] = str(latest.path) if latest else None
     return out
-
-
-def _parse_lines(data: bytes) -> list[dict[str, Any]]:
-    events = []
-    for line in data.split(b"\n"):
-        if line.strip():
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                if isinstance(event, dict):
-                    events.append(event)
-    return events
-
-
-def _head_and_tail_events(path: Path) -> list[dict[str, Any]]:
-    """The events of the first HEAD_BYTES and the last TAIL_BYTES of ``path``, in order (all of
-    them for a smaller file); lines cut by either window are dropped."""
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size <= HEAD_BYTES + TAIL_BYTES:
-                return _parse_lines(fh.read())
-            head = fh.read(HEAD_BYTES)
-            fh.seek(size - TAIL_BYTES)
-            tail = fh.read(TAIL_BYTES)
-    except OSError:
-        return []
-    head = head[: head.rfind(b"\n") + 1]
-    tail = tail[tail.find(b"\n") + 1 :]
-    return _parse_lines(head) + _parse_lines(tail)
 
 
 def list_checkpoints(run: str) -> dict[str, Any]:

@@ -141,7 +141,7 @@ def config_diff(
 
 def export(runs: list[RunSeries], metric: str, axis: str, path: Path) -> Path:
     """Write ``metric`` against ``axis`` for ``runs`` to ``path`` (.json, else CSV); atomic."""
-    from nanochat_tui.config.loader import write_atomic
+    from nanochat_tui.rundir import write_atomic
 
     if axis not in AXES:
         raise UserError(f"unknown x axis {axis!r}", f"use one of {', '.join(AXES)}")

@@ -12,13 +12,13 @@ Pure Python (no JAX, no Textual): the Runs pane and ``nanochat-tui runs --lineag
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nanochat_tui import paths, rundir
 from nanochat_tui.orchestrator.records import read_record
+from nanochat_tui.telemetry.jsonl import parse_line
 
 MAX_DEPTH = 32
 _EVENTS_SCAN_BYTES = 8 * 1024 * 1024  # run_start comes early; never read a whole huge log
@@ -104,11 +104,8 @@ def _first_run_start(run_dir: Path) -> tuple[dict[str, Any], list[str]]:
                     break
                 if b'"run_start"' not in line and b'"log"' not in line:
                     continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(event, dict):
+                event = parse_line(line) if line.endswith(b"\n") else None
+                if event is None:
                     continue
                 if event.get("type") == "run_start":
                     return event, logs

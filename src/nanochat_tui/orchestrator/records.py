@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nanochat_tui import rundir
-from nanochat_tui.config.loader import write_atomic
+from nanochat_tui.rundir import write_atomic
 
 
 def read_record(run_dir: Path) -> dict[str, Any]:

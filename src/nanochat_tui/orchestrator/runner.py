@@ -31,7 +31,7 @@ from typing import Any, cast
 
 from nanochat_tui import allocator, paths, rundir
 from nanochat_tui.config import ConfigError, validate_patch
-from nanochat_tui.config.loader import load_yaml, parse_value, to_yaml, validate, write_atomic
+from nanochat_tui.config.loader import load_yaml, parse_value, to_yaml, validate
 from nanochat_tui.config.schema import Config
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.control import ControlInbox
@@ -245,9 +245,7 @@ class _RunFiles:
         if self.record is None:
             rec.unlink(missing_ok=True)
         else:
-            tmp = rec.with_suffix(".json.tmp")
-            tmp.write_bytes(self.record)
-            os.replace(tmp, rec)
+            rundir.write_atomic(rec, self.record)
         if self.events_size is None:
             ev.unlink(missing_ok=True)
         elif ev.is_file() and ev.stat().st_size > self.events_size:
@@ -517,7 +515,7 @@ def start_run(
 def _spawn_detached(
     config: Config, run_dir: Path, *, resume: bool, wait_ready: bool
 ) -> DetachedRun:
-    write_atomic(run_dir / rundir.CONFIG, to_yaml(config))
+    rundir.write_atomic(run_dir / rundir.CONFIG, to_yaml(config))
     update_record(
         run_dir,
         name=config.run.name,

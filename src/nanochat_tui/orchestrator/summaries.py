@@ -3,8 +3,6 @@ with run.json and pid liveness into a ``RunSummary``; ``list_runs`` for the Runs
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import socket
 import threading
@@ -14,6 +12,7 @@ from pathlib import Path
 from nanochat_tui import paths, rundir
 from nanochat_tui.orchestrator.records import pid_alive, read_record
 from nanochat_tui.telemetry.events import Event
+from nanochat_tui.telemetry.jsonl import parse_line
 
 STATUSES = ("running", "finished", "stopped", "failed", "unknown")
 
@@ -58,8 +57,8 @@ def _fold_lines(digest: _Digest, data: bytes) -> None:
     lines = data.split(b"\n")
     for line in lines:
         if any(word in line for word in _BOUNDARY):
-            with contextlib.suppress(ValueError):
-                ev = json.loads(line)
+            ev = parse_line(line)
+            if ev is not None:
                 if ev.get("type") == "run_end":
                     digest.end = ev
                 elif ev.get("type") == "run_start":
@@ -69,17 +68,14 @@ def _fold_lines(digest: _Digest, data: bytes) -> None:
                     digest.error = failure_reason(ev)
     if digest.first_time is None:
         for line in lines:
-            if line.strip():
-                with contextlib.suppress(ValueError):
-                    digest.first_time = json.loads(line).get("time")
+            ev = parse_line(line)
+            if ev is not None:
+                digest.first_time = ev.get("time")
                 break
     found_time = False
     for line in reversed(lines):
-        if not line.strip():
-            continue
-        try:
-            ev = json.loads(line)
-        except ValueError:
+        ev = parse_line(line)
+        if ev is None:
             continue
         if not found_time:
             digest.last_time, found_time = ev.get("time"), True

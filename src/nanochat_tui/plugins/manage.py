@@ -25,9 +25,9 @@ def set_disabled(name: str, disabled: bool) -> str:
     import yaml
 
     from nanochat_tui import paths
-    from nanochat_tui.config.loader import write_atomic
     from nanochat_tui.errors import UserError
     from nanochat_tui.plugins import PLUGINS_FILE, disabled_plugins
+    from nanochat_tui.rundir import write_atomic
 
     off, warning = disabled_plugins()
     if warning:

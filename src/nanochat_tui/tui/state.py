@@ -85,7 +85,7 @@ class AppState:
         }
 
     def save(self) -> Path:
-        from nanochat_tui.config.loader import write_atomic
+        from nanochat_tui.rundir import write_atomic
 
         path = state_path()
         write_atomic(path, json.dumps(self.to_json(), indent=1, default=str))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -214,17 +213,11 @@ def _read_reference(path: Path, key: str) -> tuple[tuple, tuple] | None:
 
 def _write_reference(path: Path, key: str, train: tuple, val: tuple) -> None:
     """Atomically write reference log-probs (tmp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
+        with rundir.atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, key=np.asarray(key), train_c=train[0], train_r=train[1], val_c=val[0],
                      val_r=val[1])  # fmt: skip
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise UserError(
             f"cannot write reference log-probs to {path}: {err.strerror}",
             "make that folder writable, or set pref.reference=live",

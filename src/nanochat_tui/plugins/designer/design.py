@@ -303,7 +303,7 @@ def dumps(design: Design) -> str:
 
 def save(design: Design, path: Path) -> Path:
     """Write ``design`` atomically."""
-    from nanochat_tui.config.loader import write_atomic
+    from nanochat_tui.rundir import write_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,9 @@ def export_design_onnx(design: Design, base: Any, out: Path) -> Path:
     from flax import nnx
 
     from nanochat_tui.export.onnx_graph import build_model, require_onnx
-    from nanochat_tui.export.source import ExportSource, atomic_file, param_arrays
+    from nanochat_tui.export.source import ExportSource, param_arrays
     from nanochat_tui.jax_engine.model import GPT
+    from nanochat_tui.rundir import atomic_path
 
     if design.moe is not None and any(layer.mlp == "moe" for _, layer in design.blocks):
         raise UserError(
@@ -34,6 +35,6 @@ def export_design_onnx(design: Design, base: Any, out: Path) -> Path:
     source = ExportSource(out, config, None, {"design": design.name}, param_arrays(gpt))
     model = build_model(source)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(out) as tmp:
+    with atomic_path(out) as tmp:
         onnx.save_model(model, str(tmp))
     return out

@@ -251,6 +251,7 @@ class LaunchScreen(ReportsWorkerErrors, ModalScreen[None]):
     def make_plan(self, spec: launch.LaunchSpec) -> Plan:
         """Cost estimate and Task for ``spec``; the first UserError on the way ends the plan."""
         from nanochat_tui.config.loader import to_yaml
+        from nanochat_tui.rundir import write_atomic
 
         try:
             launch.require_sky()
@@ -260,9 +261,7 @@ class LaunchScreen(ReportsWorkerErrors, ModalScreen[None]):
             folder.mkdir(parents=True, exist_ok=True)
             config_path = folder / "config.yaml"
             if not config_path.exists():
-                tmp = config_path.with_suffix(".tmp")
-                tmp.write_text(to_yaml(self.config), encoding="utf-8")
-                tmp.replace(config_path)
+                write_atomic(config_path, to_yaml(self.config))
             workdir = self.workdir or launch.project_root(launch.__file__)
             task = launch.build_task(spec, str(config_path), workdir)
         except UserError as err:

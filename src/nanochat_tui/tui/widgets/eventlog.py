@@ -9,8 +9,6 @@ second).
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -139,30 +137,13 @@ class EventLog(ReportsWorkerErrors, RichLog):
     )
     def _tail(self, run_dir: Path, generation: int) -> None:
         from nanochat_tui.rundir import EVENTS
+        from nanochat_tui.telemetry.jsonl import JsonlTailer
 
         worker = get_current_worker()
-        path = run_dir / EVENTS
-        offset, partial = 0, b""
+        tailer = JsonlTailer(run_dir / EVENTS, skip=_SKIP)
         while not worker.is_cancelled and generation == self._generation:
-            try:
-                size = os.stat(path).st_size
-            except OSError:
-                size = 0
-            if size > offset:
-                with open(path, "rb") as fh:
-                    fh.seek(offset)
-                    chunk = fh.read(size - offset)
-                offset += len(chunk)
-                lines = (partial + chunk).split(b"\n")
-                partial = lines.pop()
-                events = []
-                for line in lines:
-                    if line and not line.startswith(_SKIP):
-                        try:
-                            events.append(json.loads(line))
-                        except ValueError:
-                            continue
-                if events and generation == self._generation:
-                    self.app.call_from_thread(self.add_events, events)
-            else:
+            events = tailer.read_new()
+            if events and generation == self._generation:
+                self.app.call_from_thread(self.add_events, events)
+            elif not events:
                 time.sleep(TAIL_INTERVAL_S)
