@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class UserError(Exception):
     """Raised for bad input or a known failure; the CLI prints it without a traceback."""
@@ -25,6 +27,28 @@ class TrainingDiverged(UserError):
 
 class OutOfMemory(UserError):
     """Device ran out of memory; suggests a smaller device batch."""
+
+
+class DiskFull(UserError):
+    """A write found no space left on the device (ENOSPC): names how much to free, and where."""
+
+
+def is_disk_full(err: BaseException | None) -> bool:
+    """Whether ``err`` or what caused it is a write that found no space left (ENOSPC). Orbax
+    reports tensorstore's as ``RESOURCE_EXHAUSTED: Error writing … No space left on device``,
+    which must not be read as device memory running out."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        text = str(err)
+        if "No space left on device" in text or "ENOSPC" in text:
+            return True
+        if "RESOURCE_EXHAUSTED" in text and "Error writing" in text:
+            return True
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return False
 
 
 class ResumeRefused(IncompatibleCheckpoint):

@@ -15,6 +15,7 @@ rotation); rotated-out steps are renamed into ``checkpoints/.trash`` (atomic) an
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from flax import nnx
 from orbax.checkpoint import checkpoint_managers as policies
 
 from nanochat_tui import rundir
-from nanochat_tui.errors import IncompatibleCheckpoint, UserError
+from nanochat_tui.errors import DiskFull, IncompatibleCheckpoint, UserError, is_disk_full
 
 
 def build_meta(
@@ -108,6 +109,7 @@ class Checkpointer:
         self.root = self.run_dir / rundir.CHECKPOINTS
         # Every process saves its own shards through orbax; only process 0 touches pins and trash.
         self._primary = jax.process_index() == 0
+        self._keep = keep
         self._pending: list[tuple[int, str]] = []
         self._saved: set[int] = set()
         self.manager = ocp.CheckpointManager(
@@ -122,6 +124,10 @@ class Checkpointer:
             ),
             item_names=(rundir.STATE_ITEM, rundir.META_ITEM),
         )
+        self._writing: int | None = None  # the step of the last save started
+        self._state_bytes = 0  # its size in memory: what a save needs on disk, roughly
+        self._failed: DiskFull | None = None
+        _route_orbax_unraisable()  # the writes a failed save abandons stay off the terminal
         self._empty_trash()
 
     def save(self, step: int, model, optimizer, meta: dict[str, Any], reason: str) -> Path:
@@ -137,7 +143,10 @@ class Checkpointer:
             return self.root / str(step)
         self._saved.add(step)
         state = {"model": nnx.state(model, nnx.Param), "optimizer": nnx.state(optimizer)}
-        self.manager.save(
+        self._writing = step
+        self._state_bytes = sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state))
+        self._call(
+            self.manager.save,
             step,
             args=ocp.args.Composite(
                 **{
@@ -151,28 +160,77 @@ class Checkpointer:
         return self.root / str(step)
 
     def completed(self) -> list[tuple[int, str, Path]]:
-        """Saves committed since the last call, as ``(step, reason, step_dir)``; never blocks."""
-        if not self._pending or self.manager.is_saving_in_progress():
+        """Saves committed since the last call, as ``(step, reason, step_dir)``; never blocks.
+
+        Orbax writes one save at a time and renames it into place when complete: while one is
+        in flight, the earlier ones whose step directory exists are committed already."""
+        if not self._pending:
             return []
-        self.manager.check_for_errors()
-        done, self._pending = self._pending, []
-        self._empty_trash()
+        if self.manager.is_saving_in_progress():
+            done = [(s, r) for s, r in self._pending if (self.root / str(s)).is_dir()]
+            self._pending = [p for p in self._pending if p not in done]
+        else:
+            self._call(self.manager.check_for_errors)
+            done, self._pending = self._pending, []
+            self._empty_trash()
         return [(step, reason, self.root / str(step)) for step, reason in done]
 
     def wait(self) -> list[tuple[int, str, Path]]:
         """Block until every save in flight is committed; returns them as ``completed`` does."""
-        self.manager.wait_until_finished()
+        self._call(self.manager.wait_until_finished)
         return self.completed()
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def close(self) -> None:
+        """Wait for saves in flight, then close; after a failed save (already raised) it only
+        closes, as orbax would raise the same failure again."""
         try:
-            self.manager.wait_until_finished()
+            if self._failed is None:
+                self._call(self.manager.wait_until_finished)
         finally:
-            self.manager.close()
+            try:
+                self.manager.close()
+            except Exception:
+                if self._failed is None:
+                    raise
             self._empty_trash()
+
+    def _call(self, fn, *args, **kwargs):
+        """An orbax call that may surface a failed background save: one that found the disk
+        full becomes ``DiskFull`` (its unfinished temporary directory removed)."""
+        if self._failed is not None:
+            raise self._failed
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if not is_disk_full(err):
+                raise
+            self._failed = self._disk_full()
+            raise self._failed from None
+
+    def _disk_full(self) -> DiskFull:
+        """Remove the failed save's temporary directory; name the newest intact checkpoint and
+        how much space a save needs."""
+        unfinished = list(self.root.glob("*.orbax-checkpoint-tmp*"))
+        steps = [int(p.name.split(".")[0]) for p in unfinished if p.name.split(".")[0].isdigit()]
+        if self._primary:
+            for tmp in unfinished:
+                shutil.rmtree(tmp, ignore_errors=True)
+        intact = rundir.latest_checkpoint(self.run_dir)
+        need = intact.size_bytes() if intact is not None else self._state_bytes
+        free = shutil.disk_usage(self.root).free
+        short = max(1, math.ceil((need * 1.1 - free) / 1e6))
+        where = f"newest intact checkpoint: {intact.path}" if intact else "no checkpoint saved yet"
+        step = max(steps, default=self._writing)
+        return DiskFull(
+            f"disk full: checkpoint {step} could not be written to {self.root} "
+            f"(No space left on device); {where}",
+            f"free {short} MB in {self.root} (a checkpoint of this run takes {need / 1e6:.1f} MB; "
+            f"rotation, train.keep_checkpoints={self._keep}, removes old ones only after the next "
+            f"is written), then resume: `nanochat-tui run --resume {self.run_dir}`",
+        )
 
     def _empty_trash(self) -> None:
         if self._primary:
@@ -239,11 +297,12 @@ class _OrbaxAsyncioNoise:
 
 
 def _route_orbax_unraisable() -> None:
-    """Send the noise that orbax's abandoned read coroutines leave behind when a damaged
-    checkpoint fails to load ("Exception ignored in <coroutine ...>", "Event loop is closed",
-    asyncio's "Task exception was never retrieved" when such a task is collected) to the app log
-    at debug, not the terminal; the damage itself is reported once, as a clear error. Other
-    unraisable exceptions and asyncio records go on unchanged. Installed once per process."""
+    """Send the noise that orbax's abandoned coroutines leave behind when a damaged checkpoint
+    fails to load or a save fails (the disk full: tensorstore's other writes finish on a closed
+    event loop) — "Exception ignored in <coroutine ...>", "Event loop is closed", asyncio's "Task
+    exception was never retrieved" when such a task is collected — to the app log at debug, not
+    the terminal; the failure itself is reported once, as a clear error. Other unraisable
+    exceptions and asyncio records go on unchanged. Installed once per process."""
     import logging
     import sys
 

@@ -21,7 +21,7 @@ Fields by type (all optional beyond the common ones unless noted):
   patch       step, changes (dict dotted key -> value), ok (bool), message
   log         level ("info" | "warning" | "error"), message
   error       message, remediation, last_checkpoint (path or null),
-              kind ("nan" | "diverged" | "oom" | "crash")
+              kind ("nan" | "diverged" | "oom" | "disk_full" | "crash")
   run_end     step, status ("finished" | "stopped" | "failed"), final_val_bpb
   heartbeat   step (emitted by detached runs so a UI knows the process is alive)
   phase       phase (one of PHASES), elapsed_s (seconds since the run started), detail (str):
