@@ -3,6 +3,8 @@ save-as survives a restart, overwrite asks first."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from textual.widgets import Input
 
@@ -237,3 +239,49 @@ async def test_tagged_user_prefabs_never_stop_the_app(screen_text, type_into) ->
         assert app.query_one("#f-model--depth").parent.has_class("-error")
         assert app.is_running  # '!!int 1' on the way applied; '!!int 1.5' did not
         assert app.state.config.model.depth == 1
+
+
+async def test_a_stale_cpu_rate_is_measured_again_in_a_worker(monkeypatch, screen_text) -> None:
+    """Regression (issue 25.18): the CPU rate was measured once and cached forever. A week-old
+    rate is shown with its range while a worker (not the UI thread) measures it again."""
+    import json
+    import threading
+    import time
+
+    from nanochat_tui.config import machine
+    from nanochat_tui.tui.screens.config import ConfigPane
+
+    monkeypatch.delenv(machine.PROFILE_ENV)
+    machine.cpu_profile.cache_clear()
+    old = time.time() - 8 * 86400
+    record = {"key": machine.cache_key(), "flops": 1e9, "low": 0.9e9, "high": 1.1e9}
+    path = machine.cache_dir() / machine.CACHE_FILE
+    path.write_text(json.dumps({**record, "measured_at": old, "busy": 0.1}))
+    release, threads = threading.Event(), []
+    real = machine.time_matmuls
+
+    def gated() -> list[float]:  # the real measurement, once the test has seen the old rate
+        threads.append(threading.current_thread())
+        assert release.wait(30)
+        return real()
+
+    monkeypatch.setattr(machine, "time_matmuls", gated)
+    monkeypatch.setattr(machine, "busy_share", lambda: 0.0)  # a quiet machine, as told
+    had_jax = "jax" in sys.modules
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot_wait_for(pilot, lambda: threads, what="the measuring worker")
+        pane = app.query_one(ConfigPane)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "4.3–9.1h" in text  # tiny at the old 1 GFLOP/s, as a range
+        assert "CPU rate measured 8 days ago; measuring again…" in text
+        assert threads[0] is not threading.main_thread()
+        release.set()
+        await pilot_wait_for(pilot, lambda: not pane.measuring_cpu, what="the measurement")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "measuring again" not in text and "4.3–9.1h" not in text
+    saved = json.loads(path.read_text())
+    assert saved["measured_at"] > old + 7 * 86400 and saved["flops"] != 1e9
+    assert had_jax or "jax" not in sys.modules

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nanochat_tui.config.machine import cpu_profile
+from nanochat_tui.config.machine import CpuProfile, cpu_profile
 from nanochat_tui.config.schema import BlockSettings, Config, ModelConfig
 from nanochat_tui.errors import UserError
 
@@ -31,8 +31,12 @@ DEVICE_MEMORY: dict[str, tuple[float, str]] = {
 # analysis on CPU (tests/test_estimates.py checks the agreement).
 ACT_PER_DIM = 17
 ACT_PER_SCORE = 1
-# A training step reaches about this share of the measured matmul rate on a CPU (tiny prefab).
-CPU_MFU = 0.25
+# The share of the measured matmul rate a training step reaches on a CPU, and its range: measured
+# on the 2-core dev VM (docs/model.md), tiny ran 11,650 tok/s = 7.3e10 FLOP/s against a 1024² matmul
+# rate of 0.11–0.2 TFLOP/s (37–67%), d4 54–59 GFLOP/s against 0.10–0.12 (45–59%). The estimate's
+# range spans this and the measurement's own slowest..fastest timed matmul.
+CPU_MFU = 0.45
+CPU_MFU_RANGE = (0.35, 0.6)
 # name: devices the accelerator line has (the mesh spans all of them).
 DEVICE_COUNT: dict[str, int] = {
     "1× H100": 1,
@@ -54,12 +58,20 @@ class Hardware:
     platform: str
     mfu: float
     devices: int = 1  # the mesh spans all of them
+    # the slowest and fastest FLOP/s a step may reach (peak × MFU); 0: just peak × mfu
+    slowest: float = 0.0
+    fastest: float = 0.0
 
 
-def hardware() -> list[Hardware]:
-    """This machine's CPU first, then the accelerators."""
-    cpu = cpu_profile()
-    rows = [Hardware(cpu.name, cpu.flops, cpu.price_per_hour, cpu.memory, "cpu", CPU_MFU)]
+def hardware(cpu: CpuProfile | None = None) -> list[Hardware]:
+    """This machine's CPU first (``cpu``, by default ``cpu_profile()``), then the accelerators."""
+    cpu = cpu or cpu_profile()
+    slowest, fastest = cpu.flops_low * CPU_MFU_RANGE[0], cpu.flops_high * CPU_MFU_RANGE[1]
+    rows = [
+        Hardware(
+            cpu.name, cpu.flops, cpu.price_per_hour, cpu.memory, "cpu", CPU_MFU, 1, slowest, fastest
+        )
+    ]
     for name, (peak, price) in ACCELERATORS.items():
         capacity, platform = DEVICE_MEMORY[name]
         rows.append(
@@ -287,23 +299,41 @@ class Estimate:
     device_memory: int = 0  # bytes one device has
     layout: MeshLayout | None = None  # None: mesh.* does not divide this accelerator
     layout_error: str = ""
+    hours_low: float = 0.0  # the range of ``hours`` (the same value where only an MFU is assumed)
+    hours_high: float = 0.0
 
     @property
     def fits(self) -> bool:
         return self.memory <= self.device_memory
 
 
-def compatibility_matrix(config: Config) -> list[Estimate]:
+def compatibility_matrix(config: Config, cpu: CpuProfile | None = None) -> list[Estimate]:
+    """One Estimate per ``hardware(cpu)`` row; a CPU whose rate is still being measured
+    (``cpu.pending``) gets ``inf`` hours."""
     flops = flops_per_token(config.model) * total_tokens(config)
     rows = []
-    for hw in hardware():
-        hours = flops / (hw.peak * hw.mfu) / 3600
+    for hw in hardware(cpu):
+        rate = hw.peak * hw.mfu
+        hours = flops / rate / 3600 if rate > 0 else float("inf")
+        low = flops / hw.fastest / 3600 if hw.fastest > 0 else hours
+        high = flops / hw.slowest / 3600 if hw.slowest > 0 else hours
         try:
             layout, error = mesh_layout(config, hw.devices), ""
         except UserError as err:
             layout, error = None, err.message
         need = memory_estimate(config, hw.platform, layout).total
         rows.append(
-            Estimate(hw.name, hours, hours * hw.price, hw.mfu, need, int(hw.memory), layout, error)
+            Estimate(
+                hw.name,
+                hours,
+                hours * hw.price,
+                hw.mfu,
+                need,
+                int(hw.memory),
+                layout,
+                error,
+                hours_low=low,
+                hours_high=high,
+            )
         )
     return rows

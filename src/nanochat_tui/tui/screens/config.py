@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from rich.table import Table
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -18,9 +18,9 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Input, Label, OptionList, Select, Static
 
-from nanochat_tui.config import ConfigError, diff, save_prefab
+from nanochat_tui.config import ConfigError, diff, machine, save_prefab
 from nanochat_tui.config.estimates import (
-    CPU_MFU,
+    CPU_MFU_RANGE,
     DEFAULT_MFU,
     compatibility_matrix,
     flops_per_token,
@@ -36,6 +36,7 @@ from nanochat_tui.config.loader import (
     parse_value,
     scan_prefabs,
 )
+from nanochat_tui.errors import UserError
 from nanochat_tui.plugins import CategoryEntry, resolve
 from nanochat_tui.tui.messages import ConfigChanged
 
@@ -70,7 +71,17 @@ def human_hours(hours: float) -> str:
         return f"{hours * 60:.0f}m"
     if hours < 48:
         return f"{hours:.1f}h"
-    return f"{hours / 24:.1f}d"
+    if hours < 2 * 8766:
+        return f"{hours / 24:.1f}d"
+    return f"{hours / 8766:.0f}y"
+
+
+def human_range(low: float, high: float) -> str:
+    """'2–4m', '50m–1.2h', or one value when both ends read the same."""
+    a, b = human_hours(low), human_hours(high)
+    if a == b:
+        return a
+    return f"{a[:-1]}–{b}" if a[-1] == b[-1] else f"{a}–{b}"
 
 
 def prefab_label(entry: PrefabEntry) -> Text:
@@ -84,16 +95,17 @@ def field_id(dotted: str) -> str:
     return "f-" + dotted.replace(".", "--")
 
 
-def estimates_renderable(config: Any) -> Table:
-    """Est. wall time and cost per accelerator at the assumed MFU (stated under the table), the
-    memory one device needs (red when it does not fit), and the mesh: data×fsdp, sequences per
-    device (b/dev) and per mesh (glob) in one micro-batch, micro-batches per step (acc); ✗ when
-    ``mesh.*`` or the batch does not divide on that hardware."""
+def estimates_renderable(config: Any, cpu: machine.CpuProfile | None = None) -> Table:
+    """Est. wall time (this CPU's as a range) and cost per accelerator at the assumed MFU (stated
+    under the table), the memory one device needs (red when it does not fit), and the mesh:
+    data×fsdp, sequences per device (b/dev) and per mesh (glob) in one micro-batch, micro-batches
+    per step (acc); ✗ when ``mesh.*`` or the batch does not divide on that hardware. ``cpu`` is
+    the profile to use (``pending``: 'measuring…' in its time and cost)."""
     table = Table(box=None, expand=False, pad_edge=False, show_edge=False, header_style="bold")
     table.add_column("hardware", no_wrap=True)
     for header in ("time", "cost", "mem/dev", "mesh", "b/dev", "glob", "acc"):
         table.add_column(header, justify="right", no_wrap=True, min_width=len(header))
-    for est in compatibility_matrix(config):
+    for est in compatibility_matrix(config, cpu):
         memory = Text(f"{est.memory / 2**30:.3g}G", style="" if est.fits else "bold red")
         lay = est.layout
         mesh = (
@@ -101,13 +113,11 @@ def estimates_renderable(config: Any) -> Table:
             if lay
             else [Text("✗", style="bold red"), "", "", ""]
         )
-        table.add_row(
-            est.accelerator,
-            human_hours(est.hours),
-            f"${est.cost:,.0f}",
-            memory,
-            *mesh,
-        )
+        if est.hours == float("inf"):  # the CPU's rate is being measured
+            time, cost = Text("…", "dim"), Text("…", "dim")
+        else:
+            time, cost = human_range(est.hours_low, est.hours_high), f"${est.cost:,.0f}"
+        table.add_row(est.accelerator, time, cost, memory, *mesh)
     return table
 
 
@@ -122,12 +132,19 @@ def estimates_summary(config: Any) -> Text:
     )
 
 
-def mfu_note(config: Any) -> Text:
+def mfu_note(config: Any, cpu: machine.CpuProfile | None = None, measuring: bool = False) -> Text:
+    """Total FLOPs and the assumed MFU; instead, while this CPU's rate is measured or when it
+    should be measured again (taken while busy, a week old, noisy), which and why."""
+    if cpu is not None and (cpu.pending or cpu.stale):
+        why = "measuring this CPU's matmul rate…" if cpu.pending else f"CPU rate {cpu.stale}"
+        if cpu.stale:
+            why += "; measuring again…" if measuring else "; measured again next start"
+        return Text(why, "yellow", no_wrap=True, overflow="ellipsis")
     flops = flops_per_token(config.model) * total_tokens(config)
-    others = f"CPU {CPU_MFU:.0%}"
+    low, high = CPU_MFU_RANGE
     return Text.assemble(
         f"{flops:.1e}".replace("e+", "e"),
-        (f" FLOPs · MFU {DEFAULT_MFU:.0%} assumed ({others})", "dim"),
+        (f" FLOPs · MFU {DEFAULT_MFU:.0%} assumed (CPU {low * 100:.0f}–{high:.0%})", "dim"),
         no_wrap=True,
         overflow="ellipsis",
     )
@@ -272,7 +289,7 @@ class ConfigPane(Widget):
     ConfigPane #cfg-bottom { height: 10; }
     ConfigPane #diff-box { width: 1fr; border: round $primary; padding: 0 1; }
     ConfigPane #diff-box:focus { border: round $accent; background-tint: $foreground 5%; }
-    ConfigPane #est-box { width: 62; border: round $primary; padding: 0 1; }
+    ConfigPane #est-box { width: 66; border: round $primary; padding: 0 1; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "save_as", "Save as prefab", id="config.save_as"),
@@ -285,6 +302,9 @@ class ConfigPane(Widget):
         super().__init__(*args, **kwargs)
         self.categories: list[CategoryEntry] = []
         self.current_category = -1
+        self.cpu: machine.CpuProfile | None = None  # None: not measured yet
+        self.cpu_error: UserError | None = None  # a NANOCHAT_TUI_CPU_PROFILE that does not read
+        self.measuring_cpu = False
 
     # ------------------------------------------------------------ compose
 
@@ -320,6 +340,26 @@ class ConfigPane(Widget):
                 yield Static("", id="est-mfu")
 
     def on_mount(self) -> None:
+        try:
+            self.cpu = machine.cached_profile()  # the cache only: measuring is the worker's
+        except UserError as err:
+            self.cpu_error = err
+        if self.cpu_error is None and (self.cpu is None or self.cpu.stale):
+            self.measuring_cpu = True
+            self.measure_cpu()
+        self.refresh_views()
+
+    @work(thread=True, exclusive=True, group="cpu-rate")
+    def measure_cpu(self) -> None:
+        """This CPU's matmul rate (machine.cpu_profile: timed, cached), off the UI thread."""
+        try:
+            profile, error = machine.cpu_profile(), None
+        except UserError as err:
+            profile, error = None, err
+        self.app.call_from_thread(self._cpu_measured, profile, error)
+
+    def _cpu_measured(self, profile: machine.CpuProfile | None, error: UserError | None) -> None:
+        self.cpu, self.cpu_error, self.measuring_cpu = profile, error, False
         self.refresh_views()
 
     def _category_widgets(self, index: int) -> list[Widget]:
@@ -381,9 +421,12 @@ class ConfigPane(Widget):
         self.query_one("#diff", Static).update(text)
         self.query_one("#diff-box").border_title = f"Overrides vs prefab ({len(rows)})"
         try:
+            if self.cpu_error is not None:
+                raise self.cpu_error
+            cpu = self.cpu or machine.pending_profile()
             self.query_one("#est-summary", Static).update(estimates_summary(config))
-            self.query_one("#estimates", Static).update(estimates_renderable(config))
-            self.query_one("#est-mfu", Static).update(mfu_note(config))
+            self.query_one("#estimates", Static).update(estimates_renderable(config, cpu))
+            self.query_one("#est-mfu", Static).update(mfu_note(config, cpu, self.measuring_cpu))
         except Exception as err:  # estimates must never take the pane down
             self.query_one("#estimates", Static).update(f"estimates unavailable: {err}")
         desc = self.state.base_config.description.strip()
