@@ -193,9 +193,24 @@ def test_divergence_watch_needs_a_streak() -> None:
         False, False, True, False, False,
     ]  # fmt: skip
     assert watch.streak_start == 10 and watch.best == best
+    assert watch.first_bad == 10  # the raw loss went over at once
     for i in range(15, 80):  # back to health: the streak ends once the smoothed loss comes down
         watch.update(i, 3.0)
-    assert watch.streak == 0
+    assert watch.streak == 0 and watch.first_bad is None
+
+
+def test_first_bad_is_the_raw_crossing_and_lasts_until_calm() -> None:
+    """The smoothed loss lags: first_bad marks the first raw loss over the threshold (rotation
+    keeps the checkpoint before it) and is released after `steps` calm steps."""
+    watch = DivergenceWatch(factor=2.0, steps=3)
+    for i, loss in enumerate([4.0, 3.9, 3.8, 3.8], 1):
+        watch.update(i, loss)
+    assert not watch.update(5, 9.0) and watch.first_bad == 5 and watch.streak == 0
+    for i in range(6, 8):
+        watch.update(i, 3.8)
+    assert watch.first_bad == 5  # two calm steps of three
+    watch.update(8, 3.8)
+    assert watch.first_bad is None
 
 
 def test_one_lucky_batch_is_not_a_best_to_diverge_from() -> None:
@@ -244,6 +259,66 @@ def test_exploding_loss_stops_naming_the_last_good_checkpoint(tmp_path) -> None:
     assert int(good.name) < first_bad - 1 and str(good) in err["message"]
     assert "lr_multiplier" in err["remediation"] and "divergence" in err["remediation"]
     assert rec.events[-1]["type"] == "run_end" and rec.events[-1]["status"] == "failed"
+
+
+def test_divergence_keeps_the_good_checkpoint_from_rotation_and_resumes_from_it(
+    tmp_path,
+) -> None:
+    """Issue 25.6: `control RUN patch optim.lr_multiplier=100 optim.grad_clip=0` mid-run, a save
+    every 2 steps, 2 kept. The raw loss blows up at once, the smoothed watch fires steps later:
+    by then rotation had deleted every checkpoint from before, and the stop said "no checkpoint
+    was saved before it … start again". Now rotation keeps the newest one from before the first
+    raw loss over the threshold, the stop names it, sets the later ones aside, and its --resume
+    line with a lower lr continues from it."""
+    from nanochat_tui import cli
+
+    control = ControlInbox()
+
+    def on_step(event):
+        if event["step"] == 6:
+            control.patch({"optim.lr_multiplier": 100, "optim.grad_clip": 0})
+
+    rec = Recorder(on_step)
+    config = _config(
+        **{
+            "train.num_iterations": 30,
+            "train.save_every": 2,
+            "train.keep_checkpoints": 2,
+            "train.divergence_steps": 6,
+            "model.softcap": 0,
+            "optim.matrix_lr": 10,
+            "optim.embedding_lr": 100,
+            "optim.unembedding_lr": 10,
+            "optim.lr_multiplier": 0.001,
+        }
+    )
+    run_dir = tmp_path / "boom"
+    result = train(config, run_dir, rec, control)
+    assert result.status == "failed"
+    (err,) = rec.of("error")
+    assert err["kind"] == "diverged"
+    losses = {e["step"]: e["loss"] for e in rec.of("step")}
+    replay = DivergenceWatch(2.0, 6)
+    first_bad = next(s for s, v in losses.items() if (replay.update(s, v), replay.first_bad)[1])
+    saved = [e["step"] for e in rec.of("checkpoint")]
+    good = max(s for s in saved if s < first_bad - 1)
+    assert max(saved) - good > 2 * 2, "rotation would have removed it: the test proves nothing"
+    good_dir = run_dir / "checkpoints" / str(good)
+    assert err["last_checkpoint"] == str(good_dir) and result.last_checkpoint == good_dir
+    assert f"first went over at step {first_bad}" in err["message"]
+    assert f"last good checkpoint: {good_dir}" in err["message"]
+    # the ones saved since are set aside (not deleted), so the good one is the run's latest
+    assert rundir.latest_checkpoint(run_dir).step == good
+    aside = sorted(int(p.name.split(".")[0]) for p in good_dir.parent.glob("*.diverged-*"))
+    assert aside and min(aside) > good
+    line = f"nanochat-tui run --resume {run_dir} --set optim.lr_multiplier=0.0005"
+    assert f"`{line} --set optim.grad_clip=1`" in err["remediation"]
+    # the printed line works: it resumes from the good checkpoint and trains to the end
+    argv = err["remediation"].split("`")[1].split()
+    assert cli.main([*argv[1:], "--quiet"]) == 0
+    resumed = [json.loads(s) for s in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["resumed_from_step"] for e in resumed if e["type"] == "run_start"] == [good]
+    assert resumed[-1]["type"] == "run_end" and resumed[-1]["status"] == "finished"
 
 
 def test_nan_at_the_first_step_blames_the_config_not_the_lr(tmp_path) -> None:

@@ -10,7 +10,8 @@ temporary directory and renames it when complete, so a kill mid-save never leave
 broken step. ``wait()`` blocks until saves in flight are committed (stop, final, exit, and before
 anything reads a checkpoint); ``completed()`` says which have been committed since last asked.
 Rotation keeps the newest ``keep`` steps plus every pinned one (``rundir.read_pins``, read at each
-rotation); rotated-out steps are renamed into ``checkpoints/.trash`` (atomic) and removed there.
+rotation) and, while the loss is diverging, the newest one from before (``held_below``);
+rotated-out steps are renamed into ``checkpoints/.trash`` (atomic) and removed there.
 """
 
 from __future__ import annotations
@@ -101,6 +102,20 @@ class _Pinned:
         return [info.step in pins for info in checkpoints]
 
 
+@dataclass(frozen=True)
+class _Held:
+    """Orbax preservation policy: keep the newest step below the checkpointer's ``held_below``
+    (the last one from before a divergence, while the loss is over the watch's threshold)."""
+
+    checkpointer: Checkpointer
+
+    def should_preserve(self, checkpoints, *, context) -> list[bool]:
+        below = self.checkpointer.held_below
+        steps = [info.step for info in checkpoints]
+        newest = max((s for s in steps if below is not None and s < below), default=None)
+        return [s == newest for s in steps]
+
+
 class Checkpointer:
     """Save/restore (model, optimizer) + meta under ``run_dir/checkpoints``."""
 
@@ -112,6 +127,8 @@ class Checkpointer:
         self._keep = keep
         self._pending: list[tuple[int, str]] = []
         self._saved: set[int] = set()
+        # rotation keeps the newest step below this one (set while the loss is diverging)
+        self.held_below: int | None = None
         self.manager = ocp.CheckpointManager(
             self.root,
             options=ocp.CheckpointManagerOptions(
@@ -119,7 +136,7 @@ class Checkpointer:
                 create=True,
                 todelete_subdir=rundir.TRASH,
                 preservation_policy=policies.AnyPreservationPolicy(
-                    [policies.LatestN(n=keep), _Pinned(self.run_dir)]
+                    [policies.LatestN(n=keep), _Pinned(self.run_dir), _Held(self)]
                 ),
             ),
             item_names=(rundir.STATE_ITEM, rundir.META_ITEM),

@@ -66,8 +66,8 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
     from nanochat_tui.jax_engine import checkpoint as ckpt
     from nanochat_tui.jax_engine.divergence import (
         DivergenceWatch,
+        diverged_result,
         divergence_message,
-        good_checkpoint,
         nonfinite_result,
     )
     from nanochat_tui.jax_engine.flops import compute_dtype, device_summary
@@ -209,7 +209,7 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         step = pending.step
         if not math.isfinite(loss):
             committed(checkpointer.wait())
-            raise Halt(nonfinite_result(run, step, loss, resumed_from))
+            raise Halt(nonfinite_result(run, step, loss, resumed_from, primary))
         run.metrics["train_loss"] = {"value": loss, "step": step}
         step_time = now - interval.start - (run.aux_time - interval.aux0)
         host_time = max(0.0, step_time - interval.data - interval.sync)
@@ -245,19 +245,19 @@ def run_loop(run: RunState, control: ControlInbox | None, resume: bool) -> Train
         )
         interval = _Interval(time.perf_counter(), run.aux_time)
         action = run.config.train.on_divergence
-        if action != "off" and watch.update(step, loss):
-            message, fix = divergence_message(run, watch, step, loss)
-            if action == "stop":
-                committed(checkpointer.wait())
-                good = good_checkpoint(run, watch.streak_start or step)
-                run.emit(
-                    "error", message=message, remediation=fix, kind="diverged",
-                    last_checkpoint=None if good is None else str(good), step=step,
-                )  # fmt: skip
-                run.emit("run_end", step=step, status="failed", final_val_bpb=run.val_bpb)
-                error = f"{message}\n  → {fix}"
-                raise Halt(TrainResult("failed", step, run.val_bpb, good, error))
-            run.log(f"{message} (training goes on: train.on_divergence=warn) → {fix}", "warning")
+        if action == "off":
+            return
+        diverged = watch.update(step, loss)
+        # from the first raw loss over the threshold, rotation keeps the newest checkpoint before
+        # it (step k's loss comes from the weights saved at k-1)
+        checkpointer.held_below = None if watch.first_bad is None else watch.first_bad - 1
+        if not diverged:
+            return
+        if action == "stop":
+            committed(checkpointer.wait())
+            raise Halt(diverged_result(run, watch, step, loss, primary))
+        message, fix = divergence_message(run, watch, step, loss)
+        run.log(f"{message} (training goes on: train.on_divergence=warn) → {fix}", "warning")
 
     status = "finished"
     pending: _Pending | None = None
