@@ -180,37 +180,33 @@ def anyio_backend():
 
 @pytest.mark.anyio
 async def test_live_and_the_event_log_skip_a_torn_line(tmp_path):
-    """The Live pane's metric store and the event log panel tail the same torn log: the complete
-    events are shown, the torn line is skipped, the line being written waits for its newline."""
-    from textual.app import App
-
-    from nanochat_tui.panels.store import MetricStore
-    from nanochat_tui.tui.widgets.eventlog import EventLog
+    """The Live pane and the event log panel tail a torn log: the complete events are shown, the
+    torn line is skipped, the line being written waits for its newline."""
+    from helpers import pilot_wait_for
+    from nanochat_tui.tui.app import NanochatApp
+    from nanochat_tui.tui.screens.live import LivePane
+    from nanochat_tui.tui.widgets.eventlog import TAIL_INTERVAL_S, EventLog
 
     end = _finishing(tmp_path)
-    store = MetricStore()
-    tailer = JsonlTailer(tmp_path / rundir.EVENTS)
-    store.ingest(tailer.read_new())
-    assert store.step == 2 and store.counts.get("run_end", 0) == 0
-
-    app = App()
-    async with app.run_test() as pilot:
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        live = app.query_one(LivePane)
+        live.show_run_dir(tmp_path)
         log = EventLog()
         await app.mount(log)
         log.follow(tmp_path)
         log.set_shown(True)
-        for _ in range(100):
-            await pilot.pause(0.02)
-        shown = log.lines_shown  # run start only (steps are not notable)
+        await pilot_wait_for(pilot, lambda: live.store.step == 2, 30, "Live at step 2")
+        await pilot_wait_for(pilot, lambda: log.lines_shown >= 1, 30, "the run start line")
+        await pilot.pause(4 * TAIL_INTERVAL_S)  # several reads of the unfinished run_end line
+        assert log.lines_shown == 1  # the run start (steps are not notable lines)
+        assert live.store.counts.get("run_end", 0) == 0
         with (tmp_path / rundir.EVENTS).open("ab") as fh:
             fh.write(end[-1:])
-        for _ in range(200):
-            if log.lines_shown > shown:
-                break
-            await pilot.pause(0.02)
-        assert (shown, log.lines_shown) == (1, 2)  # + the run end, once complete
-    store.ingest(tailer.read_new())
-    assert store.counts["run_end"] == 1
+        await pilot_wait_for(pilot, lambda: log.lines_shown >= 2, 30, "the run end line")
+        await pilot_wait_for(pilot, lambda: live.store.counts.get("run_end") == 1, 30, "run_end")
+        assert log.lines_shown == 2 and live.store.counts["step"] == 2
 
 
 # ---------------------------------------------------------------- modes of atomic writes
