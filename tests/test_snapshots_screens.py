@@ -18,7 +18,11 @@ SIZES = [(80, 24), (160, 48)]
 
 
 class PaneHost(App):
-    """One pane on an AppState built from the tiny prefab (no shell chrome: stable pixels)."""
+    """One pane on an AppState built from the tiny prefab (no shell chrome: stable pixels).
+
+    Focus as in the shell: the pane's ``initial_focus()``, never Textual's first focusable."""
+
+    AUTO_FOCUS = ""
 
     def __init__(self, pane: str, checkpoint: CheckpointInfo | None = None, **options) -> None:
         super().__init__()
@@ -43,6 +47,9 @@ class PaneHost(App):
         self.theme = "textual-dark"
         if "transcript" in self.options:
             self.query_one("ChatPane").show_transcript(self.options["transcript"])
+        pane = self.screen.children[0]
+        if self.focused is None and hasattr(pane, "initial_focus"):
+            self.set_focus(pane.initial_focus())
 
 
 @pytest.fixture

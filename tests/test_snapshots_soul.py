@@ -56,4 +56,6 @@ def test_soul_pane(snap_compare, size) -> None:
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_datasets_view(snap_compare, size) -> None:
     _project()
-    assert snap_compare(NanochatApp(prefab="tiny"), terminal_size=size, run_before=keys("7", "t"))
+    assert snap_compare(
+        NanochatApp(prefab="tiny"), terminal_size=size, run_before=keys("7", "escape", "t")
+    )

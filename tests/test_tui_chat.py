@@ -58,8 +58,9 @@ async def test_no_checkpoint_says_how_to_load():
         await pilot.press("3")
         await pilot.pause()
         text = str(app.query_one("#chat-empty", Static).render())
-        assert "Press 2" in text
-        assert app.query_one("#chat-input", Input).disabled
+        assert "then 2 to open Checkpoints" in text
+        # the prompt box has the focus anyway: typing lands there, not on the pane keys
+        assert app.focused is app.query_one("#chat-input", Input)
 
 
 @pytest.mark.anyio
@@ -182,6 +183,31 @@ async def test_tab_never_leaves_text_fields_so_q_and_digits_type(run_dir):
         await pilot.pause()
         assert app.is_running and app.active_pane == "chat"
         assert box.value == "q5"
+
+
+@pytest.mark.anyio
+async def test_quit_while_a_reply_is_written_asks_first(run_dir):
+    """ctrl+q (q types into the prompt) while the reply is on its way (the first one loads the
+    model: seconds): a question, not an exit; n stays, y quits."""
+    from nanochat_tui.tui.screens.confirm import ConfirmScreen
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await load_with_keys(pilot, app)
+        pane = app.query_one(ChatPane)
+        await pilot.press(*"Hello", "enter", "ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and "writing a reply" in app.screen.question
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.is_running and not isinstance(app.screen, ConfirmScreen)
+        assert pane.generating  # still loading the model
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await pilot.pause()
+    assert app.return_code == 0
 
 
 @pytest.mark.anyio

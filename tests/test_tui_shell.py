@@ -10,7 +10,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from nanochat_tui import logging_setup, paths, secrets
-from nanochat_tui.plugins import get_registry, reset_registry
+from nanochat_tui.plugin_host import get_registry, reset_registry
 from nanochat_tui.tui.app import NanochatApp
 from nanochat_tui.tui.messages import ConfigChanged
 
@@ -102,7 +102,7 @@ async def test_keys_switch_panes_and_tabs_show_titles(screen_text) -> None:
         assert app.active_pane == "auth"
         text = screen_text(app)
         assert "6 Auth" in text.splitlines()[0] and "Weights & Biases API key" in text
-        await pilot.press("1")
+        await pilot.press("escape", "1")  # esc leaves the key field (focused on entry)
         assert app.active_pane == "config"
 
 
@@ -159,7 +159,7 @@ async def test_user_keymap_remaps_keys() -> None:
         await pilot.press("a")
         await pilot.pause()
         assert app.active_pane == "auth"
-        await pilot.press("f1")
+        await pilot.press("escape", "f1")  # esc leaves the key field (focused on entry)
         await pilot.pause()
         from nanochat_tui.tui.screens.help import HelpScreen
 
@@ -179,7 +179,7 @@ async def test_state_restored_on_restart(type_into) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
         await type_into(pilot, "#f-model--depth", "3")
-        await pilot.press("escape", "6", "q")
+        await pilot.press("escape", "6", "escape", "q")
     app2 = NanochatApp()
     async with app2.run_test(size=SIZE) as pilot:
         await started(pilot)
@@ -242,7 +242,7 @@ async def test_debug_toggle_shows_log_and_writes_file() -> None:
         await pilot.press("ctrl+d")
         await pilot.pause()
         assert panel.display and logging_setup.is_debug()
-        await pilot.press("6")
+        await pilot.press("6", "escape")  # esc: out of the key field, whose ctrl+d deletes
         await pilot.pause()
         assert len(panel.lines) > 0
         await pilot.press("ctrl+d")

@@ -170,7 +170,7 @@ async def test_datasets_view_lists_bad_lines_and_previews():
         await _open(pilot)
         from nanochat_tui.tui.screens.datasets import DatasetsScreen
 
-        await pilot.press("t")
+        await pilot.press("escape", "t")  # leave the editor (focused on entry), then t
         await pilot_wait_for(pilot, lambda: isinstance(app.screen, DatasetsScreen), what="view")
         screen = app.screen
         await pilot_wait_for(pilot, lambda: "chat" in screen.reports, what="dataset checked")

@@ -25,11 +25,13 @@ from rich.text import Text
 from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, RichLog, Static
 
 from nanochat_tui import logging_setup
-from nanochat_tui.plugins import ScreenEntry, get_registry, resolve
+from nanochat_tui.plugin_host import get_registry
+from nanochat_tui.registry import ScreenEntry, resolve
 from nanochat_tui.tui import keymap as km
 from nanochat_tui.tui import textual_fixes, worker_errors
 from nanochat_tui.tui.commands import ShellCommands
@@ -67,6 +69,24 @@ class PaneError(Static):
         text.append(f"It is registered as {entry.ref}. ", "dim")
         text.append("Check that the module exists and imports (see the app log), or update.", "dim")
         super().__init__(text, **kwargs)
+
+
+class ShellScreen(Screen):
+    """The app's base screen. It never picks a widget to focus by itself (Textual's default
+    focuses the first focusable widget whenever the screen comes back with nothing focused: after
+    a modal closed on Chat that was the temperature field, so the next pane key typed into it).
+    The app focuses what the active pane asks for (``_focus_pane``), and nothing else."""
+
+    AUTO_FOCUS = ""
+
+
+def is_text_field(widget: Widget | None) -> bool:
+    """True for a widget that takes typed text (its single keys are characters, not shortcuts):
+    an Input or a TextArea, by class name so that TextArea is not imported for the first frame."""
+    return widget is not None and any(
+        cls.__name__ in ("Input", "TextArea") and cls.__module__.startswith("textual.widgets")
+        for cls in type(widget).__mro__
+    )
 
 
 class NanochatApp(ReportsWorkerErrors, App[int]):
@@ -113,6 +133,8 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
         self.active_pane: str | None = None
         self._main_thread = threading.get_ident()
         self.quitting: str | None = None  # "stop" / "background" while a quit hand-off runs
+        self.exiting = False  # set by exit(): input that arrives after it is dropped
+        self._asking_quit = False  # the "quit anyway?" question is up
         self.offered_run: Any = None  # a run attached at the last exit that has since ended
 
     # ------------------------------------------------------------ shared state
@@ -151,6 +173,9 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
         return True
 
     # ------------------------------------------------------------ layout
+
+    def get_default_screen(self) -> Screen:
+        return ShellScreen(id="_default")
 
     def compose(self) -> ComposeResult:
         # kept as attributes: app.query_one() searches the *active* screen, which may be a modal
@@ -271,8 +296,11 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
         self.idle_gc.tick()
 
     async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, (events.Key, events.MouseDown)):
-            self.idle_gc.input_seen()
+        if isinstance(event, events.InputEvent):
+            if self.exiting:
+                return  # the app is closing: a key typed after q acts on nothing (it crashed)
+            if isinstance(event, (events.Key, events.MouseDown)):
+                self.idle_gc.input_seen()
         await super().on_event(event)
 
     # ------------------------------------------------------------ panes
@@ -299,6 +327,8 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
         if entry is None:
             self.notify(f"no pane named '{name}'", severity="warning")
             return
+        if self.exiting:
+            return  # nothing can be mounted once exit() was called
         if not self._ensure_state():
             return
         self._pane_requested = True
@@ -328,7 +358,12 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
             log.exception("pane %s failed to open", entry.name)
             return PaneError(entry, err)
 
-    def _focus_pane(self, pane_id: str, force: bool = False) -> None:
+    def _focus_pane(self, pane_id: str, force: bool = False, *, typing: bool = True) -> None:
+        """Focus what the pane asks for (``initial_focus()``: its text field, when typing is what
+        the pane is for), else its first focusable widget that is not a text field.
+
+        ``typing=False`` (escape, leaving a field) never picks a text field: single keys then
+        switch panes and run the pane's commands."""
         if self.screen is not self.screen_stack[0]:
             return  # a modal is up; leave its focus alone
         found = self.switcher.query(f"#{pane_id}")
@@ -339,9 +374,11 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
             return
         preferred = getattr(pane, "initial_focus", None)
         target = preferred() if callable(preferred) else None
+        if not typing and is_text_field(target):
+            target = None
         if target is None:
             for widget in pane.query("*"):
-                if widget.focusable and type(widget).__name__ not in ("Input", "TextArea"):
+                if widget.focusable and not is_text_field(widget):
                     target = widget
                     break
         if target is None and pane.focusable:
@@ -547,7 +584,7 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
     def action_blur(self) -> None:
         """Leave a text field: focus the pane's non-text widget so pane keys and 1..9 work."""
         if self.active_pane:
-            self._focus_pane(f"pane-{self.active_pane}", force=True)
+            self._focus_pane(f"pane-{self.active_pane}", force=True, typing=False)
 
     def action_toggle_debug(self) -> None:
         panel = self.debug_log
@@ -578,12 +615,43 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
 
     # ------------------------------------------------------------ quit, state, crash
 
+    def quit_concerns(self) -> list[str]:
+        """What quitting now would lose, one line each, from every mounted pane's
+        ``quit_concern()`` (SOUL edits not saved, a chat reply being written)."""
+        concerns = []
+        for pane in self.mounted_panes():
+            ask = getattr(pane, "quit_concern", None)
+            concern = ask() if callable(ask) else None
+            if concern:
+                concerns.append(concern)
+        return concerns
+
     async def action_quit(self) -> None:
-        """Quit; a live in-app (thread) run is first stopped or moved to the background."""
+        """Quit. Asks first when a pane would lose something (unsaved SOUL edits, a chat reply in
+        progress); a live in-app (thread) run is then stopped or moved to the background."""
+        from nanochat_tui.tui.screens.confirm import ConfirmScreen
         from nanochat_tui.tui.screens.quit import QuitScreen
 
-        if self.quitting is not None or isinstance(self.screen, QuitScreen):
+        if self.quitting is not None or self._asking_quit or isinstance(self.screen, QuitScreen):
             return  # already asking, or the hand-off is under way (the app exits after it)
+        concerns = self.quit_concerns()
+        if not concerns:
+            self._quit_or_hand_off()
+            return
+
+        def answered(yes: bool | None) -> None:
+            self._asking_quit = False
+            if yes:
+                self._quit_or_hand_off()
+
+        self._asking_quit = True
+        question = "\n".join(["Quit now?", *(f"  • {c}" for c in concerns)])
+        self.push_screen(ConfirmScreen(question, yes="Quit", no="Stay"), answered)
+
+    def _quit_or_hand_off(self) -> None:
+        """Exit, or first ask what to do with a live in-app (thread) run."""
+        from nanochat_tui.tui.screens.quit import QuitScreen
+
         run = self._state.run if self._state is not None else None
         try:
             alive = run is not None and getattr(run, "mode", "") == "thread" and run.is_alive()
@@ -637,6 +705,7 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
         self.state.run = handle  # saved in state.json: the next start re-attaches to it
 
     def exit(self, result: int | None = None, return_code: int = 0, message: Any = None) -> None:
+        self.exiting = True
         self.save_state()
         super().exit(result, return_code, message)
 

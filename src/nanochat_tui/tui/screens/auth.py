@@ -21,7 +21,8 @@ log = logging.getLogger("nanochat_tui.tui.auth")
 HELP = (
     "Get a key at https://wandb.ai/authorize. It is stored with the OS keyring (service "
     "'nanochat-tui', user 'wandb') and exported to wandb only inside the training process. "
-    "tab focuses the field · enter stores · esc leaves · ctrl+t checks online · ctrl+x deletes"
+    "The field has the focus: type or paste · enter stores · esc leaves it (then 1..9 switch "
+    "panes) · ctrl+t checks online · ctrl+x deletes"
 )
 
 
@@ -39,9 +40,12 @@ class AuthPane(Widget):
     AuthPane #auth-check { height: auto; }
     AuthPane #auth-help { color: $text-muted; margin-top: 1; height: auto; }
     """
+    # priority: they work from inside the key field (whose own ctrl+x would cut the secret)
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+t", "verify", "Check the stored W&B key online", id="auth.verify"),
-        Binding("ctrl+x", "delete", "Delete the stored W&B key", id="auth.delete"),
+        Binding(
+            "ctrl+t", "verify", "Check the stored W&B key online", id="auth.verify", priority=True
+        ),
+        Binding("ctrl+x", "delete", "Delete the stored W&B key", id="auth.delete", priority=True),
     ]
 
     def compose(self) -> ComposeResult:
@@ -64,8 +68,9 @@ class AuthPane(Widget):
     can_focus = True
 
     def initial_focus(self) -> Widget | None:
-        """The pane itself: digits still switch panes; tab enters the key field."""
-        return self
+        """The key field: a key typed on entry lands in it (masked) instead of its digits
+        switching panes; esc leaves it (the pane itself then has the focus)."""
+        return self.query_one("#wandb-key", Input)
 
     def refresh_status(self) -> None:
         status = secrets.secret_status("wandb")

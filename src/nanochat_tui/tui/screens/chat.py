@@ -47,8 +47,9 @@ ROLE_STYLE = {
 PART_STYLE = {"python": ("⚙ ", "bold yellow"), "output": ("→ ", "magenta")}
 NO_CHECKPOINT = (
     "No checkpoint loaded.\n\n"
-    "Press 2 to open Checkpoints, highlight one and press Enter to load it, then come back with 3.\n"
-    "No checkpoints yet? Train one first: press 4 (Runs), then n (or `nanochat-tui run tiny`)."
+    "Press esc (to leave the prompt box), then 2 to open Checkpoints; highlight one and press "
+    "Enter to load it, then come back with 3.\n"
+    "No checkpoints yet? Train one first: esc, 4 (Runs), then n (or `nanochat-tui run tiny`)."
 )
 # sampling setting -> the id of its input on the settings row
 SAMPLING_FIELDS = {"temperature": "temperature", "top_k": "top-k", "max_tokens": "max-tokens"}
@@ -178,6 +179,7 @@ class ChatPane(Widget):
         self.generating = False
         self._model: Any = None
         self._model_key: str | None = None
+        self._reply: MessageView | None = None  # the reply being written (None: none or dropped)
         self._writer: TranscriptWriter | None = None
         self._seed = 0  # a fresh sampling seed per reply
 
@@ -212,17 +214,29 @@ class ChatPane(Widget):
         self._render_log()
         self.query_one("#chat-log", VerticalScroll).can_focus = self.viewing is not None
         box = self.query_one("#chat-input", Input)
-        box.disabled = self.checkpoint is None or self.viewing is not None
-        box.placeholder = (
-            "Enter sends · ^t chat/complete · ^o presets · ^l transcripts · ^n new"
-            if self.mode == "chat"
-            else "Text to continue · Enter · ^t chat/complete · ^o presets · ^l transcripts"
-        )
+        # enabled without a checkpoint too: what is typed lands here (and stays) instead of
+        # acting as shortcuts; Enter then says how to load one
+        box.disabled = self.viewing is not None
+        if self.checkpoint is None:
+            box.placeholder = "No checkpoint: Enter sends once one is loaded (esc, then 2)"
+        elif self.mode == "chat":
+            box.placeholder = (
+                "Enter sends · ^t chat/complete · ^o presets · ^l transcripts · ^n new"
+            )
+        else:
+            box.placeholder = (
+                "Text to continue · Enter · ^t chat/complete · ^o presets · ^l transcripts"
+            )
 
     def initial_focus(self) -> Widget | None:
-        """The shell focuses this when the pane is shown: the prompt box, once there is a model."""
+        """The shell focuses this when the pane is shown: the prompt box (unless a transcript
+        is shown read-only)."""
         box = self.query_one("#chat-input", Input)
         return None if box.disabled else box
+
+    def quit_concern(self) -> str | None:
+        """What quitting now would lose (the app asks first)."""
+        return "Chat is writing a reply (it would be cut off)" if self.generating else None
 
     def _update_header(self) -> None:
         header = self.query_one("#chat-header", Static)
@@ -297,7 +311,10 @@ class ChatPane(Widget):
 
         Returns False (and says why) when it was not sent."""
         if self.checkpoint is None:
-            self.notify("Load a checkpoint first: key 2, then Enter on a row", severity="warning")
+            self.notify(
+                "Load a checkpoint first: esc, 2, then Enter on a row (your text is kept)",
+                severity="warning",
+            )
             return False
         if self.generating:
             self.notify("Still generating — esc stops it", severity="warning")
@@ -335,7 +352,8 @@ class ChatPane(Widget):
         ]
         self._seed += 1
         params["seed"] = self._seed
-        self._generate(self.mode, text, history, params, reply)
+        self._reply = reply
+        self._generate(self.checkpoint, self.mode, text, history, params, reply)
         return True
 
     def _record(
@@ -360,21 +378,23 @@ class ChatPane(Widget):
     @work(thread=True, exclusive=True, group="chat-generate")
     def _generate(
         self,
+        ckpt: Any,
         mode: str,
         text: str,
         history: list[dict[str, str]],
         params: dict[str, Any],
         reply: MessageView,
     ) -> None:
+        """Worker: load ``ckpt`` (the checkpoint when the message was sent) and stream a reply."""
         worker = get_current_worker()
         try:
-            if self._model is None or self._model_key != str(self.checkpoint.path):
+            if self._model is None or self._model_key != str(ckpt.path):
                 self.app.call_from_thread(
                     reply.set_phase,
-                    f"loading checkpoint step {self.checkpoint.step} "
+                    f"loading checkpoint step {ckpt.step} "
                     "(first message: start-up, weights and compile)… ",
                 )
-            model = self._load_model()
+            model = self._load_model(ckpt)
             self.app.call_from_thread(reply.set_phase, "generating… ")
             kwargs = {
                 "max_tokens": params["max_tokens"],
@@ -383,7 +403,7 @@ class ChatPane(Widget):
                 "seed": params.get("seed", 0),
             }
             pieces = (
-                model.chat_turn(history, tools=self._tool_runner(model), **kwargs)
+                model.chat_turn(history, tools=self._tool_runner(model, ckpt), **kwargs)
                 if mode == "chat"
                 else (("text", p) for p in model.complete(text, **kwargs))
             )
@@ -401,26 +421,25 @@ class ChatPane(Widget):
             log.exception("generation failed")
             self.app.call_from_thread(self._finish, reply, None, f"{type(err).__name__}: {err}")
 
-    def _load_model(self) -> Any:
-        """ChatModel for the loaded checkpoint, loaded once (this is where JAX gets imported)."""
-        ckpt = self.checkpoint
+    def _load_model(self, ckpt: Any) -> Any:
+        """ChatModel for checkpoint ``ckpt``, loaded once (this is where JAX gets imported)."""
         key = str(ckpt.path)
         if self._model is None or self._model_key != key:
             from nanochat_tui.jax_engine.flops import device_brief
             from nanochat_tui.jax_engine.inference import ChatModel
-            from nanochat_tui.plugins.engine import model_mlp
+            from nanochat_tui.orchestrator.plugin_hooks import model_mlp
 
             self._model = ChatModel.load(ckpt.path, mlp_for=model_mlp)
             self._model_key = key
             self.post_message(DeviceInfo(device_brief()))  # the status bar's device field
         return self._model
 
-    def _tool_runner(self, model: Any) -> Any:
+    def _tool_runner(self, model: Any, ckpt: Any) -> Any:
         """The calculator plus the user tools of the run's project interface (each asked for in
         a dialog first). Runs in the worker thread."""
         from nanochat_tui.align.tool_exec import ToolRunner, interface_for_run, load_interface
 
-        path = interface_for_run(model.meta.get("config") or {}, self.checkpoint.run_dir)
+        path = interface_for_run(model.meta.get("config") or {}, ckpt.run_dir)
         return ToolRunner(load_interface(path) if path else {}, self._confirm_tool)
 
     def _confirm_tool(self, call: Any) -> bool:
@@ -445,6 +464,9 @@ class ChatPane(Widget):
         return answer[0]
 
     def _finish(self, reply: MessageView, stats: dict[str, Any] | None, error: str | None) -> None:
+        if reply is not self._reply:
+            return  # dropped: the checkpoint changed (or was unloaded) while it was written
+        self._reply = None
         self.generating = False
         if error is not None:
             reply.remove()
@@ -461,6 +483,10 @@ class ChatPane(Widget):
     def on_checkpoint_loaded(self, message: CheckpointLoaded) -> None:
         if not self.is_mounted:
             return
+        if self.generating:  # the reply belongs to the old checkpoint's conversation: drop it
+            self._cancel_reply()
+            self._reply = None
+            self.generating = False
         self.messages = []
         self._writer = None
         self.viewing = None
@@ -498,11 +524,14 @@ class ChatPane(Widget):
         else:
             clear(True)
 
+    def _cancel_reply(self) -> None:
+        for worker in self.workers:
+            if worker.group == "chat-generate":
+                worker.cancel()
+
     def action_escape(self) -> None:
         if self.generating:
-            for worker in self.workers:
-                if worker.group == "chat-generate":
-                    worker.cancel()
+            self._cancel_reply()
         elif self.viewing is not None:
             self.viewing = None
             self._refresh_all()

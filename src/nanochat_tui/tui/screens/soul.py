@@ -5,6 +5,8 @@ Right: the agent interface (the built-in python calculator, then the user's tool
 e/enter edits, x deletes) and the saved versions (enter loads one into the editor, m marks one,
 d diffs the marked — or the previous — version against the highlighted one). ctrl+s saves a new
 version (only when something changed), ctrl+o opens another project, t shows its datasets.
+The editor has the focus when the pane is shown; esc leaves it for the tools table (whose single
+keys act), tab moves on to the versions. Quitting with unsaved edits asks first.
 """
 
 from __future__ import annotations
@@ -110,8 +112,15 @@ class SoulPane(Widget):
             self.open(projects.DEFAULT)
 
     def initial_focus(self) -> Widget:
-        """The tools table: pane keys and 1..9 work; tab moves into the editor."""
-        return self.query_one("#soul-tools", DataTable)
+        """The SOUL editor: what is typed on entry lands in it, never acting as a tool or version
+        key. esc leaves it (to the tools table: a/e/x, then tab to the versions, 1..9 switch)."""
+        return self.query_one("#soul-editor", TextArea)
+
+    def quit_concern(self) -> str | None:
+        """What quitting now would lose (the app asks first)."""
+        if self.project is not None and self.modified():
+            return f"SOUL of project {self.project.name} has unsaved edits (ctrl+s saves them)"
+        return None
 
     def _config_project(self) -> str:
         state = getattr(self.app, "state", None)
