@@ -67,8 +67,8 @@ def main() -> None:
             "capacity_factor": args.capacity,
         },
     }
+    from nanochat_tui.bundled.moe.estimates import moe_estimates
     from nanochat_tui.config import load_config
-    from nanochat_tui.plugins.moe.estimates import moe_estimates
 
     est = moe_estimates(load_config("tiny", moe))
     rows = [run("dense", base, args.steps, home), run("moe", moe, args.steps, home)]

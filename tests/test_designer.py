@@ -8,10 +8,8 @@ import json
 import jsonschema
 import pytest
 
-from nanochat_tui.config import load_prefab
-from nanochat_tui.errors import UserError
-from nanochat_tui.plugins.designer import edit as ed
-from nanochat_tui.plugins.designer.design import (
+from nanochat_tui.bundled.designer import edit as ed
+from nanochat_tui.bundled.designer.design import (
     Design,
     Layer,
     MoESpec,
@@ -22,9 +20,11 @@ from nanochat_tui.plugins.designer.design import (
     problems,
     save,
 )
-from nanochat_tui.plugins.designer.estimates import estimate
-from nanochat_tui.plugins.designer.history import History
-from nanochat_tui.plugins.designer.templates import names, template
+from nanochat_tui.bundled.designer.estimates import estimate
+from nanochat_tui.bundled.designer.history import History
+from nanochat_tui.bundled.designer.templates import names, template
+from nanochat_tui.config import load_prefab
+from nanochat_tui.errors import UserError
 
 
 def tiny() -> Design:
@@ -178,7 +178,7 @@ def test_moe_design_builds_through_the_moe_plugin_hook():
     from flax import nnx
 
     from nanochat_tui.jax_engine.model import GPT
-    from nanochat_tui.plugins.engine import engine_hooks
+    from nanochat_tui.orchestrator.plugin_hooks import engine_hooks
 
     base = load_prefab("tiny")
     d = ed.apply_edit(template("nanochat-d4-moe", 64, 512), 0, "width=64")

@@ -29,9 +29,9 @@ async def _edit(pilot, pane, text: str) -> None:
 
 @pytest.mark.anyio
 async def test_design_then_save_as_prefab_and_train(tmp_path):
+    from nanochat_tui.bundled.designer.estimates import estimate
+    from nanochat_tui.bundled.designer.pane import DesignerPane
     from nanochat_tui.config.loader import list_prefabs
-    from nanochat_tui.plugins.designer.estimates import estimate
-    from nanochat_tui.plugins.designer.pane import DesignerPane
     from nanochat_tui.tui.app import NanochatApp
 
     app = NanochatApp(prefab="tiny", overrides=[*tiny_overrides(), "train.num_iterations=2"])
@@ -85,7 +85,7 @@ async def test_design_then_save_as_prefab_and_train(tmp_path):
 async def test_export_the_designs_forward_pass_as_onnx():
     import onnx
 
-    from nanochat_tui.plugins.designer.pane import DesignerPane, designs_dir
+    from nanochat_tui.bundled.designer.pane import DesignerPane, designs_dir
     from nanochat_tui.tui.app import NanochatApp
 
     app = NanochatApp(prefab="tiny", overrides=tiny_overrides())

@@ -14,13 +14,8 @@ import pytest
 from nanochat_tui import paths
 from nanochat_tui.cli import main
 from nanochat_tui.config import ConfigError, load_config, load_prefab, save_prefab
-from nanochat_tui.plugins import (
-    ENTRY_POINT_GROUP,
-    Registry,
-    get_registry,
-    load_plugin,
-    reset_registry,
-)
+from nanochat_tui.plugin_host import get_registry, reset_registry
+from nanochat_tui.registry import ENTRY_POINT_GROUP, Registry, load_plugin
 
 pytestmark = pytest.mark.anyio
 
@@ -139,7 +134,7 @@ def plugin_dir(tmp_path, monkeypatch):
 
 def _entry_points(monkeypatch, *specs: tuple[str, str]) -> None:
     eps = [EntryPoint(name, value, ENTRY_POINT_GROUP) for name, value in specs]
-    monkeypatch.setattr("nanochat_tui.plugins.entry_points", lambda group: eps)
+    monkeypatch.setattr("nanochat_tui.registry.entry_points", lambda group: eps)
 
 
 def test_plugins_that_exit_or_raise_base_exceptions_are_disabled(plugin_dir, monkeypatch):

@@ -17,7 +17,7 @@ def test_ui_and_config_import_without_jax() -> None:
         "import nanochat_tui.tui.app, nanochat_tui.config, nanochat_tui.rundir\n"
         "import nanochat_tui.telemetry.events, nanochat_tui.secrets, nanochat_tui.logging_setup\n"
         "import nanochat_tui.tui.screens.config, nanochat_tui.tui.screens.auth\n"
-        "from nanochat_tui.plugins import get_registry\n"
+        "from nanochat_tui.plugin_host import get_registry\n"
         "get_registry()\n"
         "bad = sorted(m for m in sys.modules if m == 'jax' or m.startswith(('jax.', 'flax', 'optax', 'orbax')))\n"
         "print(','.join(bad))\n"
@@ -68,7 +68,7 @@ def test_app_module_keeps_heavy_modules_lazy() -> None:
     code = (
         "import sys\n"
         "import nanochat_tui.tui.app\n"
-        "from nanochat_tui.plugins import get_registry\n"
+        "from nanochat_tui.plugin_host import get_registry\n"
         "from nanochat_tui.tui.app import NanochatApp\n"
         "get_registry()\n"
         "NanochatApp(prefab='tiny')  # constructing the app must not build the config either\n"

@@ -14,9 +14,9 @@ import pytest
 from flax import nnx
 
 from helpers import tiny
+from nanochat_tui.bundled.moe.config import MoEConfig
+from nanochat_tui.bundled.moe.layer import MoEMLP, route
 from nanochat_tui.config import ConfigError, load_config
-from nanochat_tui.plugins.moe.config import MoEConfig
-from nanochat_tui.plugins.moe.layer import MoEMLP, route
 
 
 def np_route(logits: np.ndarray, bias: np.ndarray | None, k: int, capacity: int) -> dict:
@@ -137,8 +137,8 @@ def test_moe_section_is_validated_on_load():
 
 
 def test_estimates_count_active_and_total_params():
+    from nanochat_tui.bundled.moe.estimates import moe_estimates
     from nanochat_tui.config.estimates import num_params
-    from nanochat_tui.plugins.moe.estimates import moe_estimates
 
     config = load_config("tiny", ["plugins.moe.num_experts=8", "plugins.moe.top_k=2"])
     est = moe_estimates(config)
@@ -238,7 +238,7 @@ def test_chat_loads_an_moe_checkpoint_with_the_plugin_and_refuses_it_without(str
     from nanochat_tui.errors import IncompatibleCheckpoint
     from nanochat_tui.jax_engine.inference import ChatModel
     from nanochat_tui.jax_engine.sample import generate
-    from nanochat_tui.plugins.engine import model_mlp
+    from nanochat_tui.orchestrator.plugin_hooks import model_mlp
 
     result, _, _ = straight
     with pytest.raises(IncompatibleCheckpoint, match=r"plugins\.moe\.num_experts=4"):

@@ -14,7 +14,7 @@ from nanochat_tui import paths
 from nanochat_tui.cli import main
 from nanochat_tui.config import ConfigError, load_config
 from nanochat_tui.errors import UserError
-from nanochat_tui.plugins import get_registry, reset_registry
+from nanochat_tui.plugin_host import get_registry, reset_registry
 
 pytestmark = pytest.mark.anyio
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello_plugin"
@@ -195,7 +195,7 @@ def test_disabling_a_plugin_in_the_user_config(site, capsys):
     registry = get_registry()
     assert registry.plugins["hello"].status == "disabled" and "hello" not in registry.panels
     # a config that switches the section on is refused at run start, with the way out
-    from nanochat_tui.plugins.engine import engine_hooks
+    from nanochat_tui.orchestrator.plugin_hooks import engine_hooks
 
     config = load_config("tiny", ["plugins.hello.times=2"])  # unclaimed: kept as written
     with pytest.raises(UserError, match=r"plugins\.hello, but that plugin is not loaded"):
@@ -227,7 +227,7 @@ async def test_plugins_pane_lists_plugins_and_failures(site):
         assert "RuntimeError: nope" in detail
         await pilot.press("d")
         await pilot.pause()
-    from nanochat_tui.plugins import disabled_plugins
+    from nanochat_tui.plugin_host import disabled_plugins
 
     assert disabled_plugins()[0] == {"raises"}
 

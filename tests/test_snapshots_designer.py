@@ -12,7 +12,7 @@ SIZES = [(80, 24), (160, 48)]
 
 async def _designer(pilot) -> None:
     from helpers import pilot_wait_for
-    from nanochat_tui.plugins.designer.pane import DesignerPane
+    from nanochat_tui.bundled.designer.pane import DesignerPane
 
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()

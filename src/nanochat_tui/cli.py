@@ -1,36 +1,15 @@
-"""``nanochat-tui`` entry point. Each subcommand lives in ``nanochat_tui/commands/`` and is imported
-only when used, so ``nanochat-tui`` (the TUI) never pays for JAX at start-up. Plugins add
-subcommands through the registry (``registry.add_command``); one that fails to load is left out
-with a warning and the rest of the CLI works."""
+"""``nanochat-tui`` entry point. Each subcommand is a registry entry (built-ins in ``builtins.py``,
+modules in ``nanochat_tui/commands/``; plugins add theirs with ``registry.add_command``). Building
+the parser imports the command modules, which import nothing heavy, so ``nanochat-tui`` (the TUI)
+never pays for JAX at start-up. A plugin command that fails to load is left out with a warning
+and the rest of the CLI works."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from nanochat_tui import __version__
-
-# subcommand -> (module in nanochat_tui.commands, help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "tui": ("tui_cmd", "open the TUI (the default with no subcommand)"),
-    "run": ("train_cmd", "train a prefab headless (progress bar), or --detach it"),
-    "launch": ("launch_cmd", "train a prefab on a cloud with SkyPilot (extra: cloud)"),
-    "chat": ("infer_cmd", "chat with a checkpoint in the terminal (streaming)"),
-    "eval": ("infer_cmd", "print val bpb and sample continuations of a checkpoint"),
-    "runs": ("runs_cmd", "list runs and their status"),
-    "control": ("runs_cmd", "checkpoint / stop / patch a running run"),
-    "config": ("config_cmd", "show prefabs, keys, a resolved config, or a diff"),
-    "auth": ("auth_cmd", "store or check the W&B API key (never echoed)"),
-    "synth": ("synth_cmd", "generate SOUL-driven SFT and preference data from an endpoint"),
-    "serve": ("serve_cmd", "serve a checkpoint over an OpenAI-compatible HTTP API"),
-    "web": ("web_cmd", "open the TUI in a browser (textual-serve on 127.0.0.1)"),
-    "project": ("project_cmd", "projects: SOUL versions and their diff, datasets checked by line"),
-    "export": ("export_cmd", "export a checkpoint for transformers, onnxruntime or nanochat"),
-    "import": ("export_cmd", "turn a karpathy/nanochat checkpoint into a run directory"),
-    "mcp": ("mcp_cmd", "MCP server on stdio so an assistant can drive runs (extra: mcp)"),
-    "plugins": ("plugins_cmd", "list installed plugins, what they add; enable/disable one"),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,14 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nanochat-tui {__version__}")
     parser.add_argument("--debug", action="store_true", help="verbose logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        mod = importlib.import_module(f"nanochat_tui.commands.{module}")
-        mod.add_arguments(name, p)
-    for name, handler, help_ in plugin_commands():
+    for name, handler, help_ in commands():
         p = sub.add_parser(name, help=help_, description=help_)
         handler.add_arguments(name, p)
-        p.set_defaults(plugin_handler=handler)
+        p.set_defaults(handler=handler)
     return parser
 
 
@@ -56,16 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
 ALLOCATOR_COMMANDS = {"tui", "run", "chat", "eval", "serve", "mcp", "export", "import"}
 
 
-def plugin_commands() -> list[tuple[str, object, str]]:
-    """``(name, handler, help)`` of every plugin subcommand that loads; a warning for the rest."""
-    from nanochat_tui.plugins import get_registry, resolve
+def commands() -> list[tuple[str, object, str]]:
+    """``(name, handler, help)`` of every registered command: the built-ins, then each plugin
+    command that loads; a warning for the rest."""
+    from nanochat_tui.plugin_host import get_registry
+    from nanochat_tui.registry import BUILTIN, resolve
 
+    registry = get_registry()
+    for plugin, why in registry.left_out:
+        print(f"warning: plugin {plugin}: {why}", file=sys.stderr)
     out = []
-    for entry in get_registry().commands.values():
-        owner = get_registry().owners.get(f"command {entry.name}", "?")
+    for entry in registry.commands.values():
+        owner = registry.owners.get(f"command {entry.name}", "?")
+        if owner == BUILTIN:
+            out.append((entry.name, resolve(entry.ref), entry.help))
+            continue
         try:
-            if entry.name in COMMANDS:
-                raise ValueError(f"'{entry.name}' is a built-in command")
             handler = resolve(entry.ref)
             if not (callable(getattr(handler, "add_arguments", None)) and callable(handler.run)):
                 raise TypeError(f"{entry.ref} has no add_arguments(name, parser) and run(args)")
@@ -91,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["tui", *argv])
-    if args.command in COMMANDS:
-        module = importlib.import_module(f"nanochat_tui.commands.{COMMANDS[args.command][0]}")
-    else:
-        module = args.plugin_handler
+    module = args.handler
     from nanochat_tui import logging_setup
     from nanochat_tui.errors import UserError
 

@@ -91,7 +91,7 @@ def _load(path: str):
     from nanochat_tui.jax_engine.inference import ChatModel
 
     print(f"loading {path} …", file=sys.stderr, flush=True)
-    from nanochat_tui.plugins.engine import model_mlp
+    from nanochat_tui.orchestrator.plugin_hooks import model_mlp
 
     model = ChatModel.load(path, mlp_for=model_mlp)
     print(f"checkpoint step {model.step} · {model.path}", file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nanochat_tui.errors import UserError
-    from nanochat_tui.plugins.manage import plugin_rows, set_disabled
+    from nanochat_tui.plugin_host import plugin_rows, set_disabled
 
     if args.action in ("enable", "disable"):
         if not args.plugin:

@@ -252,7 +252,7 @@ def run_process(args: argparse.Namespace, coordinator: str, count: int, rank: in
         config.run.name = args.name
     else:
         run_dir = resume_dir
-    from nanochat_tui.plugins.engine import engine_hooks
+    from nanochat_tui.orchestrator.plugin_hooks import engine_hooks
 
     hooks = engine_hooks(config)  # the same model and loss as process 0's (plugins)
     result = train(config, run_dir, lambda event: None, None, resume_dir is not None, hooks=hooks)

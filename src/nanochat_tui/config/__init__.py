@@ -1,7 +1,7 @@
 """Config schema, prefabs, overrides, validation and diff. Never imports Textual or JAX.
 
-The names below are loaded on first use (PEP 562), so ``import nanochat_tui.config.categories``
-(the plugin registry does, at app start) does not pull in pydantic and yaml.
+The names below are loaded on first use (PEP 562), so importing the package (the TUI does, before
+its first frame) does not pull in pydantic and yaml.
 """
 
 from __future__ import annotations
@@ -19,13 +19,11 @@ _LAZY = {
     "save_prefab": "loader",
     "to_yaml": "loader",
     "validate_patch": "loader",
-    "CATEGORIES": "categories",
     "PATCHABLE_FIELDS": "schema",
     "Config": "schema",
 }
 
 __all__ = [
-    "CATEGORIES",
     "PATCHABLE_FIELDS",
     "Config",
     "ConfigError",
@@ -40,7 +38,6 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from nanochat_tui.config.categories import CATEGORIES
     from nanochat_tui.config.loader import (
         ConfigError,
         apply_overrides,

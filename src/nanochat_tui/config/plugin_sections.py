@@ -17,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 def section_model(name: str) -> type[BaseModel] | None:
     """The pydantic model the plugin registered for ``plugins.<name>`` (None: unclaimed)."""
-    from nanochat_tui.plugins import get_registry, resolve
+    from nanochat_tui.plugin_host import get_registry
+    from nanochat_tui.registry import resolve
 
     entry = get_registry().section_category(f"plugins.{name}")
     if entry is None or entry.ref is None:

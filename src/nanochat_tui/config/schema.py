@@ -593,6 +593,3 @@ PATCHABLE_FIELDS: tuple[str, ...] = (
     "train.save_every",
     "train.num_iterations",
 )
-
-# Config screen categories: title -> top-level section (kept in a pydantic-free module).
-from nanochat_tui.config.categories import CATEGORIES  # noqa: E402, F401 - re-exported

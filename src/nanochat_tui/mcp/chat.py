@@ -36,7 +36,7 @@ def _model(step_dir: Path):
     with _lock:
         if key not in _loaded:
             _loaded.clear()
-            from nanochat_tui.plugins.engine import model_mlp
+            from nanochat_tui.orchestrator.plugin_hooks import model_mlp
 
             _loaded[key] = ChatModel.load(step_dir, mlp_for=model_mlp)
         return _loaded[key]

@@ -191,7 +191,7 @@ def execute(
 
     status = "failed"
     try:
-        from nanochat_tui.plugins.engine import engine_hooks
+        from nanochat_tui.orchestrator.plugin_hooks import engine_hooks
 
         result = train(config, run_dir, on_event, control, resume, hooks=engine_hooks(config))
         status = result.status

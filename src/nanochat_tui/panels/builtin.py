@@ -268,7 +268,8 @@ class TimersPanel(Panel):
 
 def panel_class(type_: str) -> Any:
     """The Panel class registered for ``type_`` (raises KeyError with the known types)."""
-    from nanochat_tui.plugins import get_registry, resolve
+    from nanochat_tui.plugin_host import get_registry
+    from nanochat_tui.registry import resolve
 
     entry = get_registry().panels.get(type_)
     if entry is None:

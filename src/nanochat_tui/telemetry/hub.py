@@ -385,12 +385,13 @@ def _poll_source(name: str, source: Any, iterators: dict[str, Iterator[Any]]) ->
 
 def load_sources(run_dir: Path, config: Any) -> dict[str, Any]:
     """Instantiate every registered telemetry source: ``factory(run_dir, config)``."""
-    from nanochat_tui.plugins import get_registry, resolve
+    from nanochat_tui.plugin_host import get_registry
+    from nanochat_tui.registry import resolve
 
     out: dict[str, Any] = {}
-    for name, ref in get_registry().sources.items():
+    for name, entry in get_registry().sources.items():
         try:
-            out[name] = resolve(ref)(run_dir, config)
+            out[name] = resolve(entry.ref)(run_dir, config)
         except BaseException as err:  # a plugin's SystemExit must not end the run
             if type(err) is KeyboardInterrupt:
                 raise

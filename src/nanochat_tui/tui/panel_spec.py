@@ -19,7 +19,7 @@ def parse_panel_text(text: str, base: PanelSpec | None = None) -> PanelSpec:
     removes one); anything else goes to options. Raises ConfigError with a readable message.
     """
     from nanochat_tui.config.loader import parse_value
-    from nanochat_tui.plugins import get_registry
+    from nanochat_tui.plugin_host import get_registry
 
     try:
         words = shlex.split(text)

@@ -37,7 +37,7 @@ from nanochat_tui.config.loader import (
     scan_prefabs,
 )
 from nanochat_tui.errors import UserError
-from nanochat_tui.plugins import CategoryEntry, resolve
+from nanochat_tui.registry import CategoryEntry, resolve
 from nanochat_tui.tui.messages import ConfigChanged
 
 log = logging.getLogger("nanochat_tui.tui.config")

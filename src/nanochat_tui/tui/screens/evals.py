@@ -230,7 +230,7 @@ class EvalsPane(ReportsWorkerErrors, Widget):
             from nanochat_tui.jax_engine.task_eval import evaluate_task, save_result
 
             task = load_task(task_spec)
-            from nanochat_tui.plugins.engine import model_mlp
+            from nanochat_tui.orchestrator.plugin_hooks import model_mlp
 
             cm = ChatModel.load(step_dir, mlp_for=model_mlp)
             result = evaluate_task(

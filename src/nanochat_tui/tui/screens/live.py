@@ -437,7 +437,7 @@ class LivePane(ReportsWorkerErrors, Widget, can_focus=True):
         return len(panels) - 1 if panels else None
 
     def action_add_panel(self) -> None:
-        from nanochat_tui.plugins import get_registry
+        from nanochat_tui.plugin_host import get_registry
 
         types = ", ".join(sorted(get_registry().panels))
 

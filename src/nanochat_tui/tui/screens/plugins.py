@@ -44,7 +44,7 @@ class PluginsPane(Widget):
         self.fill()
 
     def rows(self) -> list[dict]:
-        from nanochat_tui.plugins.manage import plugin_rows
+        from nanochat_tui.plugin_host import plugin_rows
 
         return plugin_rows()
 
@@ -89,8 +89,7 @@ class PluginsPane(Widget):
 
     def action_toggle(self) -> None:
         from nanochat_tui.errors import UserError
-        from nanochat_tui.plugins import disabled_plugins
-        from nanochat_tui.plugins.manage import set_disabled
+        from nanochat_tui.plugin_host import disabled_plugins, set_disabled
 
         table = self.query_one(DataTable)
         rows = self.rows()

@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from nanochat_tui.bundled.moe.config import MoEConfig
+from nanochat_tui.bundled.moe.layer import STAT_NAMES, MoEMLP
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.hooks import EngineHooks
-from nanochat_tui.plugins.moe.config import MoEConfig
-from nanochat_tui.plugins.moe.layer import STAT_NAMES, MoEMLP
 
 EXPERT, ROUTER, BIAS = "moe_expert", "moe_router", "moe_bias"
 

@@ -12,5 +12,5 @@ from __future__ import annotations
 def register(registry) -> None:
     """Entry point: the Designer pane (key ``D``)."""
     registry.add_screen(
-        "designer", "Designer", "D", "nanochat_tui.plugins.designer.pane:DesignerPane", order=85
+        "designer", "Designer", "D", "nanochat_tui.bundled.designer.pane:DesignerPane", order=85
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nanochat_tui.plugins.designer.design import Design
+from nanochat_tui.bundled.designer.design import Design
 
 LIMIT = 200
 

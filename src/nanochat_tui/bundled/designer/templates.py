@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nanochat_tui.plugins.designer.design import Design, Layer, MoESpec
+from nanochat_tui.bundled.designer.design import Design, Layer, MoESpec
 
 DEPTHS = {"nanochat-d4": 4, "nanochat-d12": 12, "nanochat-d20": 20}
 MOE_TEMPLATES = {"nanochat-d4-moe": 4, "nanochat-d12-moe": 12}

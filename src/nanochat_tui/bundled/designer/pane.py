@@ -18,10 +18,10 @@ from textual.binding import Binding, BindingType
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
+from nanochat_tui.bundled.designer import edit as ed
+from nanochat_tui.bundled.designer.design import Design, Problem, problems
+from nanochat_tui.bundled.designer.history import History
 from nanochat_tui.errors import UserError
-from nanochat_tui.plugins.designer import edit as ed
-from nanochat_tui.plugins.designer.design import Design, Problem, problems
-from nanochat_tui.plugins.designer.history import History
 
 HINT = (
     "a add · c dup · x del · [ ] move · e edit · u undo · r redo · t template · s save · o open · "
@@ -145,7 +145,7 @@ class DesignerPane(Widget):
         return state.config
 
     def _start_design(self) -> Design:
-        from nanochat_tui.plugins.designer.templates import template
+        from nanochat_tui.bundled.designer.templates import template
 
         m = self._base().model
         return template("nanochat-d4", m.sequence_len, m.vocab_size)
@@ -169,7 +169,7 @@ class DesignerPane(Widget):
         self.refresh_status(design)
 
     def refresh_status(self, design: Design) -> None:
-        from nanochat_tui.plugins.designer.estimates import estimate
+        from nanochat_tui.bundled.designer.estimates import estimate
 
         moe = f" · moe {design.moe.num_experts}×top{design.moe.top_k}" if design.moe else ""
         header = Text()
@@ -279,7 +279,7 @@ class DesignerPane(Widget):
         self.query_one(DataTable).focus()
 
     def action_template(self) -> None:
-        from nanochat_tui.plugins.designer.templates import names, template
+        from nanochat_tui.bundled.designer.templates import names, template
 
         choices = names(self._moe_enabled())
         self.template_index = (self.template_index + 1) % len(choices)
@@ -290,7 +290,7 @@ class DesignerPane(Widget):
     # ------------------------------------------------------------ files
 
     def action_save(self) -> None:
-        from nanochat_tui.plugins.designer.design import save
+        from nanochat_tui.bundled.designer.design import save
 
         path = save(self.design, designs_dir() / f"{self.design.name}.design.json")
         self.notify(f"saved {path}")
@@ -308,7 +308,7 @@ class DesignerPane(Widget):
 
     def open_design(self, text: str) -> bool:
         """Load a design by name (the designs folder) or path; errors are notified."""
-        from nanochat_tui.plugins.designer.design import load
+        from nanochat_tui.bundled.designer.design import load
 
         path = Path(text).expanduser()
         if not path.exists():
@@ -334,8 +334,8 @@ class DesignerPane(Widget):
 
     def _export_onnx(self) -> Path | None:
         """Build and write ``<designs>/<name>.onnx`` in a worker thread (JAX is imported here)."""
+        from nanochat_tui.bundled.designer.onnx_export import export_design_onnx
         from nanochat_tui.config.loader import ConfigError
-        from nanochat_tui.plugins.designer.onnx_export import export_design_onnx
 
         design = self.design
         self.app.call_from_thread(self.notify, f"exporting {design.name} to ONNX …", timeout=3)
@@ -355,9 +355,9 @@ class DesignerPane(Widget):
     async def save_and_train(self, run_name: str | None = None) -> str | None:
         """Save the design as user prefab ``design-<name>``, make it the active config and start
         a run from it through the Runs pane (returns the prefab name, None when refused)."""
+        from nanochat_tui.bundled.designer.design import compile_config, save
         from nanochat_tui.config.loader import ConfigError, save_prefab
         from nanochat_tui.orchestrator.runner import default_run_name
-        from nanochat_tui.plugins.designer.design import compile_config, save
         from nanochat_tui.tui.messages import ConfigChanged
 
         design = self.design

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from nanochat_tui.plugins.moe.config import MoEConfig
+from nanochat_tui.bundled.moe.config import MoEConfig
 
 STAT_NAMES = ("lb_loss", "z_loss", "entropy", "max_violation", "dropped", "dead")
 

@@ -13,7 +13,8 @@ from typing import Any
 
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.hooks import EngineHooks
-from nanochat_tui.plugins import get_registry, resolve
+from nanochat_tui.plugin_host import get_registry
+from nanochat_tui.registry import resolve
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,9 @@ def engine_hooks(config: Any) -> EngineHooks | None:
     registry = get_registry()
     shape = shape_fields(config)
     parts: list[tuple[str, EngineHooks]] = []
-    for plugin, ref in registry.engine_hooks.items():
+    for plugin, entry in registry.engine_hooks.items():
         try:
-            hooks = resolve(ref)(config)
+            hooks = resolve(entry.ref)(config)
         except UserError:
             raise
         except Exception as err:

@@ -16,15 +16,15 @@ def register(registry) -> None:
     registry.add_category(
         "Mixture of experts",
         "plugins.moe",
-        "nanochat_tui.plugins.moe.config:MoEConfig",
+        "nanochat_tui.bundled.moe.config:MoEConfig",
         shape_fields=SHAPE_FIELDS,
     )
-    registry.add_engine_hooks("nanochat_tui.plugins.moe.hooks:engine_hooks")
+    registry.add_engine_hooks("nanochat_tui.bundled.moe.hooks:engine_hooks")
     registry.add_panel(
         "moe-heatmap",
-        "nanochat_tui.plugins.moe.heatmap:ExpertHeatmap",
+        "nanochat_tui.bundled.moe.heatmap:ExpertHeatmap",
         "expert load per layer × expert, relative to uniform, with a time scrubber",
     )
     registry.add_command(
-        "moe", "nanochat_tui.plugins.moe.cli:COMMAND", "MoE size, FLOPs and memory of a config"
+        "moe", "nanochat_tui.bundled.moe.cli:COMMAND", "MoE size, FLOPs and memory of a config"
     )

@@ -1,9 +1,12 @@
-"""The one registry that built-ins and plugins both use.
+"""The one registry: a typed entry per extension kind, used alike by built-ins and plugins.
 
-A plugin is a Python package exposing an entry point in the group ``nanochat_tui.plugins`` that
-points at a function ``register(registry: Registry) -> None``. Built-in screens, panels and config
-categories register through the very same calls (see ``builtins.py``), so a new panel or screen
-is one file plus one entry. What a plugin can add (docs/plugins.md):
+It sits on the ground floor and imports nothing of ours (an import-linter contract), so every
+layer can read it. Built-ins are declared in one table (``builtins.py``); a plugin is a Python
+package exposing an entry point in the group ``nanochat_tui.plugins`` that points at
+``register(registry: Registry) -> None``. The bundled plugins (``bundled/``: MoE, the designer)
+register through the same group. The process-wide registry — built-ins, then every installed
+plugin the user has not switched off — is ``plugin_host.get_registry()``. What a plugin can add
+(docs/plugins.md):
 
 - ``add_category``  a config category with its own pydantic model for ``plugins.<name>``,
   validated whenever a config loads (prefab, overrides, run dir) — not only in the TUI
@@ -12,15 +15,18 @@ is one file plus one entry. What a plugin can add (docs/plugins.md):
 - ``add_source``    a telemetry source polled by the run's hub
 - ``add_command``   a CLI subcommand (``module:object`` with ``add_arguments`` and ``run``)
 - ``add_engine_hooks`` a factory ``(config) -> jax_engine.hooks.EngineHooks | None``: an MLP
-  replacement, extra loss terms, extra step metrics, optimizer groups (plugins/engine.py combines
-  them; the orchestrator hands them to the engine, which never imports plugins)
+  replacement, extra loss terms, extra step metrics, optimizer groups (the orchestrator combines
+  them and hands them to the engine, which never imports plugins)
+- ``add_stage``     a training stage: a ``jax_engine.tasks.Task`` subclass (``train.stage``)
+- ``add_export_format`` a format for ``nanochat-tui export --format``
+- ``add_eval_preset`` a prompt preset for the Chat pane's evaluations
 
 References are ``"module:attribute"`` strings, imported only when used, so registering costs
 nothing at start-up and a plugin's heavy imports (JAX, torch) wait until they are needed.
 
 A plugin that fails to import, raises in ``register``, registers something invalid or takes a
 name someone else already holds is disabled with a message (``registry.failed``); the app and CLI
-start without it. A user disables a plugin in ``config_dir()/plugins.yaml`` (``disabled: [name]``).
+start without it.
 """
 
 from __future__ import annotations
@@ -29,17 +35,18 @@ import copy
 import importlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
 
 ENTRY_POINT_GROUP = "nanochat_tui.plugins"
-PLUGINS_FILE = "plugins.yaml"
 BUILTIN = "builtin"
+PRESET_MODES = ("complete", "chat")
 log = logging.getLogger(__name__)
 
 _REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_MODULE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*$")
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
@@ -48,12 +55,15 @@ class RegistrationError(ValueError):
 
 
 def resolve(ref: str) -> Any:
-    """Import ``"package.module:attr"``."""
+    """Import ``"package.module:attr"`` (or a whole module, ``"package.module"``)."""
     module_name, _, attr = ref.partition(":")
     obj: Any = importlib.import_module(module_name)
     for part in attr.split(".") if attr else []:
         obj = getattr(obj, part)
     return obj
+
+
+# ---------------------------------------------------------------- one entry type per kind
 
 
 @dataclass(frozen=True)
@@ -81,10 +91,56 @@ class CategoryEntry:
 
 
 @dataclass(frozen=True)
+class SourceEntry:
+    name: str
+    ref: str  # "module:factory"; factory(run_dir, config) -> callable or iterator of events
+
+
+@dataclass(frozen=True)
 class CommandEntry:
     name: str  # ``nanochat-tui <name>``
-    ref: str  # "module:object" with add_arguments(name, parser) and run(args) -> int
+    ref: str  # "module:object" or "module" with add_arguments(name, parser) and run(args) -> int
     help: str = ""
+
+
+@dataclass(frozen=True)
+class EngineHooksEntry:
+    plugin: str  # who registered it (one factory per plugin)
+    ref: str  # "module:factory"; factory(config) -> jax_engine.hooks.EngineHooks | None
+
+
+@dataclass(frozen=True)
+class StageEntry:
+    name: str  # the value of ``train.stage`` (and of a pipeline step's ``stage``)
+    ref: str  # "module:TaskClass", a jax_engine.tasks.Task subclass whose ``stage`` is ``name``
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ExportFormatEntry:
+    name: str  # ``nanochat-tui export --format <name>``
+    write: str  # "module:function"; write(source, out_dir) -> list of files written
+    check: str  # "module:function"; check(source) raises UserError before anything is written
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EvalPresetEntry:
+    name: str
+    prompt: str
+    mode: str = "complete"  # "complete": continue the text; "chat": send as a user message
+
+
+Entry = (
+    ScreenEntry
+    | PanelEntry
+    | CategoryEntry
+    | SourceEntry
+    | CommandEntry
+    | StageEntry
+    | ExportFormatEntry
+    | EvalPresetEntry
+)
 
 
 @dataclass
@@ -103,15 +159,40 @@ class Registry:
     screens: dict[str, ScreenEntry] = field(default_factory=dict)
     panels: dict[str, PanelEntry] = field(default_factory=dict)
     categories: dict[str, CategoryEntry] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)  # name -> "module:factory" (telemetry)
-    failed: dict[str, str] = field(default_factory=dict)  # plugin name -> error message
+    sources: dict[str, SourceEntry] = field(default_factory=dict)
     commands: dict[str, CommandEntry] = field(default_factory=dict)
-    engine_hooks: dict[str, str] = field(default_factory=dict)  # plugin -> "module:factory"
+    engine_hooks: dict[str, EngineHooksEntry] = field(default_factory=dict)  # by plugin
+    stages: dict[str, StageEntry] = field(default_factory=dict)
+    export_formats: dict[str, ExportFormatEntry] = field(default_factory=dict)
+    eval_presets: dict[str, EvalPresetEntry] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # plugin name -> error message
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (plugin, why): CLI warns
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     owners: dict[str, str] = field(default_factory=dict)  # "panel loss" -> who registered it
     owner: str = BUILTIN  # who is registering now
 
     # ------------------------------------------------------------ registration calls
+
+    def add(self, entry: Entry) -> None:
+        """Register one entry of any kind (the built-in table registers through this)."""
+        if isinstance(entry, ScreenEntry):
+            self.add_screen(entry.name, entry.title, entry.key, entry.ref, entry.order)
+        elif isinstance(entry, PanelEntry):
+            self.add_panel(entry.type, entry.ref, entry.description)
+        elif isinstance(entry, CategoryEntry):
+            self.add_category(entry.title, entry.section, entry.ref, entry.shape_fields)
+        elif isinstance(entry, SourceEntry):
+            self.add_source(entry.name, entry.ref)
+        elif isinstance(entry, CommandEntry):
+            self.add_command(entry.name, entry.ref, entry.help)
+        elif isinstance(entry, StageEntry):
+            self.add_stage(entry.name, entry.ref, entry.description)
+        elif isinstance(entry, ExportFormatEntry):
+            self.add_export_format(entry.name, entry.write, entry.check, entry.description)
+        elif isinstance(entry, EvalPresetEntry):
+            self.add_eval_preset(entry.name, entry.prompt, entry.mode)
+        else:
+            raise RegistrationError(f"{entry!r} is not a registry entry")
 
     def add_screen(self, name: str, title: str, key: str, ref: str, order: int = 100) -> None:
         _check_name("screen", name)
@@ -156,11 +237,17 @@ class Registry:
         _check_name("telemetry source", name)
         _check_ref(ref)
         self._claim(f"source {name}")
-        self.sources[name] = ref
+        self.sources[name] = SourceEntry(name, ref)
 
     def add_command(self, name: str, ref: str, help: str = "") -> None:
+        """A plugin's command named like a built-in one is left out (a CLI warning), not fatal."""
         _check_name("command", name)
-        _check_ref(ref)
+        _check_ref(ref, module_ok=True)
+        if self.owner != BUILTIN and self.owners.get(f"command {name}") == BUILTIN:
+            self.left_out.append(
+                (self.owner, f"command {name} left out ('{name}' is a built-in command)")
+            )
+            return
         self._claim(f"command {name}")
         self.commands[name] = CommandEntry(name, ref, str(help))
 
@@ -168,7 +255,31 @@ class Registry:
         """``ref`` names ``factory(config) -> EngineHooks | None`` (None: not on for this config)."""
         _check_ref(ref)
         self._claim(f"engine hooks {self.owner}")
-        self.engine_hooks[self.owner] = ref
+        self.engine_hooks[self.owner] = EngineHooksEntry(self.owner, ref)
+
+    def add_stage(self, name: str, ref: str, description: str = "") -> None:
+        """``ref`` names a ``jax_engine.tasks.Task`` subclass whose ``stage`` is ``name``."""
+        _check_name("stage", name)
+        _check_ref(ref)
+        self._claim(f"stage {name}")
+        self.stages[name] = StageEntry(name, ref, str(description))
+
+    def add_export_format(self, name: str, write: str, check: str, description: str = "") -> None:
+        """``write(source, out_dir) -> [files]``; ``check(source)`` refuses before any write."""
+        _check_name("export format", name)
+        _check_ref(write)
+        _check_ref(check)
+        self._claim(f"export format {name}")
+        self.export_formats[name] = ExportFormatEntry(name, write, check, str(description))
+
+    def add_eval_preset(self, name: str, prompt: str, mode: str = "complete") -> None:
+        _check_name("eval preset", name)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise RegistrationError(f"eval preset {name!r}: prompt must be non-empty text")
+        if mode not in PRESET_MODES:
+            raise RegistrationError(f"eval preset {name!r}: mode must be complete or chat")
+        self._claim(f"eval preset {name}")
+        self.eval_presets[name] = EvalPresetEntry(name, prompt, mode)
 
     # ------------------------------------------------------------ queries
 
@@ -193,8 +304,9 @@ class Registry:
         return copy.deepcopy(self)
 
 
-def _check_ref(ref: Any) -> None:
-    if not isinstance(ref, str) or not _REF.match(ref):
+def _check_ref(ref: Any, module_ok: bool = False) -> None:
+    ok = isinstance(ref, str) and (_REF.match(ref) or (module_ok and _MODULE.match(ref)))
+    if not ok:
         raise RegistrationError(f"reference {ref!r} is not 'package.module:attribute'")
 
 
@@ -205,55 +317,7 @@ def _check_name(kind: str, name: Any) -> None:
         )
 
 
-_registry: Registry | None = None
-
-
-def disabled_plugins() -> tuple[set[str], str | None]:
-    """Plugin names the user switched off in ``config_dir()/plugins.yaml`` and a warning."""
-    from nanochat_tui import paths
-
-    path = paths.config_dir() / PLUGINS_FILE
-    if not path.is_file():
-        return set(), None
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
-        return set(), f"{path}: not readable YAML ({type(err).__name__}); no plugin disabled"
-    names = data.get("disabled", []) if isinstance(data, dict) else None
-    if not isinstance(names, list):
-        return set(), f"{path}: expected 'disabled: [name, ...]'; no plugin disabled"
-    return {str(n) for n in names}, None
-
-
-def get_registry(load_plugins: bool = True) -> Registry:
-    """The process-wide registry: built-ins first, then every installed, enabled plugin."""
-    global _registry
-    if _registry is None:
-        from nanochat_tui.plugins import builtins
-
-        registry = Registry()
-        builtins.register(registry)
-        if load_plugins:
-            off, warning = disabled_plugins()
-            if warning:
-                log.warning(warning)
-            for ep in entry_points(group=ENTRY_POINT_GROUP):
-                version = _version(ep)
-                if ep.name in off:
-                    registry.plugins[ep.name] = PluginInfo(
-                        ep.name, version, "disabled", f"disabled in {PLUGINS_FILE}"
-                    )
-                    continue
-                registry = load_plugin(registry, ep.name, ep.load, version)
-        _registry = registry
-    return _registry
-
-
-def _version(ep: Any) -> str:
-    dist = getattr(ep, "dist", None)
-    return str(getattr(dist, "version", "") or "")
+# ---------------------------------------------------------------- loading plugins
 
 
 def load_plugin(
@@ -288,7 +352,19 @@ def load_plugin(
     return trial
 
 
-def reset_registry() -> None:
-    """For tests."""
-    global _registry
-    _registry = None
+def load_installed(registry: Registry, disabled: Iterable[str] = (), why: str = "") -> Registry:
+    """``registry`` plus every plugin installed in the entry-point group, in the order found;
+    the names in ``disabled`` are listed as disabled (``why``) and never imported."""
+    off = set(disabled)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        version = _version(ep)
+        if ep.name in off:
+            registry.plugins[ep.name] = PluginInfo(ep.name, version, "disabled", why)
+            continue
+        registry = load_plugin(registry, ep.name, ep.load, version)
+    return registry
+
+
+def _version(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    return str(getattr(dist, "version", "") or "")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nanochat_tui.bundled.designer.design import Design, compile_config
 from nanochat_tui.errors import UserError
-from nanochat_tui.plugins.designer.design import Design, compile_config
 
 
 def export_design_onnx(design: Design, base: Any, out: Path) -> Path:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nanochat_tui.plugins.designer.design import Design, Layer, MoESpec
+from nanochat_tui.bundled.designer.design import Design, Layer, MoESpec
 
 LAYER_FIELDS = tuple(Layer.model_fields)
 # design-level fields (aliases users type → the field)

@@ -18,11 +18,11 @@ class MoECommand:
         parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
 
     def run(self, args: Any) -> int:
+        from nanochat_tui.bundled.moe.estimates import moe_estimates
+        from nanochat_tui.bundled.moe.hooks import moe_config
         from nanochat_tui.config import load_config
         from nanochat_tui.config.estimates import flops_per_token, num_params
         from nanochat_tui.errors import UserError
-        from nanochat_tui.plugins.moe.estimates import moe_estimates
-        from nanochat_tui.plugins.moe.hooks import moe_config
 
         config = load_config(args.prefab, args.set)
         moe = moe_config(config)

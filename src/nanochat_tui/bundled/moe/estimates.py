@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nanochat_tui.bundled.moe.config import MoEConfig
 from nanochat_tui.config.estimates import flops_per_token, memory_estimate, num_params
-from nanochat_tui.plugins.moe.config import MoEConfig
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from nanochat_tui.bundled.designer.design import Design, compile_config
 from nanochat_tui.config.estimates import flops_per_token, memory_estimate, num_params
-from nanochat_tui.plugins.designer.design import Design, compile_config
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ def estimate(design: Design, base: Any) -> DesignEstimate:
     """Estimates of ``design`` trained with ``base``'s batch settings (UserError when invalid)."""
     config = compile_config(design, base)
     if "moe" in config.plugins:
-        from nanochat_tui.plugins.moe.estimates import moe_estimates
+        from nanochat_tui.bundled.moe.estimates import moe_estimates
 
         e = moe_estimates(config)
         memory = {"cpu": e.memory_bytes, "gpu": e.memory_bytes}
