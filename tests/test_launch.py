@@ -1,8 +1,12 @@
 """``nanochat-tui launch``: the SkyPilot Task built for tpu-v6e-8 and H100:8 (asserted on SkyPilot's
 own Task/Resources objects, never launched), the cost table (the catalog functions fed a local
-table), and the three cloud error paths. No test reaches a cloud."""
+table), the cloud error paths, and the CLI when SkyPilot cannot download its catalog. No test
+reaches a cloud; tests/test_launch_server.py submits through SkyPilot's real API server and
+tests/test_launch_resume.py runs the job script."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -44,13 +48,15 @@ def test_task_for_tpu_and_h100(tmp_path, cloud, accelerator, spot, extra, recove
     assert isinstance(task, sky.Task)
     assert task.name == "d20-test" and task.num_nodes == 2 and task.workdir == str(tmp_path)
     assert f"uv sync --extra {extra}" in task.setup
+    assert task.run == launch.run_script(spec)  # run on a local folder by test_launch_resume.py
     assert f"nanochat-tui run {launch.REMOTE_CONFIG} --quiet --name d20-test" in task.run
     assert f"--set run.runs_dir={launch.CHECKPOINTS}/runs" in task.run
     assert f"--resume {launch.CHECKPOINTS}/runs/d20-test" in task.run  # recovery continues the run
     assert task.envs["NANOCHAT_TUI_HOME"] == "~/nanochat"
     assert task.file_mounts == {launch.REMOTE_CONFIG: str(cfg)}
     storage = task.storage_mounts[launch.CHECKPOINTS]
-    assert storage.name == "nanochat-d20-test" and storage.mode == sky.StorageMode.MOUNT
+    # cached: the run appends to events.jsonl, which SkyPilot's plain MOUNT mode cannot do
+    assert storage.name == "nanochat-d20-test" and storage.mode == sky.StorageMode.MOUNT_CACHED
     (res,) = list(task.resources)
     assert str(res.cloud).lower() == cloud
     want = {"tpu-v6e-8": 1} if extra == "tpu" else {"H100": 8}
@@ -73,7 +79,7 @@ def test_region_reaches_resources_and_the_summary_reads_the_task(tmp_path) -> No
     )
     assert summary["mounts"].splitlines() == [
         f"{launch.REMOTE_CONFIG} ← {cfg}",
-        f"{launch.CHECKPOINTS} ← bucket nanochat-d20-test (mount)",
+        f"{launch.CHECKPOINTS} ← bucket nanochat-d20-test (mount_cached)",
     ]
     assert summary["setup"] == task.setup and summary["run"] == task.run
     assert "WANDB_MODE=offline" in summary["env"]
@@ -130,10 +136,11 @@ def test_catalog_price_reads_skypilot_catalog_functions(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("error", "message", "fix"),
+    ("error", "enabled", "message", "fix"),
     [
         (
             lambda: sky.exceptions.NoCloudAccessError("AWS credentials not found"),
+            ["aws"],
             "no usable credentials for aws",
             "sky check aws",
         ),
@@ -141,6 +148,7 @@ def test_catalog_price_reads_skypilot_catalog_functions(monkeypatch) -> None:
             lambda: sky.exceptions.ResourcesUnavailableError(
                 "Quota exceeded for H100 in us-east-1"
             ),
+            ["aws", "gcp"],
             "no quota for H100:8 on aws",
             "quota increase",
         ),
@@ -148,20 +156,49 @@ def test_catalog_price_reads_skypilot_catalog_functions(monkeypatch) -> None:
             lambda: sky.exceptions.ResourcesUnavailableError(
                 "Failed to acquire resources in all zones"
             ),
+            ["aws"],
             "no capacity for H100:8 on aws",
             "retry later",
         ),
+        (  # what sky.jobs.launch raises when no cloud (so no bucket store) is enabled
+            lambda: sky.exceptions.NotSupportedError(
+                "Cloud-based file_mounts are specified, but no cloud storage is available."
+            ),
+            [],
+            "aws is not enabled in SkyPilot (enabled clouds: none)",
+            "sky check aws",
+        ),
+        (  # the optimizer's answer for a cloud that is not enabled while others are
+            lambda: sky.exceptions.ResourcesUnavailableError("No launchable resource found"),
+            ["gcp", "kubernetes"],
+            "aws is not enabled in SkyPilot (enabled clouds: gcp, kubernetes)",
+            "sky check aws",
+        ),
+        (
+            lambda: sky.exceptions.NotSupportedError("no cloud storage is available"),
+            ["aws"],
+            "no cloud storage on aws for the checkpoint bucket",
+            "storage access",
+        ),
     ],
 )
-def test_cloud_errors_are_explained(error, message, fix) -> None:
+def test_cloud_errors_are_explained(error, enabled, message, fix) -> None:
     spec = _spec(cloud="aws", accelerator="H100:8")
 
     def submit(task, name):
         raise error()
 
     with pytest.raises(UserError) as err:
-        launch.launch(spec, object(), submit=submit)
+        launch.launch(spec, object(), submit=submit, enabled=lambda: enabled)
     assert message in err.value.message and fix in err.value.remediation
+    assert "\x1b" not in str(err.value)
+
+
+def test_an_error_that_is_not_a_cloud_failure_is_not_explained() -> None:
+    asked: list[bool] = []
+    spec = _spec(cloud="aws", accelerator="H100:8")
+    assert launch.explain_cloud_error(ValueError("x"), spec, lambda: asked.append(True)) is None
+    assert not asked  # no round trip to SkyPilot's API server for it
 
 
 def test_without_skypilot_says_how_to_install(monkeypatch) -> None:
@@ -173,25 +210,37 @@ def test_without_skypilot_says_how_to_install(monkeypatch) -> None:
     assert "uv sync --extra cloud" in err.value.remediation
 
 
-def test_cli_dry_run_prints_the_table(monkeypatch, capsys) -> None:
-    from nanochat_tui.cli import main
+def test_cli_without_network_for_the_catalog_says_so_in_one_line(tmp_path) -> None:
+    """The price comes from SkyPilot's catalog, downloaded on first use. With no way out (a
+    proxy that refuses every connection stands in for no network, here and on machines that have
+    one), the CLI prints one error and its remediation: none of SkyPilot's ``<sky-payload>``
+    spinner lines or its own log lines, no crash dump."""
+    import socket
+    import subprocess
+    import sys
 
-    monkeypatch.setattr(launch, "catalog_price", local_price)
-    monkeypatch.setattr(launch.cost_table, "__defaults__", (local_price, launch.LAUNCH_MFU))
-    code = main(
-        [
-            "launch",
-            "hundred",
-            "--cloud",
-            "gcp",
-            "--accelerator",
-            "tpu-v6e-8",
-            "--name",
-            "x",
-            "--dry-run",
-        ]
-    )
-    out = capsys.readouterr().out
-    assert code == 0
-    assert "est. cost" in out and "$21.60/h" in out and "nanochat-x" in out
-    assert "uv sync --extra tpu" in out and "GCP tpu-v6e-8:1 on-demand" in out
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+            env[name] = proxy
+        env.update(HOME=str(tmp_path), SKYPILOT_DISABLE_USAGE_COLLECTION="1")
+        argv = ["launch", "hundred", "--cloud", "aws", "--accelerator", "H100:8", "--dry-run"]
+        done = subprocess.run(
+            [sys.executable, "-m", "nanochat_tui.cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    out = done.stdout + done.stderr
+    assert done.returncode == 2, out
+    assert out.splitlines()[-2:] == [
+        "error: SkyPilot could not download its aws catalog for the price (ProxyError; no network?)",
+        "  → connect to the internet and try again; SkyPilot keeps the catalog in ~/.sky/catalogs "
+        "and refreshes it every few hours",
+    ]
+    for noise in ("<sky-payload", "aws/vms.csv", "Traceback", "crash dump"):
+        assert noise not in out, out
+    assert not list(tmp_path.rglob("crash-*"))

@@ -184,7 +184,7 @@ async def test_cloud_errors_show_one_message(which, screen_text) -> None:
         submitted.append(name)
         raise error
 
-    app = LaunchHost(submit=submit)
+    app = LaunchHost(submit=submit, enabled=lambda: ["aws"])
     async with app.run_test(size=(160, 48)) as pilot:
         screen = app.screen_under_test
         await built(pilot, screen)

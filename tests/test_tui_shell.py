@@ -10,7 +10,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from nanochat_tui import logging_setup, paths, secrets
-from nanochat_tui.plugins import get_registry, reset_registry
+from nanochat_tui.plugin_host import get_registry, reset_registry
 from nanochat_tui.tui.app import NanochatApp
 from nanochat_tui.tui.messages import ConfigChanged
 

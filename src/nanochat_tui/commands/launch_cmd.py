@@ -1,7 +1,7 @@
 """``nanochat-tui launch PREFAB --cloud C --accelerator A [--spot]``: train a prefab on a cloud as a
 SkyPilot managed job (orchestrator/launch.py). Shows the cost and time table first and asks before
-launching (``--yes`` skips the question, ``--dry-run`` stops after the table); then streams the
-job's status and logs. Needs the ``cloud`` extra."""
+launching (``--yes`` skips the question; ``--dry-run`` shows the Task and has SkyPilot dry-run it,
+launching nothing); then streams the job's status and logs. Needs the ``cloud`` extra."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         help="override a config key (dotted, repeatable)",
     )  # fmt: skip
     parser.add_argument("--yes", action="store_true", help="launch without asking")
-    parser.add_argument("--dry-run", action="store_true", help="show the table and the task only")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="show the table and the task, and have SkyPilot dry-run it (nothing is launched)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         for heading, text in launch.task_summary(task):
             print(f"  {heading}:")
             print("\n".join(f"    {line}" for line in text.splitlines()))
+        print("SkyPilot dry run (nothing is launched) …", flush=True)
+        plan = launch.launch(spec, task, dryrun=True)
+        print(plan.rstrip())
+        print(f"SkyPilot accepts {name}: `nanochat-tui launch` without --dry-run submits it")
         return 0
     if not args.yes:
         answer = input(f"launch {name} (~${estimate.cost:,.2f})? [y/N] ").strip().lower()

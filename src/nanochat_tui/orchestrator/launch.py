@@ -2,24 +2,32 @@
 
 - ``build_task``: a ``sky.Task`` (Python API, no YAML) whose setup installs the project with uv and
   whose run is the headless ``nanochat-tui run`` on the resolved config (file-mounted), writing
-  runs and checkpoints to a bucket mounted at ``/checkpoints``; resources carry the cloud,
+  runs and checkpoints to a bucket mounted at ``/checkpoints`` (``MOUNT_CACHED``: the run appends
+  to ``events.jsonl``, which a plain ``MOUNT`` cannot); a restarted job resumes its run when it has
+  a checkpoint and starts it again otherwise (``run_script``); resources carry the cloud,
   accelerator, region, spot choice and managed-job recovery (``FAILOVER`` on demand, ``EAGER_NEXT_REGION``
   on spot). Several nodes find each other through SkyPilot's variables (commands/train_cmd.py).
 - ``cost_table``: hours from the config's total FLOPs at a stated MFU over every device, and the
   price per hour from SkyPilot's catalog functions (``price_lookup`` lets tests use a local table).
 - ``task_summary``: what the built Task will run (setup, run, resources, env, mounts), read back
   from the Task itself, for the CLI's ``--dry-run`` and the TUI's Launch screen.
-- ``launch``: ``sky.jobs.launch`` with cloud failures turned into one readable UserError (missing
-  credentials, no quota, no capacity).
+- ``launch``: ``sky.jobs.launch`` (or, for a dry run, ``sky.launch(dryrun=True)``: SkyPilot's
+  optimizer checks the task, nothing is provisioned) with cloud failures turned into one readable
+  UserError (the cloud not enabled, with the clouds that are; missing credentials; no quota; no
+  capacity). Catalog lookups that cannot reach the network are one UserError too.
 
 SkyPilot is the optional ``cloud`` extra; without it ``require_sky`` says how to install it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import logging
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +115,18 @@ def require_sky() -> Any:
     return sky
 
 
+@contextlib.contextmanager
+def quiet_sky() -> Iterator[None]:
+    """SkyPilot's functions called in this process (the catalog) print as if on its API server:
+    spinner lines (``<sky-payload>…</sky-payload>``) and log lines about a catalog it could not
+    download. Silence both; the caller reports a failure as one UserError."""
+    from sky import sky_logging
+
+    with sky_logging.silent():  # spinners off; it keeps ERROR lines, so raise the bar past them
+        logging.getLogger("sky").setLevel(logging.CRITICAL + 1)
+        yield  # silent() puts the logger's level back
+
+
 def setup_script(extra: str) -> str:
     """Install uv, then the project (with the accelerator's JAX) from the synced workdir."""
     return "\n".join(
@@ -118,21 +138,40 @@ def setup_script(extra: str) -> str:
     )
 
 
-def run_script(spec: LaunchSpec) -> str:
-    """The headless run on the resolved config; runs and checkpoints go to the bucket mount."""
-    argv = ["uv", "run", "nanochat-tui", "run", REMOTE_CONFIG, "--quiet", "--name", spec.name]
-    argv += ["--set", f"run.runs_dir={CHECKPOINTS}/runs"]
-    run = " ".join(shlex.quote(a) if not a.startswith("~/") else a for a in argv)
-    # a managed job restarted after a preemption continues its own run from the last checkpoint
-    resume = " ".join(["uv", "run", "nanochat-tui", "run", "--resume", f"{CHECKPOINTS}/runs/{spec.name}", "--quiet"])  # fmt: skip
+def run_script(
+    spec: LaunchSpec, checkpoints: str = CHECKPOINTS, config: str = REMOTE_CONFIG
+) -> str:
+    """The headless run on the resolved config; runs and checkpoints go to the bucket mount.
+
+    A managed job restarted after a preemption (or an error) runs this again. It resumes the run
+    from its last checkpoint when there is one (``rundir.latest_checkpoint``, what ``run
+    --resume`` needs), and otherwise starts the run over in the same run directory: a job stopped
+    before its first checkpoint leaves a config and events but nothing to resume, and ``run
+    --resume`` refuses that. Only node 0 clears the directory (the other nodes touch it only after
+    ``jax.distributed`` start-up, which waits for node 0). Anything but a clear answer from the
+    check stops the script before it removes anything. ``checkpoints`` and ``config`` say where
+    the bucket and the config are (tests run the script on a local folder)."""
+    runs = f"{checkpoints}/runs"
+    run_dir = f"{runs}/{spec.name}"
+    q = shlex.quote
+    check = (
+        "from nanochat_tui import rundir; "
+        f'print("resume" if rundir.latest_checkpoint({json.dumps(run_dir)}) else "fresh")'
+    )
+    fresh = ["uv", "run", "nanochat-tui", "run", config, "--quiet", "--name", spec.name]
+    fresh += ["--set", f"run.runs_dir={runs}"]
+    resume = ["uv", "run", "nanochat-tui", "run", "--resume", run_dir, "--quiet"]
     return "\n".join(
         [
             "set -e",
-            f"if [ -f {CHECKPOINTS}/runs/{spec.name}/config.yaml ]; then",
-            f"  {resume}",
-            "else",
-            f"  {run}",
-            "fi",
+            f"next=$(uv run python -c {q(check)})",
+            'case "$next" in',
+            f"  resume) {' '.join(map(q, resume))} ;;",
+            "  fresh)  # no checkpoint yet: start the run over in the same directory",
+            '    if [ "${SKYPILOT_NODE_RANK:-0}" = 0 ]; then rm -rf ' + q(run_dir) + "; fi",
+            f"    {' '.join(a if a.startswith('~/') else q(a) for a in fresh)} ;;",
+            f'  *) echo "cannot tell whether {run_dir} has a checkpoint: $next" >&2; exit 1 ;;',
+            "esac",
         ]
     )
 
@@ -168,7 +207,7 @@ def build_task(spec: LaunchSpec, config_yaml_path: str, workdir: str) -> Any:
     )
     task.set_file_mounts({REMOTE_CONFIG: config_yaml_path})
     task.set_storage_mounts(
-        {CHECKPOINTS: sky.Storage(name=spec.bucket_name, mode=sky.StorageMode.MOUNT)}
+        {CHECKPOINTS: sky.Storage(name=spec.bucket_name, mode=sky.StorageMode.MOUNT_CACHED)}
     )
     task.set_resources(
         sky.Resources(
@@ -190,8 +229,22 @@ def catalog_price(cloud: str, acc: Accelerator, spot: bool, region: str = "") ->
     from SkyPilot's catalog: the cheapest host instance type that carries the accelerator, plus
     the accelerator where the cloud bills it apart (GCP)."""
     require_sky()
+    import requests
     from sky.clouds import service_catalog as catalog
 
+    try:
+        with quiet_sky():
+            return _catalog_price(catalog, cloud, acc, spot, region)
+    except requests.RequestException as err:
+        raise UserError(
+            f"SkyPilot could not download its {cloud} catalog for the price "
+            f"({type(err).__name__}; no network?)",
+            "connect to the internet and try again; SkyPilot keeps the catalog in "
+            "~/.sky/catalogs and refreshes it every few hours",
+        ) from None
+
+
+def _catalog_price(catalog: Any, cloud: str, acc: Accelerator, spot: bool, region: str) -> float:
     where = region or None
     instances, fuzzy = catalog.get_instance_type_for_accelerator(
         acc.name, acc.count, use_spot=spot, region=where, clouds=cloud
@@ -294,19 +347,57 @@ def task_summary(task: Any) -> list[tuple[str, str]]:
     ]
 
 
-def explain_cloud_error(err: BaseException, spec: LaunchSpec) -> UserError | None:
-    """A UserError for the cloud failures a user can fix (None for anything else)."""
+def enabled_clouds() -> list[str] | None:
+    """The clouds SkyPilot has enabled (lower-case, as ``sky check`` last found them), asked of
+    its API server; None when it cannot say."""
+    require_sky()
+    from sky.client import sdk
+
+    try:
+        return sorted(str(cloud).lower() for cloud in sdk.get(sdk.enabled_clouds()))
+    except Exception:  # the answer only adds to an error message being built
+        return None
+
+
+def explain_cloud_error(
+    err: BaseException,
+    spec: LaunchSpec,
+    enabled: Callable[[], list[str] | None] = enabled_clouds,
+) -> UserError | None:
+    """A UserError for the cloud failures a user can fix (None for anything else). For those,
+    ``enabled()`` says which clouds SkyPilot has enabled: a cloud missing from them is the
+    failure to report, whatever SkyPilot called it (no credentials, no cloud storage for the
+    bucket, no launchable resources)."""
     sky = require_sky()
     exc = sky.exceptions
-    text = str(err)
+    cloud_failures = (
+        exc.NoCloudAccessError,
+        exc.CloudUserIdentityError,
+        exc.NotSupportedError,
+        exc.ResourcesUnavailableError,
+    )
+    if not isinstance(err, cloud_failures):
+        return None
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # SkyPilot colours its hints
+    cloud = spec.cloud.lower()
+    check = (
+        f"set up {spec.cloud} credentials, then run `sky check {cloud}` (it says what is missing)"
+    )
+    clouds = enabled()
+    if clouds is not None and cloud not in clouds:
+        return UserError(
+            f"{spec.cloud} is not enabled in SkyPilot (enabled clouds: {', '.join(clouds) or 'none'})",
+            check,
+        )
     if isinstance(err, exc.NoCloudAccessError | exc.CloudUserIdentityError) or (
         "credential" in text.lower()
     ):
+        first = text.splitlines()[0][:200] if text else ""
+        return UserError(f"no usable credentials for {spec.cloud}: {first}".rstrip(": "), check)
+    if isinstance(err, exc.NotSupportedError) and "storage" in text.lower():
         return UserError(
-            f"no usable credentials for {spec.cloud}: {text.splitlines()[0][:200] if text else ''}".rstrip(
-                ": "
-            ),
-            f"set up {spec.cloud} credentials, then check them with `sky check {spec.cloud}`",
+            f"SkyPilot has no cloud storage on {spec.cloud} for the checkpoint bucket",
+            f"give the {spec.cloud} credentials storage access; `sky check {cloud}` lists it",
         )
     if isinstance(err, exc.ResourcesUnavailableError):
         if "quota" in text.lower():
@@ -322,18 +413,33 @@ def explain_cloud_error(err: BaseException, spec: LaunchSpec) -> UserError | Non
     return None
 
 
-def launch(spec: LaunchSpec, task: Any, submit: Callable[[Any, str], Any] | None = None) -> Any:
-    """Submit ``task`` as a managed job named ``spec.name``; cloud failures become UserErrors.
-    ``submit(task, name)`` defaults to ``sky.jobs.launch`` then waiting for its request."""
+def launch(
+    spec: LaunchSpec,
+    task: Any,
+    submit: Callable[[Any, str], Any] | None = None,
+    *,
+    dryrun: bool = False,
+    enabled: Callable[[], list[str] | None] = enabled_clouds,
+) -> Any:
+    """Submit ``task`` as a managed job named ``spec.name`` (``sky.jobs.launch``, then wait for
+    the request); with ``dryrun``, hand it to ``sky.launch(dryrun=True)`` instead (SkyPilot's
+    optimizer checks it against the enabled clouds and the catalog; nothing is provisioned) and
+    return what SkyPilot printed. Both go through SkyPilot's API server (it starts a local one
+    when none runs). Cloud failures become one UserError (``explain_cloud_error``).
+    ``submit(task, name)`` and ``enabled()`` stand in for SkyPilot in the TUI's tests."""
     sky = require_sky()
 
     def default_submit(t: Any, name: str) -> Any:
+        if dryrun:
+            out = io.StringIO()  # shown when accepted; a failure is one UserError instead
+            sky.stream_and_get(sky.launch(t, cluster_name=name, dryrun=True), output_stream=out)
+            return out.getvalue()
         return sky.stream_and_get(sky.jobs.launch(t, name=name))
 
     try:
         return (submit or default_submit)(task, spec.name)
     except Exception as err:
-        explained = explain_cloud_error(err, spec)
+        explained = explain_cloud_error(err, spec, enabled)
         if explained is not None:
             raise explained from None
         raise

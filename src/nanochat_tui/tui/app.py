@@ -30,7 +30,8 @@ from textual.widget import Widget
 from textual.widgets import ContentSwitcher, RichLog, Static
 
 from nanochat_tui import logging_setup
-from nanochat_tui.plugins import ScreenEntry, get_registry, resolve
+from nanochat_tui.plugin_host import get_registry
+from nanochat_tui.registry import ScreenEntry, resolve
 from nanochat_tui.tui import keymap as km
 from nanochat_tui.tui import textual_fixes, worker_errors
 from nanochat_tui.tui.commands import ShellCommands

@@ -427,7 +427,7 @@ class ChatPane(Widget):
         if self._model is None or self._model_key != key:
             from nanochat_tui.jax_engine.flops import device_brief
             from nanochat_tui.jax_engine.inference import ChatModel
-            from nanochat_tui.plugins.engine import model_mlp
+            from nanochat_tui.orchestrator.plugin_hooks import model_mlp
 
             self._model = ChatModel.load(ckpt.path, mlp_for=model_mlp)
             self._model_key = key

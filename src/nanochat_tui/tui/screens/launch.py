@@ -135,9 +135,11 @@ class LaunchScreen(ReportsWorkerErrors, ModalScreen[None]):
         price_lookup: Callable[[str, launch.Accelerator, bool, str], float] | None = None,
         submit: Callable[[Any, str], Any] | None = None,
         follow: Callable[[str, Any], int] | None = None,
+        enabled: Callable[[], list[str] | None] = launch.enabled_clouds,
     ) -> None:
-        """``price_lookup``, ``submit`` and ``follow`` default to SkyPilot's catalog,
-        ``sky.jobs.launch`` and ``launch.stream_status`` (tests feed a local price table)."""
+        """``price_lookup``, ``submit``, ``follow`` and ``enabled`` default to SkyPilot's
+        catalog, ``sky.jobs.launch``, ``launch.stream_status`` and the enabled clouds its API
+        server reports (tests feed a local price table)."""
         super().__init__()
         self.config = config
         self.prefab = prefab
@@ -146,6 +148,7 @@ class LaunchScreen(ReportsWorkerErrors, ModalScreen[None]):
         self.price_lookup = price_lookup
         self.submit = submit
         self.follow = follow
+        self.enabled = enabled
         self.plan: Plan | None = None
         self.launched = False
         self.builds = 0  # finished plan builds (tests wait on it)
@@ -351,7 +354,7 @@ class LaunchScreen(ReportsWorkerErrors, ModalScreen[None]):
             self.app.call_from_thread(self.status_line, line)
 
         try:
-            job = launch.launch(plan.spec, plan.task, submit=self.submit)
+            job = launch.launch(plan.spec, plan.task, submit=self.submit, enabled=self.enabled)
             emit(f"managed job {plan.spec.name} submitted: {job}")
             emit(
                 f"logs: sky jobs logs {plan.spec.name} · cancel: sky jobs cancel -n {plan.spec.name}"
