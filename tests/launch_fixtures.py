@@ -146,7 +146,7 @@ def wait_healthy(port: int, server: subprocess.Popen, log: Path, timeout: float 
 
 def stop_group(server: subprocess.Popen) -> None:
     """End the server's process group (it, its request workers, multiprocessing's tracker):
-    SIGTERM, then SIGKILL for what is left after 5 s."""
+    SIGTERM, then SIGKILL for what is left after 5 s (the tracker ignores SIGTERM)."""
     pgid = server.pid
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
         try:
