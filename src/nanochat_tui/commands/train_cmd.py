@@ -6,7 +6,9 @@ Several hosts: start the same command on each with ``--coordinator HOST:PORT --n
 --process-id I`` and one ``--name`` (or set ``NANOCHAT_COORDINATOR``, ``NANOCHAT_NUM_PROCESSES``,
 ``NANOCHAT_PROCESS_ID``; under SkyPilot ``SKYPILOT_NODE_IPS``/``SKYPILOT_NUM_NODES``/
 ``SKYPILOT_NODE_RANK`` are read automatically, the coordinator being the first node on port
-``COORDINATOR_PORT``). Process 0 writes events and the run's files; every process saves its shards.
+``COORDINATOR_PORT``). Process 0 writes events and the run's files and takes control commands for
+the whole job; every process saves its shards. Each such command supervises its training process
+(orchestrator/multihost.py) so a lost peer ends it with one line naming that process.
 """
 
 from __future__ import annotations
@@ -112,13 +114,13 @@ def load_run_config(args: argparse.Namespace):
     return config, None
 
 
-def execute_headless(config, run_dir: Path, *, resume: bool, control, callbacks: list) -> Any:
+def execute_headless(
+    config, run_dir: Path, *, resume: bool, control, callbacks: list, mode: str = "headless"
+) -> Any:
     """Run training in this thread with telemetry (events.jsonl + W&B/OTel) wired: one place to change."""
     from nanochat_tui.orchestrator.runner import execute
 
-    return execute(
-        config, run_dir, resume=resume, control=control, callbacks=callbacks, mode="headless"
-    )
+    return execute(config, run_dir, resume=resume, control=control, callbacks=callbacks, mode=mode)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -215,23 +217,49 @@ def run_pipeline_headless(config, args: argparse.Namespace) -> int:
 
 
 def run_process(args: argparse.Namespace, coordinator: str, count: int, rank: int) -> int:
-    """One process of a multi-process run: process 0 as a headless run (events, files, progress);
-    the others train their shards silently into the same run directory."""
-    from nanochat_tui.errors import UserError
+    """One process of a multi-process run. As the user starts it: a supervisor of the training
+    process (or, with --detach, a supervisor in the background). As that training process: process
+    0 is a headless run (events, files, progress, the control socket); the others train their
+    shards silently into the same run directory."""
+    import os
 
-    if args.detach:
-        raise UserError(
-            "--detach is for one process", "start each process of a multi-host run itself"
-        )
+    from nanochat_tui.errors import UserError
+    from nanochat_tui.orchestrator import multihost
+    from nanochat_tui.orchestrator.runner import run_dir_for
+
     if not (args.name or args.resume):
         raise UserError(
             "a multi-process run needs the same run name on every process",
             "pass --name NAME (or --resume RUN_DIR) to every process",
         )
     config, resume_dir = load_run_config(args)
-    from nanochat_tui.jax_engine.sharding import barrier, init_distributed
+    run_dir = resume_dir if resume_dir is not None else run_dir_for(config, args.name)
+    if not multihost.is_supervised(os.environ):
+        argv = _process_argv(args, coordinator, count, rank)
+        if args.detach:
+            return _detach_process(argv, run_dir, count, rank)
+        return multihost.supervise(
+            argv, rank=rank, count=count, coordinator=coordinator, run_dir=run_dir
+        )
+    from nanochat_tui.jax_engine.sharding import init_distributed, leave_job
 
-    init_distributed(coordinator, count, rank)
+    init_distributed(coordinator, count, rank, heartbeat_timeout_s=multihost.PEER_TIMEOUT_S)
+    try:
+        return _train_process(args, config, resume_dir, coordinator, count, rank)
+    except Exception:
+        print(
+            f"process {rank} of {count}: training failed; waiting up to "
+            f"{multihost.PEER_TIMEOUT_S} s for the other processes",
+            file=sys.stderr,
+            flush=True,
+        )
+        leave_job()  # all arrive: the error below is everyone's; one is lost: the runtime ends us
+        raise
+
+
+def _train_process(args, config, resume_dir, coordinator: str, count: int, rank: int) -> int:
+    from nanochat_tui.jax_engine.sharding import barrier
+
     if rank == 0:
         from nanochat_tui.orchestrator.runner import resolve_run_dir
 
@@ -260,22 +288,70 @@ def run_process(args: argparse.Namespace, coordinator: str, count: int, rank: in
     return 1 if result.status == "failed" else 0
 
 
+MULTI_PROCESS = "multi-process"  # run.json's mode for process 0 of several
+
+
 def _train_here(args: argparse.Namespace, config, run_dir: Path, resume: bool) -> int:
-    """Process 0 of several: the headless run, with the run directory already made."""
+    """Process 0 of several: the headless run, with the run directory already made, steerable
+    through its control socket (``nanochat-tui control``); commands reach every process through
+    ``share_commands`` at the same step. SIGTERM stops it at a checkpoint, like Ctrl+C."""
     from nanochat_tui.jax_engine.control import ControlInbox
+    from nanochat_tui.orchestrator.detached import serve_control
 
     control = ControlInbox()
     previous = _install_sigint(control)
+    previous_term = signal.signal(signal.SIGTERM, lambda _s, _f: control.stop())
     display = _Display(quiet=args.quiet)
     try:
-        with display:
+        with serve_control(run_dir, control, config, MULTI_PROCESS), display:
             result = execute_headless(
-                config, run_dir, resume=resume, control=control, callbacks=[display]
+                config,
+                run_dir,
+                resume=resume,
+                control=control,
+                callbacks=[display],
+                mode=MULTI_PROCESS,
             )
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
     _print_summary(result, run_dir)
     return 1 if result.status == "failed" else 0
+
+
+def _process_argv(args: argparse.Namespace, coordinator: str, count: int, rank: int) -> list[str]:
+    """This process's command line again, for its supervised training process."""
+    argv = [sys.executable, "-m", "nanochat_tui.cli"]
+    if getattr(args, "debug", False):
+        argv.append("--debug")
+    argv += ["run", args.prefab]
+    for item in args.overrides:
+        argv += ["--set", item]
+    if args.name:
+        argv += ["--name", args.name]
+    if args.resume:
+        argv += ["--resume", str(args.resume)]
+    if args.quiet or args.detach:
+        argv.append("--quiet")
+    return [
+        *argv,
+        *("--coordinator", coordinator, "--num-processes", str(count), "--process-id", str(rank)),
+    ]
+
+
+def _detach_process(argv: list[str], run_dir: Path, count: int, rank: int) -> int:
+    """Start this process's supervisor in the background and say how to follow and steer it."""
+    from nanochat_tui.orchestrator import multihost
+
+    log_file = multihost.log_path(run_dir.name, rank)
+    pid = multihost.detach(argv, log_file)
+    print(f"detached process {rank} of {count} of run {run_dir.name} (pid {pid}): log {log_file}")
+    if rank == 0:
+        print(f"  watch:   nanochat-tui  (Runs pane, key 4)   or  tail -f {run_dir}/events.jsonl")
+        print(f"  control: nanochat-tui control {run_dir} checkpoint|stop|patch KEY=VALUE")
+    else:
+        print("  process 0 takes the run's control commands (nanochat-tui control RUN_DIR ...)")
+    return 0
 
 
 def discard_unstarted(run_dir: Path) -> bool:

@@ -228,11 +228,25 @@ def gathered(x: jax.Array) -> jax.Array:
 COMMAND_BYTES = 16384  # room for one step's control commands, JSON, shared by process 0
 
 
-def init_distributed(coordinator: str, num_processes: int, process_id: int) -> None:
+def init_distributed(
+    coordinator: str, num_processes: int, process_id: int, heartbeat_timeout_s: int = 100
+) -> None:
     """Join a multi-process run (``jax.distributed``); before anything else touches JAX. CPU
-    collectives go through gloo (GPU/TPU use their own)."""
+    collectives go through gloo (GPU/TPU use their own). A process silent for
+    ``heartbeat_timeout_s`` is declared lost, which ends every other process."""
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, num_processes, process_id)
+    jax.distributed.initialize(
+        coordinator, num_processes, process_id, heartbeat_timeout_seconds=heartbeat_timeout_s
+    )
+
+
+def leave_job() -> None:
+    """Wait at JAX's shutdown barrier until every process of the run got there (no-op on one
+    process): after a failed step, this tells a failure every process had (they all arrive) from a
+    lost process (JAX's runtime ends this one from a native thread within the heartbeat timeout;
+    the supervisor in orchestrator/multihost.py prints which process was lost)."""
+    if jax.process_count() > 1:
+        jax.distributed.shutdown()
 
 
 def is_primary() -> bool:

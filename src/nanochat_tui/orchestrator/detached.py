@@ -10,9 +10,11 @@ run_end "stopped"); SIGHUP is ignored.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,20 @@ def make_handler(inbox: ControlInbox, config: Any, run_dir: Path):
     return handle
 
 
+@contextlib.contextmanager
+def serve_control(run_dir: Path, inbox: ControlInbox, config: Any, mode: str) -> Iterator[Path]:
+    """Open the run's owner-only control socket onto ``inbox`` and record it (with this process)
+    in run.json, so ``attach``/``nanochat-tui control`` can steer the run; closed on exit. Used by
+    detached runs and by process 0 of a multi-process run."""
+    sock_path = control.socket_path_for(run_dir)
+    server = control.ControlServer(sock_path, make_handler(inbox, config, run_dir)).start()
+    try:
+        runner.update_record(run_dir, socket=str(sock_path), **runner.this_process_record(mode))
+        yield sock_path
+    finally:
+        server.close()
+
+
 def _pid() -> int:
     import os
 
@@ -76,21 +92,22 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, graceful_stop)
     signal.signal(signal.SIGINT, graceful_stop)
-    sock_path = control.socket_path_for(run_dir)
-    server = control.ControlServer(sock_path, make_handler(inbox, config, run_dir)).start()
-    runner.update_record(run_dir, socket=str(sock_path), **runner.this_process_record("detached"))
-    try:
-        result = runner.execute(config, run_dir, resume=args.resume, control=inbox, mode="detached")
-        print(f"run ended: {result.status} at step {result.step}", flush=True)
-        return 0 if result.status != "failed" else 1
-    except Exception as err:
-        from nanochat_tui.crash import write_crash_dump
+    with serve_control(run_dir, inbox, config, "detached"):
+        try:
+            result = runner.execute(
+                config, run_dir, resume=args.resume, control=inbox, mode="detached"
+            )
+            print(f"run ended: {result.status} at step {result.step}", flush=True)
+            return 0 if result.status != "failed" else 1
+        except Exception as err:
+            from nanochat_tui.crash import write_crash_dump
 
-        dump = write_crash_dump(err, run_dir / "crash")
-        print(f"run failed: {type(err).__name__}; crash dump (no secrets): {dump}", file=sys.stderr)
-        return 1
-    finally:
-        server.close()
+            dump = write_crash_dump(err, run_dir / "crash")
+            print(
+                f"run failed: {type(err).__name__}; crash dump (no secrets): {dump}",
+                file=sys.stderr,
+            )
+            return 1
 
 
 if __name__ == "__main__":

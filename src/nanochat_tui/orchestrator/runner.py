@@ -581,7 +581,9 @@ def attach(run_dir: Path) -> RunHandle:
     if live is not None and live.is_alive():
         return live
     record = read_record(run_dir)
-    if record.get("mode") == "detached":  # also a thread run since moved to the background
+    # detached: also a thread run since moved to the background; multi-process: its process 0
+    # serves the control socket for the whole job (commands/train_cmd.py)
+    if record.get("mode") in ("detached", "multi-process"):
         return DetachedRun(run_dir)
     return live if live is not None else _ForeignRun(run_dir, record)
 
