@@ -246,13 +246,14 @@ def run_process(args: argparse.Namespace, coordinator: str, count: int, rank: in
     init_distributed(coordinator, count, rank, heartbeat_timeout_s=multihost.PEER_TIMEOUT_S)
     try:
         return _train_process(args, config, resume_dir, coordinator, count, rank)
-    except Exception:
-        print(
-            f"process {rank} of {count}: training failed; waiting up to "
-            f"{multihost.PEER_TIMEOUT_S} s for the other processes",
-            file=sys.stderr,
-            flush=True,
-        )
+    except Exception as err:
+        if not isinstance(err, UserError):  # bad input is refused alike everywhere: one line
+            print(
+                f"process {rank} of {count}: training failed; waiting up to "
+                f"{multihost.PEER_TIMEOUT_S} s for the other processes",
+                file=sys.stderr,
+                flush=True,
+            )
         leave_job()  # all arrive: the error below is everyone's; one is lost: the runtime ends us
         raise
 
