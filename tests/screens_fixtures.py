@@ -44,6 +44,7 @@ def make_run(runs: Path, name: str, model: dict, steps: list[int], **extra) -> P
         path.write_text(json.dumps(our_meta(model, step, name, 2.5 - step / 1000, **extra)))
         state = run_dir / "checkpoints" / str(step) / "state"
         state.mkdir()
+        (state / "_METADATA").write_text("{}")  # orbax's tree metadata (checkpoint_files.damage)
         (state / "data").write_bytes(b"\0" * (1000 * step))
     return run_dir
 

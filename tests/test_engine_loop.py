@@ -400,7 +400,11 @@ def test_damaged_checkpoint_refuses_the_resume_cleanly(six, tmp_path) -> None:
 
 
 def test_orbax_abandoned_read_tasks_stay_off_the_terminal() -> None:
+    rel = victim.relative_to(run_dir / "checkpoints" / "6")
+    assert f": {rel} is " in proc.stdout and " when saved (truncated)" in proc.stdout
     """CI once showed asyncio's "Task exception was never retrieved" with orbax's read error on
+    for junk in ("pybind11", "bound method", "TensorStore details"):
+        assert junk not in proc.stdout
     stderr after a damaged checkpoint (it depends on when the abandoned task is collected). A
     task failing inside orbax code is logged at debug; any other task's error still shows."""
     script = (
@@ -408,6 +412,51 @@ def test_orbax_abandoned_read_tasks_stay_off_the_terminal() -> None:
         "logging.basicConfig()\n"
         "from nanochat_tui.jax_engine.checkpoint import _route_orbax_unraisable\n"
         "_route_orbax_unraisable()\n"
+def test_committed_checkpoints_record_their_files(six, tmp_path) -> None:
+    """Each committed checkpoint records its files' sizes, so a listing (the Checkpoints pane,
+    no JAX) tells a data file cut short or deleted since, naming it."""
+    from nanochat_tui import checkpoint_files
+
+    for c in rundir.list_checkpoints(six[0]):
+        assert (c.path / checkpoint_files.FILES).is_file()
+        assert checkpoint_files.damage(c.path) is None
+    run_dir = _copy_run(six[0], tmp_path / "cut")
+    victim = _largest_file(run_dir / "checkpoints" / "6" / "state")
+    size = victim.stat().st_size
+    victim.write_bytes(victim.read_bytes()[:100])
+    rel = victim.relative_to(run_dir / "checkpoints" / "6")
+    assert checkpoint_files.damage(run_dir / "checkpoints" / "6") == (
+        f"{rel} is 100 bytes, {size:,} when saved (truncated)"
+    )
+    victim.unlink()
+    assert checkpoint_files.damage(run_dir / "checkpoints" / "6") == f"{rel} is missing"
+    assert checkpoint_files.damage(run_dir / "checkpoints" / "4") is None
+
+
+def test_a_damaged_checkpoint_without_a_record_is_named_in_our_words(six, tmp_path) -> None:
+    """A checkpoint saved before sizes were recorded: orbax's own message for the failed read
+    ("See full TensorStore details: <bound method pybind11_…>") becomes one line of ours."""
+    from nanochat_tui import checkpoint_files
+    from nanochat_tui.errors import IncompatibleCheckpoint
+    from nanochat_tui.jax_engine import checkpoint as ckpt
+    from nanochat_tui.jax_engine.model import GPT
+
+    run_dir = _copy_run(six[0], tmp_path / "old")
+    step_dir = run_dir / "checkpoints" / "6"
+    (step_dir / checkpoint_files.FILES).unlink(missing_ok=True)
+    victim = _largest_file(step_dir / "state")
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])
+    assert checkpoint_files.damage(step_dir) is None  # sizes unknown: only loading tells
+    config = load_config(str(run_dir / "config.yaml"))
+    with pytest.raises(IncompatibleCheckpoint) as caught:
+        ckpt.restore_into(step_dir, GPT(config.model, rngs=nnx.Rngs(0)))
+    message = caught.value.message
+    assert message.startswith(f"checkpoint 6 is damaged ({step_dir}): array ")
+    assert message.endswith("cannot be read: its data file is shorter than when it was saved")
+    assert "\n" not in message and "pybind" not in message and "bound method" not in message
+    assert "newest intact checkpoint is step 4" in caught.value.remediation
+
+
         "fake = {}\n"
         "exec(compile('async def read():\\n    raise ValueError(\"OUT_OF_RANGE shard\")\\n',\n"
         "             '/site-packages/orbax/checkpoint/serialization.py', 'exec'), fake)\n"

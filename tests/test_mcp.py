@@ -224,6 +224,7 @@ async def test_detached_run_started_watched_steered_and_chatted_with():
 
             ckpts = (await call(session, "list_checkpoints", run="agent"))["checkpoints"]
             assert ckpts and ckpts[-1]["step"] >= 2
+            assert [c["damaged"] for c in ckpts] == [None] * len(ckpts)
             messages = [{"role": "user", "content": "hello"}]
             reply = await call(
                 session,

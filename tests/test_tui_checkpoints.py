@@ -145,3 +145,44 @@ async def test_pin_marks_and_metric_steps(fabricated):
         await pilot.press("down", "down", "down", "p")  # the nanochat row: read-only
         await pilot.pause()
         assert read_pins(fabricated["fits"]) == {100}
+
+
+@pytest.mark.anyio
+async def test_damaged_checkpoints_are_marked_and_refused(fabricated):
+    """Issue 25.9: a checkpoint whose data file was cut short since it was saved (sizes recorded
+    at commit, checkpoint_files.py), or whose tree metadata no longer parses, showed `✓ yes`.
+    Now it is `✗ damaged` with our one-line reason and the newest intact step; Enter refuses it."""
+    from nanochat_tui import checkpoint_files
+
+    fits = fabricated["fits"] / "checkpoints"
+    for step in (100, 200):
+        checkpoint_files.record(fits / str(step))
+    data = fits / "200" / "state" / "data"
+    data.write_bytes(data.read_bytes()[:5000])  # a copy cut short
+    (fabricated["deeper"] / "checkpoints" / "50" / "state" / "_METADATA").write_text("{trunc")
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        pane = app.query_one(CheckpointsPane)
+        table = app.query_one(DataTable)
+        assert [(r.run, r.step, r.damage) for r in pane.rows][:3] == [
+            ("fits", 200, "state/data is 5,000 bytes, 200,000 when saved (truncated)"),
+            ("fits", 100, None),
+            ("deeper", 50, "state/_METADATA is not valid JSON"),
+        ]
+        assert [str(table.get_row_at(i)[6]) for i in range(3)] == [
+            "✗ damaged",
+            "✓ yes",
+            "✗ damaged",
+        ]
+        summary = str(app.query_one("#ckpt-summary", Static).render())
+        assert "2 damaged: fits/200, deeper/50" in summary
+        text = reasons(app)
+        assert "✗ damaged: state/data is 5,000 bytes, 200,000 when saved (truncated)" in text
+        assert "load step 100 of this run (its newest intact one)" in text
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.state.checkpoint is None  # refused
+        await pilot.press("f")  # compatible only: the damaged ones are not offered
+        assert [r.step for r in pane.visible_rows] == [100]

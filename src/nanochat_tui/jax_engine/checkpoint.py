@@ -3,6 +3,7 @@
     RUN_DIR/checkpoints/<step>/state   model params + optimizer state (orbax pytree, atomic)
     RUN_DIR/checkpoints/<step>/meta    JSON (``meta/metadata``): step, run_name, stage, reason,
                                        model, …, tokenizer_hash, data_position, metrics, config
+    RUN_DIR/checkpoints/<step>/files.json  every file's size, once committed (checkpoint_files.py)
 
 The meta JSON is readable without JAX (rundir.py). Saves are asynchronous on every backend: the
 device→host copy happens in ``save``, the writes in orbax's background thread; orbax writes into a
@@ -17,6 +18,7 @@ rotated-out steps are renamed into ``checkpoints/.trash`` (atomic) and removed t
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from orbax.checkpoint import checkpoint_managers as policies
 
-from nanochat_tui import rundir
+from nanochat_tui import checkpoint_files, rundir
 from nanochat_tui.errors import DiskFull, IncompatibleCheckpoint, UserError, is_disk_full
 
 
@@ -190,7 +192,19 @@ class Checkpointer:
             self._call(self.manager.check_for_errors)
             done, self._pending = self._pending, []
             self._empty_trash()
+        if self._primary:
+            for step in {step for step, _ in done}:
+                self._record(self.root / str(step))
         return [(step, reason, self.root / str(step)) for step, reason in done]
+
+    @staticmethod
+    def _record(step_dir: Path) -> None:
+        """The sizes of a committed checkpoint's files, so a listing can tell a damaged one."""
+        try:
+            if not (step_dir / checkpoint_files.FILES).exists():
+                checkpoint_files.record(step_dir)
+        except OSError:  # rotated out meanwhile: nothing to record
+            pass
 
     def wait(self) -> list[tuple[int, str, Path]]:
         """Block until every save in flight is committed; returns them as ``completed`` does."""
@@ -396,10 +410,44 @@ def _abstract(model, optimizer) -> dict[str, Any]:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract)
 
 
+# tensorstore's read errors, as orbax passes them on (the cause of its own "Encountered error
+# while reading array index … See full TensorStore details: <bound method pybind11_…>")
+_TS_READ = re.compile(r'(?P<code>[A-Z_]+): Error reading "(?P<key>[^"]+)" in OCDBT database')
+_TS_CODES = {
+    "OUT_OF_RANGE": "its data file is shorter than when it was saved",
+    "NOT_FOUND": "its data file is missing",
+    "DATA_LOSS": "its data is corrupted",
+    "FAILED_PRECONDITION": "its data is corrupted",
+}
+_REPR = re.compile(
+    r"\s*(See full TensorStore details:.*|<[^<>]*(bound method|object at 0x)[^<>]*>?)"
+)
+
+
+def read_failure(step_dir: Path, err: BaseException) -> str:
+    """Our own one line for why a checkpoint did not load: what is wrong with its files when the
+    sizes recorded at save tell, else the array that could not be read and why, else the error's
+    first line without the library's object reprs."""
+    found = checkpoint_files.damage(step_dir)
+    if found:
+        return found
+    cause: BaseException | None = err
+    for _ in range(8):
+        if cause is None:
+            break
+        match = _TS_READ.search(str(cause))
+        if match:
+            name = match["key"].split("/")[0].removesuffix(".value")
+            why = _TS_CODES.get(match["code"], match["code"].lower().replace("_", " "))
+            return f"array {name} cannot be read: {why}"
+        cause = cause.__cause__ or cause.__context__
+    text = _REPR.sub("", str(err).splitlines()[0] if str(err) else "").strip()
+    return text[:200] or type(err).__name__
+
+
 def damaged_message(step_dir: Path, err: BaseException, intact: Path | None) -> tuple[str, str]:
     """(message, remediation) for a checkpoint whose files do not load."""
-    detail = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
-    message = f"checkpoint {step_dir.name} is damaged ({step_dir}): {detail}"
+    message = f"checkpoint {step_dir.name} is damaged ({step_dir}): {read_failure(step_dir, err)}"
     if intact is None:
         return message, (
             "no older intact checkpoint of this run: start a new run, or restore the step "

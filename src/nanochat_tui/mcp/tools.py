@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nanochat_tui import paths, rundir
+from nanochat_tui import checkpoint_files, paths, rundir
 from nanochat_tui.errors import UserError
 
 # Metric fields of a "step" event worth reporting (events.py); others (aux dicts) are left out.
@@ -184,6 +184,7 @@ def list_checkpoints(run: str) -> dict[str, Any]:
                 "stage": c.stage,
                 "val_bpb": c.val_bpb,
                 "pinned": c.pinned,
+                "damaged": checkpoint_files.damage(c.path),  # None, or what is wrong
             }
             for c in rundir.list_checkpoints(run_dir)
         ],

@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.text import Text
 
-from nanochat_tui import paths
+from nanochat_tui import checkpoint_files, paths
 from nanochat_tui.config.compat import (
     Incompat,
     NanochatCheckpoint,
@@ -40,10 +40,11 @@ class CheckpointRow:
     problems: list[Incompat] = field(default_factory=list)
     pinned: bool = False
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {value, step}
+    damage: str | None = None  # what is wrong with its files (checkpoint_files.damage)
 
     @property
     def compatible(self) -> bool:
-        return not self.problems
+        return not self.problems and self.damage is None
 
     def measured_at(self, name: str) -> int | None:
         """The step metric ``name`` was measured at, when known."""
@@ -90,6 +91,12 @@ def _config_tokenizer_hash(config) -> str | None:
         return None
 
 
+def fit_problems(config, meta: dict[str, Any]) -> list[Incompat]:
+    """Why a checkpoint with ``meta`` cannot start a run of ``config`` (the pane's compatible
+    column; ``run.init_from`` of a new run asks first on any); empty when it fits."""
+    return check(config, meta, _config_tokenizer_hash(config))
+
+
 def discover(
     config, runs_dir: Path | None = None, nanochat_base: Path | None = None
 ) -> list[CheckpointRow]:
@@ -122,6 +129,7 @@ def discover(
                     problems=check(config, meta, tok_hash),
                     pinned=info.pinned,
                     metrics=_metrics(meta),
+                    damage=checkpoint_files.damage(info.path),
                 )
             )
     for nc in reversed(list_nanochat_checkpoints(nanochat_base)):
@@ -141,6 +149,25 @@ def discover(
             )
         )
     return rows
+
+
+def newest_intact(rows: list[CheckpointRow], row: CheckpointRow) -> CheckpointRow | None:
+    """The newest undamaged checkpoint of ``row``'s run older than it, among ``rows``."""
+    older = [
+        r
+        for r in rows
+        if r.source == "run" and r.damage is None and r.step < row.step
+        and isinstance(r.info, CheckpointInfo) and isinstance(row.info, CheckpointInfo)
+        and r.info.run_dir == row.info.run_dir
+    ]  # fmt: skip
+    return max(older, key=lambda r: r.step, default=None)
+
+
+def damage_remedy(rows: list[CheckpointRow], row: CheckpointRow) -> str:
+    """What to do about a damaged checkpoint: another one of its run, or deleting it."""
+    intact = newest_intact(rows, row)
+    other = f"load step {intact.step} of this run (its newest intact one)" if intact else ""
+    return f"{other or 'restore it from a backup'}, or delete it (Delete)"
 
 
 def train_loss(row: CheckpointRow) -> float | None:

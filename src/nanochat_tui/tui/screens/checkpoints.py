@@ -3,6 +3,8 @@
 Each of our rows says whether it is pinned (kept out of ``train.keep_checkpoints`` rotation; ``p``
 toggles it, manual checkpoints are pinned when saved) and, for every metric, the step it was
 measured at when that is not the checkpoint's own step (a val bpb from an older eval is marked).
+One whose files are damaged (``checkpoint_files.damage``: a data file truncated or missing since
+it was saved, unreadable tree metadata) is marked ``✗ damaged`` with the reason; Enter refuses it.
 
 Lists our orbax checkpoints (``runs_dir()/<run>/checkpoints/<step>``, read from their meta JSON) and,
 read-only, nanochat's PyTorch ones (``$NANOCHAT_BASE_DIR/*_checkpoints/*/meta_*.json``). Compatibility
@@ -32,6 +34,7 @@ from nanochat_tui.tui.messages import CheckpointLoaded, ConfigChanged
 from nanochat_tui.tui.screens.checkpoint_rows import (
     CheckpointRow,
     discover,
+    damage_remedy,
     human_size,
     train_loss,
 )
@@ -121,7 +124,9 @@ class CheckpointsPane(Widget):
         loaded = self.app.state.checkpoint  # type: ignore[attr-defined]
         loaded_key = str(loaded.path) if loaded is not None else None
         for row in self.visible_rows:
-            if row.compatible:
+            if row.damage is not None:
+                compat = Text("✗ damaged", style="red bold")
+            elif row.compatible:
                 compat = Text("✓ yes", style="green")
             else:
                 compat = Text(
@@ -162,6 +167,9 @@ class CheckpointsPane(Widget):
         summary = Text(text)
         if self.damaged:
             names = ", ".join(f"{p.parent.parent.name}/{p.name}" for p in self.damaged[:3])
+        damaged = [f"{r.run}/{r.step}" for r in self.rows if r.damage is not None]
+        if damaged:
+            summary.append(f" · {len(damaged)} damaged: {', '.join(damaged[:3])}", style="red")
             summary.append(f" · {len(self.damaged)} unreadable: {names}", style="yellow")
         self.query_one("#ckpt-summary", Static).update(summary)
 
@@ -190,7 +198,11 @@ class CheckpointsPane(Widget):
             text.append(f"{NANOCHAT_READ_ONLY}.\n", style="yellow")
         else:
             text.append(self._provenance(row))
-        if row.compatible:
+        if row.damage is not None:
+            text.append("✗ damaged: ", style="red bold")
+            text.append(f"{row.damage}  ")
+            text.append(f"→ {damage_remedy(self.rows, row)}\n", style="cyan")
+        elif row.compatible:
             text.append(
                 "Fits the active config. Enter loads it as the baseline for training and chat."
             )
@@ -286,6 +298,14 @@ class CheckpointsPane(Widget):
             return
         info = row.info
         assert isinstance(info, CheckpointInfo)
+        if row.damage is not None:
+            self.notify(
+                f"{row.run} step {row.step} is damaged ({row.damage}): "
+                f"{damage_remedy(self.rows, row)}",
+                severity="error",
+                timeout=8,
+            )
+            return
         self.app.state.checkpoint = info  # type: ignore[attr-defined]
         self.post_message(CheckpointLoaded(info))
         if row.compatible:
