@@ -391,7 +391,11 @@ def test_damaged_checkpoint_refuses_the_resume_cleanly(six, tmp_path) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )
     assert "REFUSED checkpoint 6 is damaged" in proc.stdout, proc.stdout + proc.stderr
+    rel = victim.relative_to(run_dir / "checkpoints" / "6")
+    assert f": {rel} is " in proc.stdout and " when saved (truncated)" in proc.stdout
     assert "newest intact checkpoint is step 4" in proc.stdout
+    for junk in ("pybind11", "bound method", "TensorStore details"):
+        assert junk not in proc.stdout
     assert "EVENTS 0" in proc.stdout
     for noise in ("Event loop is closed", "Exception ignored", "Traceback"):
         assert noise not in proc.stderr, proc.stderr[-3000:]
@@ -399,19 +403,6 @@ def test_damaged_checkpoint_refuses_the_resume_cleanly(six, tmp_path) -> None:
     assert not (run_dir / "events.jsonl").exists()
 
 
-def test_orbax_abandoned_read_tasks_stay_off_the_terminal() -> None:
-    rel = victim.relative_to(run_dir / "checkpoints" / "6")
-    assert f": {rel} is " in proc.stdout and " when saved (truncated)" in proc.stdout
-    """CI once showed asyncio's "Task exception was never retrieved" with orbax's read error on
-    for junk in ("pybind11", "bound method", "TensorStore details"):
-        assert junk not in proc.stdout
-    stderr after a damaged checkpoint (it depends on when the abandoned task is collected). A
-    task failing inside orbax code is logged at debug; any other task's error still shows."""
-    script = (
-        "import asyncio, gc, logging\n"
-        "logging.basicConfig()\n"
-        "from nanochat_tui.jax_engine.checkpoint import _route_orbax_unraisable\n"
-        "_route_orbax_unraisable()\n"
 def test_committed_checkpoints_record_their_files(six, tmp_path) -> None:
     """Each committed checkpoint records its files' sizes, so a listing (the Checkpoints pane,
     no JAX) tells a data file cut short or deleted since, naming it."""
@@ -457,6 +448,15 @@ def test_a_damaged_checkpoint_without_a_record_is_named_in_our_words(six, tmp_pa
     assert "newest intact checkpoint is step 4" in caught.value.remediation
 
 
+def test_orbax_abandoned_read_tasks_stay_off_the_terminal() -> None:
+    """CI once showed asyncio's "Task exception was never retrieved" with orbax's read error on
+    stderr after a damaged checkpoint (it depends on when the abandoned task is collected). A
+    task failing inside orbax code is logged at debug; any other task's error still shows."""
+    script = (
+        "import asyncio, gc, logging\n"
+        "logging.basicConfig()\n"
+        "from nanochat_tui.jax_engine.checkpoint import _route_orbax_unraisable\n"
+        "_route_orbax_unraisable()\n"
         "fake = {}\n"
         "exec(compile('async def read():\\n    raise ValueError(\"OUT_OF_RANGE shard\")\\n',\n"
         "             '/site-packages/orbax/checkpoint/serialization.py', 'exec'), fake)\n"

@@ -33,8 +33,8 @@ from nanochat_tui.rundir import CheckpointInfo, damaged_checkpoints, list_run_di
 from nanochat_tui.tui.messages import CheckpointLoaded, ConfigChanged
 from nanochat_tui.tui.screens.checkpoint_rows import (
     CheckpointRow,
-    discover,
     damage_remedy,
+    discover,
     human_size,
     train_loss,
 )
@@ -165,11 +165,11 @@ class CheckpointsPane(Widget):
         if loaded is not None:
             text += f" · loaded: {loaded.run_dir.name} step {loaded.step}"
         summary = Text(text)
-        if self.damaged:
-            names = ", ".join(f"{p.parent.parent.name}/{p.name}" for p in self.damaged[:3])
         damaged = [f"{r.run}/{r.step}" for r in self.rows if r.damage is not None]
         if damaged:
             summary.append(f" · {len(damaged)} damaged: {', '.join(damaged[:3])}", style="red")
+        if self.damaged:
+            names = ", ".join(f"{p.parent.parent.name}/{p.name}" for p in self.damaged[:3])
             summary.append(f" · {len(self.damaged)} unreadable: {names}", style="yellow")
         self.query_one("#ckpt-summary", Static).update(summary)
 
@@ -296,8 +296,6 @@ class CheckpointsPane(Widget):
         if row.source == "nanochat":
             self.notify(f"{NANOCHAT_READ_ONLY}. {NANOCHAT_REMEDY}.", severity="warning", timeout=8)
             return
-        info = row.info
-        assert isinstance(info, CheckpointInfo)
         if row.damage is not None:
             self.notify(
                 f"{row.run} step {row.step} is damaged ({row.damage}): "
@@ -306,6 +304,8 @@ class CheckpointsPane(Widget):
                 timeout=8,
             )
             return
+        info = row.info
+        assert isinstance(info, CheckpointInfo)
         self.app.state.checkpoint = info  # type: ignore[attr-defined]
         self.post_message(CheckpointLoaded(info))
         if row.compatible:
