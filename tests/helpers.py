@@ -1,5 +1,5 @@
 """Shared test helpers: the smallest real training run (1 layer, width 64, seq 64, vocab 512, CPU)
-and waiting for an event in a run's events.jsonl."""
+and waiting for an event in a run's events.jsonl; installing a plugin as a distribution."""
 
 from __future__ import annotations
 
@@ -69,6 +69,16 @@ def tiny(changes: dict[str, Any] | None = None) -> dict[str, Any]:
 def tiny_overrides(changes: dict[str, Any] | None = None) -> list[str]:
     """The same as ``--set key=value`` strings."""
     return [f"{key}={value}" for key, value in tiny(changes).items()]
+
+
+def install(site: Path, dist: str, version: str, entry_points: dict[str, str]) -> None:
+    """Make ``dist`` an installed distribution in ``site`` (what pip would leave there) whose
+    entry points in the group ``nanochat_tui.plugins`` are ``entry_points`` (name -> ref)."""
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    lines = "".join(f"{name} = {ref}\n" for name, ref in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[nanochat_tui.plugins]\n{lines}")
 
 
 def wait_for_event(path: Path, predicate, timeout: float = 60.0) -> dict:

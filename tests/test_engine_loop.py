@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import typing
 from pathlib import Path
 
 import jax
@@ -20,7 +19,6 @@ from flax import nnx
 from helpers import tiny_overrides
 from nanochat_tui import rundir
 from nanochat_tui.config import load_config
-from nanochat_tui.config.schema import STAGES, TrainConfig
 from nanochat_tui.errors import ResumeRefused
 from nanochat_tui.jax_engine.control import ControlInbox
 from nanochat_tui.jax_engine.divergence import DivergenceWatch
@@ -172,13 +170,24 @@ def test_stage_is_recorded(probed) -> None:
     assert meta["stage"] == "pretrain" and meta["reason"] == "final"
 
 
-def test_registered_stages_match_the_config() -> None:
-    from nanochat_tui.jax_engine.tasks import TASKS, Task
+def test_every_built_in_stage_is_one_registry_entry() -> None:
+    """train.stage accepts exactly the registered stages; each resolves to its Task class."""
+    from nanochat_tui.builtins import BUILTINS
+    from nanochat_tui.config import ConfigError, load_config
+    from nanochat_tui.errors import UserError
+    from nanochat_tui.jax_engine.tasks import Task, get_task
+    from nanochat_tui.registry import StageEntry
 
-    assert tuple(TASKS) == STAGES
-    assert typing.get_args(TrainConfig.model_fields["stage"].annotation) == STAGES
-    for stage, cls in TASKS.items():
+    stages = [e.name for e in BUILTINS if isinstance(e, StageEntry)]
+    assert stages == ["pretrain", "sft", "dpo", "orpo", "simpo"]
+    for stage in stages:
+        cls = get_task(stage)
         assert issubclass(cls, Task) and cls.stage == stage
+        assert load_config("tiny", [f"train.stage={stage}"]).train.stage == stage
+    with pytest.raises(ConfigError, match="unknown stage 'rlhf'; use one of pretrain, sft"):
+        load_config("tiny", ["train.stage=rlhf"])
+    with pytest.raises(UserError, match="unknown training stage 'rlhf'"):
+        get_task("rlhf")
 
 
 # ---------------------------------------------------------------- divergence

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import install
 from nanochat_tui import paths
 from nanochat_tui.cli import main
 from nanochat_tui.config import ConfigError, load_config
@@ -18,15 +19,6 @@ from nanochat_tui.plugin_host import get_registry, reset_registry
 
 pytestmark = pytest.mark.anyio
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello_plugin"
-
-
-def install(site: Path, dist: str, version: str, entry_points: dict[str, str]) -> None:
-    """Make ``dist`` an installed distribution in ``site`` (what pip would leave there)."""
-    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    lines = "".join(f"{name} = {ref}\n" for name, ref in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[nanochat_tui.plugins]\n{lines}")
 
 
 @pytest.fixture

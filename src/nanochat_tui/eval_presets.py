@@ -2,6 +2,8 @@
 
 A preset is a named prompt plus the mode it is meant for (``complete``: continue the text; ``chat``:
 send as a user message). The Chat pane picks, edits and saves them; edits persist across restarts.
+The defaults are the registry's eval presets (``EvalPresetEntry``: the built-in table's, and any a
+plugin adds), written to the file the first time it is needed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import yaml
 
 from nanochat_tui import paths
 from nanochat_tui.errors import UserError
+from nanochat_tui.registry import PRESET_MODES
 
 FILE_NAME = "eval_presets.yaml"
 Mode = Literal["complete", "chat"]
@@ -26,13 +29,11 @@ class Preset:
     mode: Mode = "complete"
 
 
-DEFAULTS: tuple[Preset, ...] = (
-    Preset("capital", "The capital of France is", "complete"),
-    Preset("python-def", "def fibonacci(n):\n    ", "complete"),
-    Preset("stdlib-doc", "The os.path module provides", "complete"),
-    Preset("greeting", "Hello! Who are you?", "chat"),
-    Preset("why-sky", "Why is the sky blue?", "chat"),
-)
+def default_presets() -> list[Preset]:
+    """The registered eval presets, in registration order."""
+    from nanochat_tui.plugin_host import get_registry
+
+    return [Preset(e.name, e.prompt, e.mode) for e in get_registry().eval_presets.values()]
 
 
 def presets_path() -> Path:
@@ -47,8 +48,9 @@ def load_presets() -> list[Preset]:
     """The saved presets; writes the defaults the first time."""
     path = presets_path()
     if not path.exists():
-        save_presets(list(DEFAULTS))
-        return [Preset(**asdict(p)) for p in DEFAULTS]
+        presets = default_presets()
+        save_presets(presets)
+        return presets
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError:
@@ -65,7 +67,7 @@ def load_presets() -> list[Preset]:
         if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
             raise UserError(f"{path}: preset #{i + 1} needs a text 'prompt'", _remedy(path))
         mode = item.get("mode", "complete")
-        if mode not in ("complete", "chat"):
+        if mode not in PRESET_MODES:
             raise UserError(
                 f"{path}: preset #{i + 1} has mode '{mode}'; use complete or chat", _remedy(path)
             )

@@ -1,12 +1,11 @@
 """``nanochat-tui export RUN_DIR|STEP_DIR --format hf|onnx|nanochat OUT`` and
-``nanochat-tui import NANOCHAT_DIR OUT_RUN_DIR`` (docs/export.md)."""
+``nanochat-tui import NANOCHAT_DIR OUT_RUN_DIR`` (docs/export.md). The formats are the registry's
+(``ExportFormatEntry``: the built-in table's three, and any a plugin adds)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-FORMATS = ("hf", "onnx", "nanochat")
 
 
 def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
@@ -28,12 +27,12 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         "path", help="run directory (latest checkpoint) or a checkpoint step directory"
     )
     parser.add_argument("out", help="output directory (created; must be empty unless --force)")
+    formats = _formats()
     parser.add_argument(
         "--format",
         required=True,
-        choices=FORMATS,
-        help="hf: transformers' nanochat type; onnx: the forward pass for onnxruntime; "
-        "nanochat: karpathy/nanochat's checkpoint files (needs torch)",
+        choices=list(formats),
+        help="; ".join(f"{f.name}: {f.description}" for f in formats.values()),
     )
     parser.add_argument("--force", action="store_true", help="write into a non-empty directory")
 
@@ -46,7 +45,10 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out, force=args.force)
     print(f"loading {args.path} …", file=sys.stderr, flush=True)
     source = load_source(args.path)
-    check, write = _exporter(args.format)
+    from nanochat_tui.registry import resolve
+
+    entry = _formats()[args.format]
+    check, write = resolve(entry.check), resolve(entry.write)  # imported only when used
     check(source)  # refuse before anything is written
     files = write(source, prepare_out_dir(args.out, force=args.force))
     for path in files:
@@ -56,21 +58,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exporter(fmt: str):
-    """(check, write) for a format; the format's module is imported only when used."""
-    if fmt == "hf":
-        from nanochat_tui.export.hf import check_exportable, export_hf
+def _formats():
+    """The registered export formats by name (``ExportFormatEntry``)."""
+    from nanochat_tui.plugin_host import get_registry
 
-        return check_exportable, export_hf
-    if fmt == "onnx":
-        from nanochat_tui.export.onnx_graph import check_exportable, export_onnx
-
-        return check_exportable, export_onnx
-    if fmt == "nanochat":
-        from nanochat_tui.export.nanochat_format import check_exportable, export_nanochat
-
-        return check_exportable, export_nanochat
-    raise AssertionError(fmt)
+    return get_registry().export_formats
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 Recipe = Literal["nanochat-2025", "nanochat-2026"]
 
@@ -329,6 +329,11 @@ class OptimConfig(Section):
     muon_weight_decay: float | None = Field(
         None, ge=0, le=10, description="Muon decoupled weight decay, cosine to 0; empty = recipe"
     )
+    muon_wd_scaling: bool | None = Field(
+        None,
+        description="Scale muon_weight_decay by √(B/2^19)·(d12's matrices / this model's), "
+        "as nanochat's base_train; empty = recipe",
+    )
     muon_cautious_wd: bool | None = Field(
         None, description="Decay only where update and weight agree in sign; empty = recipe"
     )
@@ -359,15 +364,22 @@ class OptimConfig(Section):
         return resolve_section(self, self._recipe)
 
 
-# Training stages the engine registers (jax_engine/tasks TASKS; a test keeps the two in step).
-STAGES = ("pretrain", "sft", "dpo", "orpo", "simpo")
+def check_stage(stage: str) -> str:
+    """``stage`` when a task is registered for it (the built-in table or a plugin's
+    ``add_stage``), else a ValueError naming the registered ones."""
+    from nanochat_tui.plugin_host import get_registry
+
+    known = get_registry().stages
+    if stage not in known:
+        raise ValueError(f"unknown stage {stage!r}; use one of {', '.join(known)}")
+    return stage
 
 
 class TrainConfig(Section):
-    stage: Literal["pretrain", "sft", "dpo", "orpo", "simpo"] = Field(
+    stage: str = Field(
         "pretrain",
         description="Training stage (task): pretrain, sft (chat fine-tuning, see run.init_from), "
-        "or preference optimization dpo | orpo | simpo (see pref)",
+        "preference optimization dpo | orpo | simpo (see pref), or one a plugin registers",
     )
     device_batch_size: int = Field(32, ge=1, le=4096, description="Sequences per device step")
     total_batch_size: int = Field(
@@ -399,6 +411,8 @@ class TrainConfig(Section):
     divergence_steps: int = Field(
         20, ge=1, le=100_000, description="... for this many consecutive steps"
     )
+
+    _registered_stage = field_validator("stage")(check_stage)
 
 
 class PrefConfig(Section):
@@ -522,7 +536,7 @@ class UIConfig(Section):
 class PipelineStep(Section):
     """One step of a prefab's pipeline: a stage run with its own overrides (docs/runs.md)."""
 
-    stage: str = Field(..., description="Training stage of this step (one of STAGES)")
+    stage: str = Field(..., description="Training stage of this step (a registered stage)")
     name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9._-]{1,40}$", description="Run-name suffix; empty = the stage"
     )
@@ -531,11 +545,7 @@ class PipelineStep(Section):
         description="Dotted overrides for this step, e.g. train.num_iterations",
     )
 
-    @model_validator(mode="after")
-    def _known_stage(self) -> PipelineStep:
-        if self.stage not in STAGES:
-            raise ValueError(f"unknown stage {self.stage!r}; use one of {', '.join(STAGES)}")
-        return self
+    _registered_stage = field_validator("stage")(check_stage)
 
 
 class Config(Section):

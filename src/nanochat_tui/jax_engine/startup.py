@@ -30,6 +30,7 @@ def setup(run: RunState, resume: bool):
 
     config, run_dir = run.config, run.run_dir
     place = placement(config)  # a mesh that does not divide is refused before any work
+    task_class = get_task(config.train.stage)  # so is a stage whose plugin class does not load
     run.phase("tokenizer")
     start = None
     if resume:
@@ -61,7 +62,7 @@ def setup(run: RunState, resume: bool):
         )
 
     run.phase("data")
-    task = get_task(config.train.stage)(config, tokenizer, run.log)
+    task = task_class(config, tokenizer, run.log)
     run.headline = task.headline
     start_fields = task.prepare()
     if start_fields.get("unigram_bpb") is not None:

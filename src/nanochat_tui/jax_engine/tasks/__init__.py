@@ -2,8 +2,10 @@
 
 A task owns its data (a batch iterator with a resumable position), its loss, its evaluation and
 its samples; the loop owns everything else (tokenizer, model, optimizer, schedule, cadence,
-control, events, checkpoints, resume). A new stage is one file here plus one ``TASKS`` entry, and
-one more name in ``config.schema.STAGES`` (the config cannot import the engine).
+control, events, checkpoints, resume). A stage is one registry entry (``StageEntry``: name ->
+``"module:TaskClass"``): a built-in stage is one file here plus one row in ``builtins.py``; a
+plugin adds its own with ``registry.add_stage`` (docs/plugins.md). ``train.stage`` accepts every
+registered name.
 
 The loss contract (``Task.loss``) makes gradient accumulation token-weighted: it returns *sums*,
 not means, and the step (step.py) adds them over micro-batches and divides once.
@@ -90,28 +92,31 @@ class Task(ABC):
         return []
 
 
-from nanochat_tui.jax_engine.tasks.dpo import DPOTask  # noqa: E402
-from nanochat_tui.jax_engine.tasks.orpo import ORPOTask  # noqa: E402
-from nanochat_tui.jax_engine.tasks.pretrain import PretrainTask  # noqa: E402
-from nanochat_tui.jax_engine.tasks.sft import SFTTask  # noqa: E402
-from nanochat_tui.jax_engine.tasks.simpo import SimPOTask  # noqa: E402
-
-TASKS: dict[str, type[Task]] = {
-    "pretrain": PretrainTask,
-    "sft": SFTTask,
-    "dpo": DPOTask,
-    "orpo": ORPOTask,
-    "simpo": SimPOTask,
-}
-
-
 def get_task(stage: str) -> type[Task]:
-    """The task class registered for ``stage``."""
-    try:
-        return TASKS[stage]
-    except KeyError:
-        from nanochat_tui.errors import UserError
+    """The task class registered for ``stage`` (built-in or a plugin's)."""
+    from nanochat_tui.errors import UserError
+    from nanochat_tui.plugin_host import get_registry
+    from nanochat_tui.registry import BUILTIN, resolve
 
+    registry = get_registry()
+    entry = registry.stages.get(stage)
+    if entry is None:
+        known = ", ".join(sorted(registry.stages))
+        raise UserError(f"unknown training stage {stage!r}", f"use one of: {known}")
+    if registry.owners.get(f"stage {stage}") == BUILTIN:
+        return resolve(entry.ref)  # ours: a failure here is a bug, with its traceback
+    try:
+        cls = resolve(entry.ref)
+    except Exception as err:
         raise UserError(
-            f"unknown training stage {stage!r}", f"use one of: {', '.join(sorted(TASKS))}"
-        ) from None
+            f"stage {stage}: {entry.ref} did not load ({type(err).__name__}: {err})",
+            "fix or disable the plugin that registered it (`nanochat-tui plugins`)",
+        ) from err
+    if not (
+        isinstance(cls, type) and issubclass(cls, Task) and getattr(cls, "stage", None) == stage
+    ):
+        raise UserError(
+            f"stage {stage}: {entry.ref} is not a Task subclass whose stage is {stage!r}",
+            "fix or disable the plugin that registered it (`nanochat-tui plugins`)",
+        )
+    return cls
