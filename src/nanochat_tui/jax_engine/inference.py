@@ -32,8 +32,8 @@ class ChatModel:
     def load(cls, path: Path | str, mlp_for: Callable[[Any], Any] | None = None) -> ChatModel:
         """Load ``path``. ``mlp_for(config)`` builds the MLP a plugin put in the model (the MoE
         plugin's experts) for a checkpoint whose meta names ``plugin_shape``; the engine never
-        imports plugins, so the caller passes ``plugins.engine.model_mlp``. Without it, such a
-        checkpoint is refused with the fields that shape it."""
+        imports plugins, so the caller passes ``orchestrator.plugin_hooks.model_mlp``. Without it,
+        such a checkpoint is refused with the fields that shape it."""
         from flax import nnx
 
         from nanochat_tui.config.loader import ConfigError, validate
