@@ -97,3 +97,103 @@ def test_bad_pipelines_refused_before_running(tmp_path: Path):
     with pytest.raises(UserError, match="already exists"):
         plan(config, "q")
     assert not (tmp_path / "runs" / "q.2-sft").exists()
+
+
+# ---------------------------------------------------------------- pipelines are runs (issue 28.4)
+
+
+def tiny_chat(tmp_path: Path, sft_iterations: int = 2) -> Path:
+    """The bundled tiny-chat pipeline (pretrain → sft) made tiny: TINY overrides, 3 pretrain
+    iterations, ``sft_iterations`` sft iterations, runs under ``tmp_path/runs``."""
+    from nanochat_tui.config import apply_overrides, load_config, to_yaml
+
+    config = apply_overrides(
+        load_config("tiny-chat"),
+        tiny({"train.num_iterations": 3, "run.runs_dir": str(tmp_path / "runs")}),
+    )
+    assert [s.stage for s in config.pipeline] == ["pretrain", "sft"]
+    config.pipeline[1].set = {"data.val_fraction": 0.05, "train.num_iterations": sft_iterations}
+    path = tmp_path / "tiny-chat.yaml"
+    path.write_text(to_yaml(config))
+    return path
+
+
+def assert_finished(parent: Path, runs: Path, sft_iterations: int = 2, sft_runs: int = 1) -> None:
+    """Both steps finished from their parent's weights; the parent says finished; its events
+    hold both steps' runs in order."""
+    from nanochat_tui.orchestrator.summaries import summarize
+    from nanochat_tui.telemetry.jsonl import read_events
+
+    base, sft = runs / f"{parent.name}.1-base", runs / f"{parent.name}.2-sft"
+    assert summarize(base).status == "finished" and summarize(sft).status == "finished"
+    assert (base / "checkpoints" / "3").is_dir()
+    assert (sft / "checkpoints" / str(sft_iterations)).is_dir()
+    summary = summarize(parent)
+    assert (summary.status, summary.step) == ("finished", sft_iterations), summary
+    starts = [e for e in read_events(parent / "events.jsonl") if e["type"] == "run_start"]
+    assert [e.get("stage") for e in starts] == ["pretrain"] + ["sft"] * sft_runs
+    record = json.loads((parent / "run.json").read_text())
+    assert record["kind"] == "pipeline" and [s["name"] for s in record["steps"]] == [
+        f"{parent.name}.1-base",
+        f"{parent.name}.2-sft",
+    ]
+
+
+@pytest.mark.slow
+def test_run_pipeline_detached_finishes_both_steps_in_the_background(tmp_path: Path, capsys):
+    from nanochat_tui.cli import main
+    from nanochat_tui.orchestrator.runner import DetachedRun
+
+    path = tiny_chat(tmp_path)
+    assert main(["run", str(path), "--name", "bg", "--detach"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    parent = tmp_path / "runs" / "bg"
+    assert f"detached run bg: {parent}" in out
+    handle = DetachedRun(parent)
+    assert handle.wait(240), "the detached pipeline did not end"
+    assert_finished(parent, tmp_path / "runs")
+    assert main(["runs", "--dir", str(tmp_path / "runs")]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("bg "))
+    assert " finished " in row and " detached " in row, table
+
+
+@pytest.mark.slow
+def test_pipeline_stopped_in_step_two_resumes_at_step_two(tmp_path: Path, capsys):
+    """A thread-mode pipeline (what the TUI starts) stopped during sft says so, and
+    ``run --resume PARENT`` continues sft from its checkpoint without re-running the base."""
+    from nanochat_tui import rundir
+    from nanochat_tui.cli import main
+    from nanochat_tui.config import load_config
+    from nanochat_tui.orchestrator.runner import start_run
+    from nanochat_tui.orchestrator.summaries import summarize
+    from nanochat_tui.telemetry.jsonl import read_events
+
+    holder: dict = {}
+
+    def stop_in_sft(event: dict) -> None:  # on the training thread: stop after sft's step 1
+        if event["type"] == "run_start":
+            holder["stage"] = event.get("stage")
+        elif event["type"] == "step" and holder.get("stage") == "sft" and event["step"] == 1:
+            holder["handle"].stop()
+
+    config = load_config(str(tiny_chat(tmp_path, sft_iterations=4)))
+    holder["handle"] = handle = start_run(config, name="p", callbacks=[stop_in_sft])
+    assert handle.join(240) and handle.error is None, handle.error
+    parent, runs = tmp_path / "runs" / "p", tmp_path / "runs"
+    summary = summarize(parent)
+    assert (summary.status, summary.detail) == ("stopped", "at step 2/2 sft"), summary
+    sft = runs / "p.2-sft"
+    stopped_at = rundir.latest_checkpoint(sft).step
+    assert summarize(sft).status == "stopped" and 1 <= stopped_at < 4
+
+    assert main(["run", "--resume", str(parent), "--quiet"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "[2/2] sft" in out and "[1/2]" not in out, out
+    assert_finished(parent, runs, sft_iterations=4, sft_runs=2)  # sft started, then resumed
+    sft_starts = [e for e in read_events(sft / "events.jsonl") if e["type"] == "run_start"]
+    assert [e.get("resumed_from_step") for e in sft_starts] == [None, stopped_at]
+    base_starts = [e for e in read_events(runs / "p.1-base" / "events.jsonl")]
+    assert sum(e["type"] == "run_start" for e in base_starts) == 1  # not run again
+    assert main(["run", "--resume", str(parent)]) == 2
+    assert "finished every step; nothing to resume" in capsys.readouterr().err

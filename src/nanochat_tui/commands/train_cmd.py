@@ -107,6 +107,13 @@ def load_run_config(args: argparse.Namespace):
         config = load_from_run(run_dir)
         if not args.overrides:
             return config, run_dir
+        if config.pipeline:
+            from nanochat_tui.errors import UserError
+
+            raise UserError(
+                f"{run_dir.name} is a pipeline; it resumes with its steps' own configs",
+                "drop --set, or resume one step with changes: run --resume STEP_DIR --set ...",
+            )
         changed = apply_overrides(config, args.overrides)
         refuse_model_change(config, changed, run_dir)
         return changed, run_dir
@@ -130,8 +137,6 @@ def run(args: argparse.Namespace) -> int:
     if cluster is not None and cluster[1] > 1:
         return run_process(args, *cluster)
     config, resume_dir = load_run_config(args)
-    if config.pipeline and resume_dir is None:
-        return run_pipeline_headless(config, args)
     if args.detach:
         from nanochat_tui.orchestrator.runner import start_run
 
@@ -142,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"  control: nanochat-tui control {handle.run_dir} checkpoint|stop|patch KEY=VALUE")
         return 0
+    if config.pipeline:  # a new pipeline, or its parent directory resumed
+        return run_pipeline_headless(config, args, resume_dir)
 
     from nanochat_tui.jax_engine.control import ControlInbox
 
@@ -177,42 +184,51 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_pipeline_headless(config, args: argparse.Namespace) -> int:
-    """Run a prefab's pipeline steps one after another in this process (orchestrator/pipeline.py)."""
-    from nanochat_tui.errors import UserError
+def run_pipeline_headless(config, args: argparse.Namespace, resume_dir: Path | None) -> int:
+    """Run a pipeline in this process with a progress bar per step: the orchestrator's
+    ``pipeline.run_steps`` (a new parent directory, or ``resume_dir``'s first unfinished step)."""
     from nanochat_tui.jax_engine.control import ControlInbox
-    from nanochat_tui.orchestrator.pipeline import plan, prepare_step, step_output
+    from nanochat_tui.orchestrator import pipeline
 
-    if args.detach:
-        raise UserError(
-            "a pipeline runs in the foreground",
-            "drop --detach (or detach each step: run STAGE_PREFAB --set run.init_from=...)",
-        )
-    steps = plan(config, args.name)
-    print(f"pipeline {steps[0].pipeline}: " + " → ".join(s.stage for s in steps), flush=True)
-    parent = config.run.init_from
-    for step in steps:
-        step_config, run_dir = prepare_step(step, parent)
+    if resume_dir is None:
+        config, parent = pipeline.create(config, args.name)
+    else:
+        pipeline.check_resumable(resume_dir)
+        parent = resume_dir
+    stages = " → ".join(step.stage for step in config.pipeline)
+    print(f"pipeline {config.run.name or parent.name}: {stages}  ({parent})", flush=True)
+    control = ControlInbox()
+    previous = _install_sigint(control)
+    display = _Display(quiet=args.quiet)
+
+    def on_step(step, run_dir: Path) -> None:
+        display.label = f"{step.index}/{step.of} {step.stage}"
         print(f"[{step.index}/{step.of}] {step.stage}: {run_dir}", flush=True)
-        control = ControlInbox()
-        previous = _install_sigint(control)
-        display = _Display(quiet=args.quiet, label=f"{step.index}/{step.of} {step.stage}")
-        try:
-            with display:
-                result = execute_headless(
-                    step_config, run_dir, resume=False, control=control, callbacks=[display]
-                )
-        except BaseException:
-            discard_unstarted(run_dir)
-            raise
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        _print_summary(result, run_dir)
-        if result.status != "finished":
-            print(f"pipeline stopped at step {step.index} ({result.status})", file=sys.stderr)
-            return 1 if result.status == "failed" else 0
-        parent = step_output(step, run_dir)
-    print(f"pipeline finished: the last step is {run_dir}")
+
+    try:
+        with display:
+            done = pipeline.run_steps(
+                parent,
+                resume=resume_dir is not None,
+                control=control,
+                callbacks=[display],
+                on_step=on_step,
+                on_step_end=lambda _step, run_dir, result: _print_summary(result, run_dir),
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    from nanochat_tui.orchestrator.summaries import summarize
+
+    summary = summarize(parent)
+    if summary.status != "finished":
+        print(
+            f"pipeline {summary.status} ({summary.detail}); continue it with "
+            f"`nanochat-tui run --resume {parent}`",
+            file=sys.stderr,
+        )
+        return 1 if summary.status == "failed" else 0
+    last = done[-1][0] if done else parent
+    print(f"pipeline finished: the last step is {last}")
     return 0
 
 
@@ -428,7 +444,7 @@ class _Display:
 
         self.console = Console(stderr=False)
         self.progress = Progress(
-            TextColumn(f"[bold]{self.label}"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"),
@@ -473,7 +489,7 @@ class _Display:
             self.total, self.every = n, max(1, n // 20)
             if self.progress is not None:
                 self.task = self.progress.add_task(
-                    "train", total=n, completed=done, loss="-", tps="-", mfu="-", eta="-"
+                    self.label, total=n, completed=done, loss="-", tps="-", mfu="-", eta="-"
                 )
         elif kind == "step" and self.task is not None:
             tps, mfu, eta = event.get("tokens_per_s"), event.get("mfu"), event.get("eta_s")

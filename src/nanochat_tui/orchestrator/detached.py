@@ -3,7 +3,8 @@
 Started by ``runner.start_run(mode="detached")`` in a new session (no controlling terminal), so
 closing the TUI or dropping SSH does not touch it. It opens the owner-only control socket first
 (so the launcher can talk to it while JAX still imports), records pid/socket in run.json, then
-trains via ``runner.execute``. SIGTERM/SIGINT ask for a graceful stop (checkpoint, then
+trains via ``runner.execute`` (a pipeline's parent: its steps via ``pipeline.run_steps``, every
+step steered through this one socket). SIGTERM/SIGINT ask for a graceful stop (checkpoint, then
 run_end "stopped"); SIGHUP is ignored.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 from nanochat_tui.config import ConfigError, validate_patch
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.control import ControlInbox
-from nanochat_tui.orchestrator import control, runner
+from nanochat_tui.orchestrator import control, pipeline, runner
 
 
 def make_handler(inbox: ControlInbox, config: Any, run_dir: Path):
@@ -94,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, graceful_stop)
     with serve_control(run_dir, inbox, config, "detached"):
         try:
+            if config.pipeline:  # the parent of a pipeline: its steps, one after another
+                done = pipeline.run_steps(
+                    run_dir, resume=args.resume, control=inbox, mode="detached"
+                )
+                status = runner.summarize(run_dir).status
+                print(f"pipeline ended: {status} after {len(done)} step(s) run", flush=True)
+                return 0 if status != "failed" else 1
             result = runner.execute(
                 config, run_dir, resume=args.resume, control=inbox, mode="detached"
             )

@@ -1,11 +1,13 @@
 """Start, list, attach to and steer runs — in a thread of this process or as a detached process.
 
     execute(config, run_dir)     run training here, in the current thread, with telemetry wired
+                                 (orchestrator/execute.py)
     start_run(config, mode=...)  "thread": a worker thread holding a ControlInbox (the TUI)
                                  "detached": ``python -m nanochat_tui.orchestrator.detached RUN_DIR``
                                  in its own session; survives the TUI exiting and SSH dropping
     attach(run_dir)              a RunHandle for any run (live or not) from its directory
-    resume_run(run_dir)          continue a stopped/crashed run from its latest checkpoint
+    resume_run(run_dir)          continue a stopped/crashed run from its latest checkpoint (a
+                                 pipeline: from its first unfinished step)
     move_to_background(run)      stop a thread run at a checkpoint and resume it detached
 
 run.json lives in orchestrator/records.py, statuses (``summarize``, ``list_runs``) in
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -29,12 +30,22 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, cast
 
-from nanochat_tui import allocator, paths, rundir
+from nanochat_tui import allocator, rundir
 from nanochat_tui.config import ConfigError, validate_patch
-from nanochat_tui.config.loader import load_yaml, parse_value, to_yaml, validate
+from nanochat_tui.config.loader import parse_value, to_yaml
 from nanochat_tui.config.schema import Config
 from nanochat_tui.errors import UserError
 from nanochat_tui.jax_engine.control import ControlInbox
+from nanochat_tui.orchestrator import pipeline
+from nanochat_tui.orchestrator.execute import execute
+from nanochat_tui.orchestrator.naming import (
+    default_run_name,
+    load_run_config,
+    name_problem,
+    refuse_model_change,
+    resolve_run_dir,
+    run_dir_for,
+)
 from nanochat_tui.orchestrator.records import (
     pid_alive,
     process_start_time,
@@ -43,219 +54,32 @@ from nanochat_tui.orchestrator.records import (
     update_record,
 )
 from nanochat_tui.orchestrator.summaries import RunSummary, summarize
-from nanochat_tui.telemetry.events import Event, make_event
+from nanochat_tui.telemetry.events import Event
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-HEARTBEAT_S = float(os.environ.get("NANOCHAT_TUI_HEARTBEAT_S", "5"))
+__all__ = [  # the orchestrator's front door: front-ends import these from here
+    "DetachedRun",
+    "RunHandle",
+    "RunSummary",
+    "ThreadRun",
+    "attach",
+    "default_run_name",
+    "execute",
+    "load_run_config",
+    "move_to_background",
+    "name_problem",
+    "pid_alive",
+    "read_record",
+    "refuse_model_change",
+    "resolve_run_dir",
+    "resume_run",
+    "run_dir_for",
+    "start_run",
+    "summarize",
+    "this_process_record",
+    "update_record",
+]
+
 NOT_RUNNING = "check `nanochat-tui runs`; resume it with `nanochat-tui run --resume RUN_DIR`"
-
-
-# ---------------------------------------------------------------- run directories
-
-
-def default_run_name(config: Config) -> str:
-    return f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def run_dir_for(config: Config, name: str) -> Path:
-    """Where a run named ``name`` of ``config`` lives (``run.runs_dir`` or the user runs dir)."""
-    parent = Path(config.run.runs_dir).expanduser() if config.run.runs_dir else paths.runs_dir()
-    return parent / name
-
-
-def name_problem(config: Config, name: str) -> str | None:
-    """Why ``name`` cannot name a new run of ``config`` (bad characters, taken), or None."""
-    if not NAME_RE.match(name):
-        return "use letters, digits, '.', '_' and '-' (at most 100 characters)"
-    run_dir = run_dir_for(config, name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        return f"a run named '{name}' exists ({run_dir}); pick another name or resume it"
-    return None
-
-
-def resolve_run_dir(config: Config, name: str | None = None) -> tuple[Config, Path]:
-    """Pick the run name and directory; refuse an existing non-empty directory."""
-    name = name or config.run.name or default_run_name(config)
-    if not NAME_RE.match(name):
-        raise UserError(
-            f"run name {name!r} is not usable as a directory name",
-            "use letters, digits, '.', '_' and '-' (at most 100 characters)",
-        )
-    run_dir = run_dir_for(config, name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(
-            f"run directory {run_dir} already exists and is not empty",
-            "pick another run name, or resume it (`nanochat-tui run --resume DIR`)",
-        )
-    from nanochat_tui.projects import pin_soul
-
-    config = pin_soul(config)  # the SOUL version an alignment run uses, fixed before it starts
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = config.model_copy(deep=True)
-    config.run.name = name
-    return config, run_dir
-
-
-def load_run_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / rundir.CONFIG
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no {rundir.CONFIG}", "is this a run directory?")
-    return validate(load_yaml(path), str(path))
-
-
-def refuse_model_change(saved: Config, changed: Config, run_dir: Path) -> None:
-    """A resume continues the same model: any model.* change is refused before anything (the
-    run's config.yaml included) is touched."""
-    from nanochat_tui.config import diff
-
-    keys = [key for key, _old, _new in diff(saved, changed) if key.startswith("model.")]
-    if keys:
-        raise UserError(
-            f"cannot resume {Path(run_dir).name} with a different model ({', '.join(keys)}); "
-            "nothing was changed",
-            "resume without those changes; to try them, start a new run "
-            "(nanochat-tui run PREFAB --set ...)",
-        )
-
-
-# ---------------------------------------------------------------- execute (any mode)
-
-
-def build_hub(config: Config, run_dir: Path, callbacks: Iterable[Callable[[Event], None]] = ()):
-    """The telemetry hub for one run: events.jsonl + W&B + OTel + plugin sources + heartbeats."""
-    from nanochat_tui.telemetry.hub import TelemetryHub, load_sources
-
-    sinks: list[Any] = []
-    if config.telemetry.wandb.enabled:
-        from nanochat_tui.telemetry.wandb_sink import WandbSink
-
-        sinks.append(WandbSink(run_dir, config, config.run.name))
-    from nanochat_tui.telemetry.otel_sink import OtelSink, otel_wanted
-
-    if otel_wanted(config):
-        sinks.append(OtelSink(config, config.run.name))
-    return TelemetryHub(
-        run_dir,
-        sinks=sinks,
-        callbacks=callbacks,
-        sources=load_sources(run_dir, config),
-        heartbeat_s=HEARTBEAT_S,
-        device_metrics=True,
-    )
-
-
-def execute(
-    config: Config,
-    run_dir: Path,
-    *,
-    resume: bool = False,
-    control: ControlInbox | None = None,
-    callbacks: Iterable[Callable[[Event], None]] = (),
-    mode: str = "thread",
-    hub_ready: Callable[[Any], None] | None = None,
-):
-    """Run training in the current thread with telemetry wired; writes run.json. Returns TrainResult."""
-    from nanochat_tui.errors import ResumeRefused
-    from nanochat_tui.jax_engine.train import train
-
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    name = config.run.name or run_dir.name
-    before = _RunFiles.snapshot(run_dir) if resume else None
-    update_record(
-        run_dir,
-        name=name,
-        run_dir=str(run_dir.resolve()),
-        status="running",
-        started=time.time(),
-        ended=None,
-        resumed=resume,
-        project=config.align.project,
-        soul_version=config.align.soul_version,
-        **this_process_record(mode),
-    )
-    try:
-        hub = build_hub(config, run_dir, callbacks)
-    except BaseException:
-        update_record(run_dir, status="failed", ended=time.time())
-        raise
-    if hub_ready is not None:
-        hub_ready(hub)
-    saw_end = False
-
-    def on_event(event: Event) -> None:
-        nonlocal saw_end
-        if event.get("type") == "run_end":
-            saw_end = True
-        hub.emit(event)
-
-    status = "failed"
-    try:
-        from nanochat_tui.orchestrator.plugin_hooks import engine_hooks
-
-        result = train(config, run_dir, on_event, control, resume, hooks=engine_hooks(config))
-        status = result.status
-        return result
-    except ResumeRefused:
-        # Refused before any step: the run's record and events stay exactly as they were.
-        hub.close()
-        if before is not None:
-            before.restore()
-        status = None
-        raise
-    except BaseException as err:
-        if not saw_end:
-            from nanochat_tui.crash import known_secret_values, scrub
-
-            remediation = getattr(err, "remediation", "")
-            hub.emit(
-                make_event(
-                    "error",
-                    message=scrub(f"{type(err).__name__}: {err}", known_secret_values()),
-                    remediation=remediation,
-                    kind="crash",
-                    last_checkpoint=_latest_ckpt(run_dir),
-                )
-            )
-            hub.emit(make_event("run_end", step=hub.last_step, status="failed", final_val_bpb=None))
-        raise
-    finally:
-        if status is not None:
-            update_record(run_dir, status=status, ended=time.time())
-            hub.close()
-
-
-class _RunFiles:
-    """run.json and the length of events.jsonl before a resume, to put back if it is refused."""
-
-    def __init__(self, run_dir: Path, record: bytes | None, events_size: int | None) -> None:
-        self.run_dir, self.record, self.events_size = run_dir, record, events_size
-
-    @classmethod
-    def snapshot(cls, run_dir: Path) -> _RunFiles:
-        rec, ev = run_dir / rundir.RUN_RECORD, run_dir / rundir.EVENTS
-        return cls(
-            run_dir,
-            rec.read_bytes() if rec.is_file() else None,
-            ev.stat().st_size if ev.is_file() else None,
-        )
-
-    def restore(self) -> None:
-        rec, ev = self.run_dir / rundir.RUN_RECORD, self.run_dir / rundir.EVENTS
-        if self.record is None:
-            rec.unlink(missing_ok=True)
-        else:
-            rundir.write_atomic(rec, self.record)
-        if self.events_size is None:
-            ev.unlink(missing_ok=True)
-        elif ev.is_file() and ev.stat().st_size > self.events_size:
-            with open(ev, "r+b") as fh:
-                fh.truncate(self.events_size)
-
-
-def _latest_ckpt(run_dir: Path) -> str | None:
-    ckpt = rundir.latest_checkpoint(run_dir)
-    return str(ckpt.path) if ckpt else None
 
 
 # ---------------------------------------------------------------- handles
@@ -331,6 +155,7 @@ class ThreadRun(RunHandle):
         self, config: Config, run_dir: Path, *, resume: bool = False, callbacks=()
     ) -> None:
         super().__init__(run_dir, config)
+        self.pipeline = bool(config.pipeline)  # run_dir is the parent; its steps run in turn
         self.inbox = ControlInbox()
         self.hub: Any = None
         self.result: Any = None
@@ -348,7 +173,19 @@ class ThreadRun(RunHandle):
         return self
 
     def _main(self, resume: bool, callbacks: tuple) -> None:
+        hub_ready = lambda hub: setattr(self, "hub", hub)  # noqa: E731
         try:
+            if self.pipeline:
+                done = pipeline.run_steps(
+                    self.run_dir,
+                    resume=resume,
+                    control=self.inbox,
+                    callbacks=callbacks,
+                    mode="thread",
+                    hub_ready=hub_ready,
+                )
+                self.result = done[-1][1] if done else None
+                return
             self.result = execute(
                 self.config,
                 self.run_dir,
@@ -356,7 +193,7 @@ class ThreadRun(RunHandle):
                 control=self.inbox,
                 callbacks=callbacks,
                 mode="thread",
-                hub_ready=lambda hub: setattr(self, "hub", hub),
+                hub_ready=hub_ready,
             )
         except BaseException as err:  # recorded in events.jsonl by execute(); keep for the UI
             self.error = err
@@ -486,25 +323,30 @@ def start_run(
     callbacks: Iterable[Callable[[Event], None]] = (),
     wait_ready: bool = True,
 ) -> RunHandle:
-    """Start training from ``config`` (fresh, ``run.init_from`` weights, or resuming ``resume_dir``)."""
+    """Start training from ``config`` (fresh, ``run.init_from`` weights, or resuming ``resume_dir``).
+
+    A pipeline config (``config.pipeline``) starts a pipeline run (orchestrator/pipeline.py): the
+    handle's run_dir is the parent, whose steps run one after another in the same thread or
+    detached process. Resuming a pipeline's parent continues at its first unfinished step.
+    """
     if mode not in ("thread", "detached"):
         raise UserError(f"unknown run mode {mode!r}", "use 'thread' or 'detached'")
-    if config.pipeline and resume_dir is None:
-        raise UserError(
-            f"{config.name} is a pipeline ({' → '.join(s.stage for s in config.pipeline)})",
-            f"run it with `nanochat-tui run {config.name}` (each step then shows in Runs), or "
-            "start one stage with an init_from checkpoint",
-        )
     resume = resume_dir is not None
     if resume:
         run_dir = Path(resume_dir).expanduser()
-        if summarize(run_dir).status == "running":
-            raise UserError(f"{run_dir} is already running", "attach to it instead")
         if not run_dir.is_dir():
             raise UserError(f"{run_dir} is not a directory", "pass a run directory to resume")
-        refuse_model_change(load_run_config(run_dir), config, run_dir)
-        config = config.model_copy(deep=True)  # the caller's config (usually the run's own + edits)
-        config.run.name = config.run.name or run_dir.name
+        if pipeline.is_pipeline(run_dir):
+            pipeline.check_resumable(run_dir)
+            config = load_run_config(run_dir)  # the steps' own configs are read as they start
+        elif summarize(run_dir).status == "running":
+            raise UserError(f"{run_dir} is already running", "attach to it instead")
+        else:
+            refuse_model_change(load_run_config(run_dir), config, run_dir)
+            config = config.model_copy(deep=True)  # the caller's config (the run's own + edits)
+            config.run.name = config.run.name or run_dir.name
+    elif config.pipeline:
+        config, run_dir = pipeline.create(config, name)
     else:
         config, run_dir = resolve_run_dir(config, name)
     if mode == "thread":
@@ -551,6 +393,10 @@ def _spawn_detached(
 def resume_run(run_dir: Path, *, mode: str = "thread", wait_ready: bool = True) -> RunHandle:
     """Resume a stopped or crashed run from its latest checkpoint, with its own config."""
     run_dir = Path(run_dir).expanduser()
+    if pipeline.is_pipeline(run_dir):  # continues at its first unfinished step
+        return start_run(
+            load_run_config(run_dir), mode=mode, resume_dir=run_dir, wait_ready=wait_ready
+        )
     if rundir.latest_checkpoint(run_dir) is None:
         raise UserError(
             f"{run_dir.name} has no checkpoint to resume from",

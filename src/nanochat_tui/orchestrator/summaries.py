@@ -1,5 +1,7 @@
 """Run status without reading whole logs: an incremental digest of events.jsonl per file, folded
-with run.json and pid liveness into a ``RunSummary``; ``list_runs`` for the Runs pane and CLI."""
+with run.json and pid liveness into a ``RunSummary``; ``list_runs`` for the Runs pane and CLI.
+A pipeline's parent run (orchestrator/pipeline.py) is summarized from its steps: "running" with
+detail "step 2/2 sft", "failed" with "at step 1/2 base" and that step's reason, "finished"."""
 
 from __future__ import annotations
 
@@ -139,10 +141,68 @@ def events_digest(path: Path, max_bytes: int = 256 * 1024) -> _Digest:
         return _Digest(**digest.__dict__)
 
 
+def is_pipeline(run_dir: Path) -> bool:
+    """True for a pipeline's parent run directory (run.json ``kind: "pipeline"``)."""
+    return read_record(run_dir).get("kind") == "pipeline"
+
+
+def _process_alive(record: dict) -> tuple[bool, bool]:
+    """(the record's process runs, the record is of this host)."""
+    same_host = record.get("host") in (None, socket.gethostname())
+    alive = bool(record) and same_host and pid_alive(record.get("pid"), record.get("pid_started"))
+    return alive, same_host
+
+
+def _summarize_pipeline(run_dir: Path, record: dict) -> RunSummary:
+    """The parent's status: that of its first unfinished step (step, reason and all), "running"
+    between steps while its process lives, "finished" when every step did."""
+    summary = RunSummary(
+        run_dir,
+        record.get("name") or run_dir.name,
+        "unknown",
+        None,
+        record.get("mode", "unknown"),
+        record.get("started"),
+        pid=record.get("pid"),
+        host=record.get("host"),
+    )
+    summary.last_event = events_digest(run_dir / rundir.EVENTS).last_time
+    alive, same_host = _process_alive(record)
+    steps = [s for s in record.get("steps") or [] if isinstance(s, dict)]
+    for entry in steps:
+        label = f"step {entry.get('index')}/{len(steps)} {entry.get('stage')}"
+        step_dir = Path(str(entry.get("run_dir")))
+        started = bool(read_record(step_dir).get("status"))  # prepared is not started
+        step = summarize(step_dir) if started else None
+        if step is not None and step.status == "finished":
+            summary.step = step.step
+            continue
+        if step is None or step.status == "unknown":  # not started yet
+            summary.step = None
+            if alive:
+                summary.status, summary.detail = "running", f"starting {label}"
+            elif not same_host:
+                summary.status, summary.detail = record.get("status", "unknown"), label
+            elif record.get("status") in ("stopped", "failed"):
+                summary.status, summary.detail = record["status"], f"before {label}"
+            else:
+                summary.status, summary.detail = "failed", f"crashed before {label}"
+            return summary
+        summary.status, summary.step, summary.reason = step.status, step.step, step.reason
+        summary.detail = label if step.status == "running" else f"at {label}"
+        if step.detail:
+            summary.detail += f", {step.detail}"
+        return summary
+    summary.status = "finished" if steps else "unknown"
+    return summary
+
+
 def summarize(run_dir: Path) -> RunSummary:
     """Status from run.json + the last run_end event + pid liveness (cheap: see events_digest)."""
     run_dir = Path(run_dir)
     record = read_record(run_dir)
+    if record.get("kind") == "pipeline":
+        return _summarize_pipeline(run_dir, record)
     digest = events_digest(run_dir / rundir.EVENTS)
     step = digest.step
     end = digest.end
@@ -154,8 +214,7 @@ def summarize(run_dir: Path) -> RunSummary:
         run_dir, name, "unknown", step, mode, started, pid=pid, host=record.get("host")
     )
     summary.last_event = digest.last_time
-    same_host = record.get("host") in (None, socket.gethostname())
-    alive = bool(record) and same_host and pid_alive(pid, record.get("pid_started"))
+    alive, same_host = _process_alive(record)
     if (
         end is not None
         and alive
