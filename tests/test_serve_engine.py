@@ -18,7 +18,8 @@ from nanochat_tui.errors import IncompatibleCheckpoint
 from nanochat_tui.jax_engine.model import GPT
 from nanochat_tui.jax_engine.sample import generate, generate_uncached
 from nanochat_tui.serve.decode import decode_rows, init_slot_cache, mismatch, write_slots
-from nanochat_tui.serve.engine import BatchEngine, GenRequest, QueueFull, sample_rows
+from nanochat_tui.serve.engine import BatchEngine, GenRequest, QueueFull
+from nanochat_tui.serve.sampling import sample_rows
 from nanochat_tui.serve.text import TextStream
 
 # every nanochat-2026 switch on, and S layers that see only the last 4 tokens

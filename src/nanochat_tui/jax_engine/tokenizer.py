@@ -172,6 +172,19 @@ class Tokenizer:
     def id_to_token(self, idx: int) -> str | None:
         return self._tok.id_to_token(idx)
 
+    def id_to_bytes(self, idx: int) -> bytes:
+        """The bytes id ``idx`` stands for (a special token: its name; an unknown id: none)."""
+        token = self._tok.id_to_token(idx)
+        if token is None:
+            return b""
+        if idx in self.special_ids:
+            return token.encode()
+        return bytes(self._byte_values[ch] for ch in token)
+
+    @cached_property
+    def _byte_values(self) -> dict[str, int]:
+        return _byte_decoder()
+
     def token_bytes(self) -> np.ndarray:
         """int32[vocab_size]: UTF-8 bytes each id stands for (0 for special tokens), for bpb."""
         dec = _byte_decoder()

@@ -1,9 +1,10 @@
 """The OpenAI-compatible HTTP API (Starlette) in front of a ``BatchEngine``.
 
 Routes: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions`` (both streaming
-as server-sent events ending in ``data: [DONE]``, or one JSON body) and ``GET /stats`` (the Serve
-pane's numbers). Every error is an OpenAI-shaped JSON body. With an API key set, every route needs
-``Authorization: Bearer KEY``.
+as server-sent events ending in ``data: [DONE]``, or one JSON body), ``GET /stats`` (the Serve
+pane's numbers) and ``GET /health`` (503 when the engine is not serving). Every error is an
+OpenAI-shaped JSON body; one that happens mid-stream is sent as a last ``data: {"error": …}`` event.
+With an API key set, every route needs ``Authorization: Bearer KEY``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from nanochat_tui.errors import UserError
-from nanochat_tui.serve.engine import BatchEngine, GenRequest, QueueFull
+from nanochat_tui.serve.engine import BatchEngine, EngineUnavailable, GenRequest, QueueFull
+from nanochat_tui.serve.logprobs import TokenText, chat_logprobs, completion_logprobs
 from nanochat_tui.serve.metrics import ServeMetrics
 from nanochat_tui.serve.protocol import (
     APIError,
@@ -34,6 +36,7 @@ from nanochat_tui.serve.protocol import (
     parse_messages,
     parse_prompt,
     parse_sampling,
+    show,
 )
 from nanochat_tui.serve.text import TextStream
 
@@ -70,7 +73,7 @@ def create_app(state: ServeState, *, manage_engine: bool = True) -> Starlette:
     async def chat(request: Request) -> Response:
         body = parse_json(await request.body(), state.limits)
         _check_model(state, body.get("model"))
-        sampling = parse_sampling(body, state.limits)
+        sampling = parse_sampling(body, state.limits, "chat", state.tokenizer.vocab_size)
         tok = state.tokenizer
         try:
             ids = tok.render_conversation(parse_messages(body, state.limits), for_completion=True)
@@ -82,7 +85,7 @@ def create_app(state: ServeState, *, manage_engine: bool = True) -> Starlette:
     async def completions(request: Request) -> Response:
         body = parse_json(await request.body(), state.limits)
         _check_model(state, body.get("model"))
-        sampling = parse_sampling(body, state.limits)
+        sampling = parse_sampling(body, state.limits, "text", state.tokenizer.vocab_size)
         prompt = parse_prompt(body)
         tok = state.tokenizer
         if isinstance(prompt, str):
@@ -99,14 +102,23 @@ def create_app(state: ServeState, *, manage_engine: bool = True) -> Starlette:
 
     async def stats(request: Request) -> Response:
         active, queued = state.engine.load()
+        why = state.engine.health()
         return JSONResponse(
             {
                 "model": state.model_id,
+                "engine_alive": why is None,
+                "engine_error": why,
                 **state.metrics.snapshot(active=active, queued=queued, slots=state.engine.slots),
                 "shapes_compiled": state.engine.compiled,
                 "shapes": state.engine.shape_count,
             }
         )
+
+    async def health(request: Request) -> Response:
+        why = state.engine.health()
+        if why is None:
+            return JSONResponse({"status": "ok", "model": state.model_id})
+        return JSONResponse({"status": "unavailable", "error": why}, status_code=503)
 
     async def api_error(request: Request, err: Exception) -> Response:
         assert isinstance(err, APIError)
@@ -149,6 +161,7 @@ def create_app(state: ServeState, *, manage_engine: bool = True) -> Starlette:
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/stats", stats, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
         ],
         exception_handlers={
             APIError: api_error,
@@ -195,7 +208,7 @@ def _check_model(state: ServeState, name: object, status: int = 404) -> None:
     if name != state.model_id:
         raise APIError(
             status,
-            f"the model '{name}' does not exist; this server serves '{state.model_id}'",
+            f"the model {show(name)} does not exist; this server serves '{state.model_id}'",
             param="model",
             code="model_not_found",
         )
@@ -233,9 +246,15 @@ async def _respond(
         top_p=sampling.top_p,
         seed=sampling.seed if sampling.seed is not None else secrets.randbelow(2**31),
         stop_ids=stop_ids,
+        logprobs=sampling.logprobs,
+        logit_bias=sampling.logit_bias,
+        presence_penalty=sampling.presence_penalty,
+        frequency_penalty=sampling.frequency_penalty,
     )
     try:
         state.engine.submit(req)
+    except EngineUnavailable as down:
+        raise _unavailable(str(down)) from None
     except QueueFull as full:
         state.metrics.rejected()
         raise APIError(
@@ -245,7 +264,7 @@ async def _respond(
             code="rate_limit_exceeded",
             headers={"Retry-After": str(full.retry_after)},
         ) from None
-    gen = _Generation(state, req, queue, TextStream(state.tokenizer, sampling.stop))
+    gen = _Generation(state, req, queue, TextStream(state.tokenizer, sampling.stop), kind)
     prefix = "chatcmpl" if kind == "chat" else "cmpl"
     meta = {
         "id": f"{prefix}-{uuid.uuid4().hex[:24]}",
@@ -254,24 +273,41 @@ async def _respond(
     }
     if sampling.stream:
         return StreamingResponse(
-            _sse(gen, kind, meta, sampling.include_usage),
+            _sse(gen, meta, sampling.include_usage),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache"},
         )
-    return await _whole(gen, request, kind, meta)
+    return await _whole(gen, request, meta)
+
+
+def _unavailable(why: str) -> APIError:
+    return APIError(
+        503, f"the server cannot generate now: {why}", type="server_error", code="unavailable"
+    )
 
 
 class _Generation:
-    """The text pieces of one request, and its usage, as the engine produces them."""
+    """The text pieces of one request, its logprobs and usage, as the engine produces them."""
 
-    def __init__(self, state: ServeState, req: GenRequest, queue, text: TextStream) -> None:
-        self.state, self.req, self.queue, self.text = state, req, queue, text
+    def __init__(
+        self, state: ServeState, req: GenRequest, queue, text: TextStream, kind: str
+    ) -> None:
+        self.state, self.req, self.queue, self.text, self.kind = state, req, queue, text, kind
         self.finish_reason: str | None = None
+        self.reported = 0  # tokens whose logprobs were sent
+        self.token_text = TokenText(state.tokenizer) if req.logprobs is not None else None
 
     async def pieces(self) -> AsyncIterator[str]:
+        """Text pieces until the reply ends; raises APIError if the engine failed it."""
         try:
             while True:
                 tok, fin = await self.queue.get()
+                if fin == "error":
+                    self.finish_reason = "error"
+                    raise APIError(500, self.req.error or "internal error", type="server_error")
+                if fin == "unavailable":
+                    self.finish_reason = "error"
+                    raise _unavailable(self.req.error or "the engine stopped")
                 if fin is not None:
                     if tail := self.text.flush():
                         yield tail
@@ -290,8 +326,19 @@ class _Generation:
         finally:
             if self.finish_reason is None:  # client gone or server stopping: free the slot
                 self.state.engine.cancel(self.req)
-            else:
+            elif self.finish_reason != "error":
                 self.state.metrics.finished(*self.timing())
+
+    def logprobs(self) -> dict | None:
+        """OpenAI's ``logprobs`` for the tokens not reported yet (None when not asked for)."""
+        if self.token_text is None:
+            return None
+        start, end = self.reported, len(self.text.ids)
+        self.reported = end
+        ids, lps = self.text.ids[start:end], self.req.token_logprobs[start:end]
+        if self.kind == "chat":
+            return chat_logprobs(ids, lps, self.token_text)
+        return completion_logprobs(ids, lps, self.text.offsets[start:end], self.token_text)
 
     def timing(self) -> tuple[float, float | None]:
         now = time.perf_counter()
@@ -307,18 +354,19 @@ class _Generation:
         }
 
 
-def _choice(kind: str, text: str, finish: str | None, *, stream: bool) -> dict:
-    if kind == "text":
-        return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+def _choice(gen: _Generation, text: str, finish: str | None, *, stream: bool) -> dict:
+    logprobs = gen.logprobs()
+    if gen.kind == "text":
+        return {"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}
     if stream:
         delta = {"content": text} if text else {}
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
     message = {"role": "assistant", "content": text, "refusal": None}
-    return {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+    return {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": finish}
 
 
-async def _sse(gen: _Generation, kind: str, meta: dict, include_usage: bool) -> AsyncIterator[str]:
-    obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+async def _sse(gen: _Generation, meta: dict, include_usage: bool) -> AsyncIterator[str]:
+    obj = "chat.completion.chunk" if gen.kind == "chat" else "text_completion"
 
     def event(choices: list[dict], **extra) -> str:
         usage = {"usage": None} if include_usage else {}
@@ -326,19 +374,23 @@ async def _sse(gen: _Generation, kind: str, meta: dict, include_usage: bool) -> 
             f"data: {json.dumps({**meta, 'object': obj, 'choices': choices, **usage, **extra})}\n\n"
         )
 
-    if kind == "chat":
-        first = _choice(kind, "", None, stream=True)
-        first["delta"] = {"role": "assistant", "content": ""}
-        yield event([first])
-    async for piece in gen.pieces():
-        yield event([_choice(kind, piece, None, stream=True)])
-    yield event([_choice(kind, "", gen.finish_reason, stream=True)])
+    if gen.kind == "chat":
+        yield event([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                      "logprobs": None, "finish_reason": None}])  # fmt: skip
+    try:
+        async for piece in gen.pieces():
+            yield event([_choice(gen, piece, None, stream=True)])
+    except APIError as err:  # the status line is sent: the error is the stream's last event
+        gen.state.metrics.error()
+        yield f"data: {json.dumps(err.body())}\n\n"
+        return
+    yield event([_choice(gen, "", gen.finish_reason, stream=True)])
     if include_usage:
         yield event([], usage=gen.usage())
     yield "data: [DONE]\n\n"
 
 
-async def _whole(gen: _Generation, request: Request, kind: str, meta: dict) -> Response:
+async def _whole(gen: _Generation, request: Request, meta: dict) -> Response:
     """Collect the reply; if the client disconnects first, stop generating (frees the slot)."""
 
     async def collect() -> str:
@@ -355,13 +407,13 @@ async def _whole(gen: _Generation, request: Request, kind: str, meta: dict) -> R
         await asyncio.gather(work, return_exceptions=True)
         return Response(status_code=499)
     watch.cancel()
-    text = work.result()
-    obj = "chat.completion" if kind == "chat" else "text_completion"
+    text = work.result()  # an APIError from the engine answers through the error handler
+    obj = "chat.completion" if gen.kind == "chat" else "text_completion"
     return JSONResponse(
         {
             **meta,
             "object": obj,
-            "choices": [_choice(kind, text, gen.finish_reason, stream=False)],
+            "choices": [_choice(gen, text, gen.finish_reason, stream=False)],
             "usage": gen.usage(),
         }
     )

@@ -14,11 +14,20 @@ time. ``precompile`` compiles that whole set from a background thread, so traffi
 on XLA once it is done (and with the persistent compilation cache, a restart loads it from disk).
 
 Sampling is per row: temperature (0 = greedy, exactly ``argmax`` like ``jax_engine.sample``), top-k,
-top-p and a seed, keyed ``fold_in(key(seed), i)`` for the i-th generated token as in ``generate``.
+top-p and a seed, keyed ``fold_in(key(seed), i)`` for the i-th generated token as in ``generate``;
+``logit_bias``, presence/frequency penalties and logprobs are per row too (``serve/sampling.py``).
+
+One request never takes the engine down: its settings are converted to the device's types alone
+when it is admitted (a value they cannot hold fails that request), a device call that raises fails
+the requests in it and the worker goes on, and a callback that raises cancels its request. Failed
+requests finish with ``"error"`` and ``req.error`` says why. If the worker stops or dies anyway,
+every request it held finishes with ``"unavailable"``, ``health()`` says why and ``submit`` refuses.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import time
 from collections import deque
@@ -34,8 +43,20 @@ from flax import nnx
 from nanochat_tui.errors import IncompatibleCheckpoint
 from nanochat_tui.jax_engine.model import GPT
 from nanochat_tui.serve.decode import decode_rows, init_slot_cache, mismatch, write_slots
+from nanochat_tui.serve.sampling import (
+    TOP_LOGPROBS,
+    LogitAdjust,
+    TokenLogprob,
+    adjustment_arrays,
+    sample_adjusted,
+    sample_rows,
+    token_logprobs,
+)
 
-# emit(token_id, None) for each generated token, then emit(None, finish_reason) exactly once
+log = logging.getLogger(__name__)
+
+# emit(token_id, None) for each generated token, then emit(None, reason) exactly once; reason is
+# "stop", "length", "cancelled", "error" (``req.error`` says why) or "unavailable" (engine stopped)
 Emit = Callable[[int | None, str | None], None]
 
 
@@ -45,6 +66,10 @@ class QueueFull(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"all slots busy and queue full; retry after {retry_after}s")
         self.retry_after = retry_after
+
+
+class EngineUnavailable(Exception):
+    """The engine is stopped or its worker died: nothing submitted now would be served."""
 
 
 @dataclass(eq=False)
@@ -59,6 +84,13 @@ class GenRequest:
     top_p: float = 1.0
     seed: int = 0
     stop_ids: frozenset[int] = frozenset()
+    logprobs: int | None = None  # report logprobs with this many alternatives (None: none)
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    # what the worker writes before the emit that announces it
+    token_logprobs: list[TokenLogprob] = field(default_factory=list)  # one per emitted token
+    error: str | None = None  # why it finished with "error" or "unavailable"
     generated: int = 0
     cancelled: bool = False
     submitted: float = field(default_factory=time.perf_counter)
@@ -68,8 +100,12 @@ class GenRequest:
     pos: int = 0
     last: int = 0  # the token fed to the next decode step (at ``pos``)
     prev: int = 0  # the token before it (smear reads its embedding)
+    settings: tuple = ()  # (seed, temperature, top_k, top_p) as the device's types
+    adjust: LogitAdjust | None = None
+    finished: bool = False
 
 
+IDLE_ROW = (np.int32(0), np.float32(0.0), np.int32(0), np.float32(1.0))  # an empty slot: greedy
 MIN_LENGTH = 64  # shortest prompt padding and cache length a step attends over
 PREFILL_ROWS = 8  # most requests one prefill call takes (more are admitted in several calls)
 
@@ -90,37 +126,6 @@ def _spec(x):
     the spec would not be the one a call with the array looks up."""
     committed = getattr(x, "committed", False)
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding if committed else None)
-
-
-def sample_rows(
-    logits: jax.Array,
-    seeds: jax.Array,
-    counters: jax.Array,
-    temperature: jax.Array,
-    top_k: jax.Array,
-    top_p: jax.Array,
-) -> jax.Array:
-    """One id per row of ``logits[B, V]``, each row with its own settings (``temperature <= 0``:
-    greedy). Top-k is applied first, then top-p on what remains (as transformers does)."""
-    greedy = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-
-    def sampled() -> jax.Array:
-        v = logits.shape[-1]
-        t = jnp.where(temperature > 0, temperature, 1.0)
-        scaled = logits.astype(jnp.float32) / t[:, None]
-        ranked = -jnp.sort(-scaled, axis=-1)
-        k = jnp.where(top_k > 0, jnp.minimum(top_k, v), v)
-        ranked = jnp.where(jnp.arange(v)[None, :] < k[:, None], ranked, -jnp.inf)
-        probs = jax.nn.softmax(ranked, axis=-1)
-        keep = (jnp.cumsum(probs, axis=-1) - probs) < top_p[:, None]  # always keeps the first
-        n_keep = jnp.sum(keep & (jnp.arange(v)[None, :] < k[:, None]), axis=-1)
-        threshold = jnp.take_along_axis(ranked, (jnp.maximum(n_keep, 1) - 1)[:, None], axis=-1)
-        masked = jnp.where(scaled >= threshold, scaled, -jnp.inf)
-        keys = jax.vmap(lambda s, c: jax.random.fold_in(jax.random.key(s), c))(seeds, counters)
-        ids = jax.vmap(jax.random.categorical)(keys, masked).astype(jnp.int32)
-        return jnp.where(temperature > 0, ids, greedy)
-
-    return jax.lax.cond(jnp.any(temperature > 0), sampled, lambda: greedy)
 
 
 class BatchEngine:
@@ -155,6 +160,9 @@ class BatchEngine:
         self._pending: deque[GenRequest] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._closed = False  # the worker has exited (stopped or died)
+        self.failure: str | None = None  # why the worker died, if it did
+        self._in_call: list[GenRequest] = []  # the requests in the device call under way
         self._thread: threading.Thread | None = None
         self._compile()
         self._specs = jax.tree.map(_spec, (self._state, self._cache))
@@ -178,8 +186,11 @@ class BatchEngine:
                 thread.join(timeout=60)
 
     def submit(self, req: GenRequest) -> None:
-        """Queue ``req``; raises QueueFull when every slot is busy and the queue is full."""
+        """Queue ``req``; raises QueueFull when every slot is busy and the queue is full, and
+        EngineUnavailable when the engine is stopped or its worker died."""
         with self._cond:
+            if self._stopping or self._closed:
+                raise EngineUnavailable(self.health() or "the engine is stopped")
             busy = sum(r is not None for r in self._active) + len(self._pending)
             if busy >= self.slots + self.max_queue:
                 raise QueueFull(retry_after=1)
@@ -191,6 +202,18 @@ class BatchEngine:
         with self._cond:
             req.cancelled = True
             self._cond.notify_all()
+
+    def health(self) -> str | None:
+        """None while the worker is serving; otherwise why it is not."""
+        if self.failure:
+            return self.failure
+        if self._stopping or self._closed:
+            return "the engine is stopped"
+        if self._thread is None:
+            return "the engine is not started"
+        if not self._thread.is_alive():
+            return "the engine thread is not running"
+        return None
 
     def load(self) -> tuple[int, int]:
         """(active slots, waiting requests)."""
@@ -264,45 +287,109 @@ class BatchEngine:
 
         # its own program (shaped by rows alone), so the model's are not compiled once per sampler
         self._sample = jax.jit(sample_rows)
+        # compiled on first use: only batches with a row that asks for them run these
+        self._sample_adjusted = jax.jit(sample_adjusted)
+        k = min(TOP_LOGPROBS, self.model.config.vocab_size)
+        self._logprobs = jax.jit(partial(token_logprobs, k=k))
         self._prefill, self._step = prefill, step
 
     # ------------------------------------------------------------ worker
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and not self._pending and not any(self._active):
-                    self._cond.wait()
-                if self._stopping:
-                    break
-                self._release_cancelled()
-                admit = []
-                for slot, held in enumerate(self._active):
-                    while held is None and self._pending:
-                        req = self._pending.popleft()
-                        if req.cancelled:
-                            req.emit(None, "cancelled")
-                            continue
-                        req.slot, self._active[slot] = slot, req
-                        admit.append(req)
+        try:
+            while True:
+                with self._cond:
+                    while not self._stopping and not self._pending and not any(self._active):
+                        self._cond.wait()
+                    if self._stopping:
                         break
-            if admit:
-                self._admit(admit)
-            if any(self._active):
-                self._advance()
-        for req in [*self._pending, *(r for r in self._active if r is not None)]:
-            req.emit(None, "cancelled")
+                    self._release_cancelled()
+                    admit = []
+                    for slot, held in enumerate(self._active):
+                        while held is None and self._pending:
+                            req = self._pending.popleft()
+                            if req.cancelled:
+                                self._finish(req, "cancelled")
+                                continue
+                            req.slot, self._active[slot] = slot, req
+                            admit.append(req)
+                            break
+                try:
+                    if admit:
+                        self._admit(admit)
+                    if any(self._active):
+                        self._advance()
+                except Exception as err:  # a device call failed: serve on
+                    self._recover(err)
+        except BaseException as err:  # the worker ends here: say why, then fail what it held
+            self.failure = f"the engine thread died: {type(err).__name__}: {err}"
+            log.critical("serve engine: %s", self.failure, exc_info=err)
+        finally:
+            with self._cond:
+                self._closed = True
+                left = [*self._pending, *(r for r in self._active if r is not None)]
+                self._pending.clear()
+            for req in left:
+                self._finish(req, "unavailable", self.failure or "the server is shutting down")
+
+    def _recover(self, err: Exception) -> None:
+        """After a device call raised: its requests fail; if it consumed the (donated) cache,
+        every request holding a slot fails too and the cache is rebuilt."""
+        log.error("serve engine: a device call failed", exc_info=err)
+        why = f"the engine failed on this request: {type(err).__name__}: {err}"
+        lost = any(x.is_deleted() for x in jax.tree.leaves(self._cache))
+        for req in [*self._in_call, *(self._active if lost else ())]:
+            if req is not None:
+                self._finish(req, "error", why)
+        if lost:
+            self._cache = init_slot_cache(self.model, self.slots, self.max_len)
+        self._in_call = []
 
     def _release_cancelled(self) -> None:
-        for slot, req in enumerate(self._active):
+        for req in self._active:
             if req is not None and req.cancelled:
-                self._active[slot] = None
-                req.emit(None, "cancelled")
+                self._finish(req, "cancelled")
 
     def _admit(self, reqs: list[GenRequest]) -> None:
-        """Prefill newly admitted requests, ``PREFILL_ROWS`` at a time."""
-        for start in range(0, len(reqs), PREFILL_ROWS):
-            self._prefill_rows(reqs[start : start + PREFILL_ROWS])
+        """Prepare newly admitted requests one by one (one that fails leaves its slot), then
+        prefill the rest ``PREFILL_ROWS`` at a time."""
+        ready = []
+        for req in reqs:
+            try:
+                self._prepare(req)
+            except Exception as err:  # this request fails, not the batch
+                self._finish(req, "error", f"the request was refused: {type(err).__name__}: {err}")
+            else:
+                ready.append(req)
+        for start in range(0, len(ready), PREFILL_ROWS):
+            self._prefill_rows(ready[start : start + PREFILL_ROWS])
+
+    def _prepare(self, req: GenRequest) -> None:
+        """Check ``req`` and convert its settings to the device's types, alone: a value the batch
+        arrays cannot hold (a seed beyond int32, a NaN) fails here instead of in the batch."""
+        vocab = self.model.config.vocab_size
+        ids = np.asarray(req.ids, np.int32)
+        if ids.ndim != 1 or not 0 < len(ids) < self.max_len:
+            raise ValueError(f"a prompt of {len(req.ids)} tokens; 1 to {self.max_len - 1} fit")
+        if ids.min() < 0 or ids.max() >= vocab:
+            raise ValueError(f"a prompt token id outside the vocabulary (0 to {vocab - 1})")
+        if req.max_tokens < 1:
+            raise ValueError(f"max_tokens {req.max_tokens}; at least 1")
+        settings = (
+            np.int32(req.seed),
+            np.float32(req.temperature),
+            np.int32(req.top_k),
+            np.float32(req.top_p),
+        )
+        numbers = (req.presence_penalty, req.frequency_penalty, *req.logit_bias.values())
+        if not all(map(math.isfinite, (*settings[1::2], *numbers))):
+            raise ValueError("a sampling setting is not a finite number")
+        if any(not 0 <= t < vocab for t in req.logit_bias):
+            raise ValueError(f"a logit_bias token id outside the vocabulary (0 to {vocab - 1})")
+        if req.logprobs is not None and not 0 <= req.logprobs <= TOP_LOGPROBS:
+            raise ValueError(f"logprobs {req.logprobs}; 0 to {TOP_LOGPROBS} alternatives")
+        req.settings = settings
+        req.adjust = LogitAdjust(req.logit_bias, req.presence_penalty, req.frequency_penalty)
 
     def _prefill_rows(self, reqs: list[GenRequest]) -> None:
         """Prefill ``reqs`` together (count and prompt length rounded up to powers of two; padding
@@ -314,11 +401,13 @@ class BatchEngine:
             idx[row, : len(req.ids)] = req.ids
         slots = np.array([r.slot for r in padded], np.int32)
         last = np.array([len(r.ids) - 1 for r in padded], np.int32)
+        self._in_call = reqs
         logits, self._cache = self._prefill(self._state, self._cache, slots, idx, last)
-        toks = self._sample_for(padded, logits)
+        toks, lps = self._sample_for(padded, logits)
         for row, req in enumerate(reqs):
             req.pos, req.last = len(req.ids), req.ids[-1]
-            self._deliver(req, int(toks[row]))
+            self._deliver(req, int(toks[row]), lps[row])
+        self._in_call = []
 
     def _advance(self) -> None:
         """One batched step over the live slots: rows up to the highest busy slot and cache
@@ -329,28 +418,48 @@ class BatchEngine:
         toks = np.array([r.last if r else 0 for r in rows], np.int32)
         prev = np.array([r.prev if r else 0 for r in rows], np.int32)
         pos = np.array([r.pos if r else 0 for r in rows], np.int32)
+        self._in_call = [r for r in rows if r is not None]
         logits, self._cache = self._step(self._state, self._cache, toks, prev, pos, length)
         self.steps += 1
-        out = self._sample_for(rows, logits)
+        out, lps = self._sample_for(rows, logits)
         for slot, req in enumerate(rows):
             if req is not None:
                 req.pos += 1
-                self._deliver(req, int(out[slot]))
+                self._deliver(req, int(out[slot]), lps[slot])
+        self._in_call = []
 
-    def _sample_for(self, rows: list[GenRequest | None], logits: jax.Array) -> np.ndarray:
-        """One id per row of ``logits`` with that row's settings (an empty row: greedy); the
-        counter is the index of the token being sampled (``generated``: 0 at admission)."""
-        ids = self._sample(
-            logits,
-            np.array([r.seed if r else 0 for r in rows], np.int32),
+    def _sample_for(
+        self, rows: list[GenRequest | None], logits: jax.Array
+    ) -> tuple[np.ndarray, list[TokenLogprob | None]]:
+        """One id per row of ``logits`` with that row's settings (an empty row: greedy), and the
+        logprobs of the rows that asked for them. The counter is the index of the token being
+        sampled (``generated``: 0 at admission). Bias/penalties and logprobs run only when a row
+        of this batch has them."""
+        settings = [r.settings if r else IDLE_ROW for r in rows]
+        args = (
+            np.array([s[0] for s in settings], np.int32),
             np.array([r.generated if r else 0 for r in rows], np.int32),
-            np.array([r.temperature if r else 0.0 for r in rows], np.float32),
-            np.array([r.top_k if r else 0 for r in rows], np.int32),
-            np.array([r.top_p if r else 1.0 for r in rows], np.float32),
+            np.array([s[1] for s in settings], np.float32),
+            np.array([s[2] for s in settings], np.int32),
+            np.array([s[3] for s in settings], np.float32),
         )
-        return np.asarray(ids)
+        adjusts = [r.adjust if r else None for r in rows]
+        if any(adjusts):
+            width = _bucket(max(len(a.delta) for a in adjusts if a), 1 << 30, minimum=16)
+            ids = self._sample_adjusted(logits, *adjustment_arrays(adjusts, width), *args)
+        else:
+            ids = self._sample(logits, *args)
+        lps: list[TokenLogprob | None] = [None] * len(rows)
+        if any(r is not None and r.logprobs is not None for r in rows):
+            chosen, top, top_ids = map(np.asarray, self._logprobs(logits, ids))
+            for i, r in enumerate(rows):
+                if r is not None and r.logprobs is not None:
+                    k = r.logprobs
+                    pairs = zip(top_ids[i, :k].tolist(), top[i, :k].tolist(), strict=True)
+                    lps[i] = TokenLogprob(float(chosen[i]), list(pairs))
+        return np.asarray(ids), lps
 
-    def _deliver(self, req: GenRequest, tok: int) -> None:
+    def _deliver(self, req: GenRequest, tok: int, lp: TokenLogprob | None) -> None:
         """Hand ``tok`` to the request, or finish it (stop id, budget, context end, cancelled)."""
         reason = None
         if req.cancelled:
@@ -362,10 +471,33 @@ class BatchEngine:
                 req.first_token = time.perf_counter()
             req.generated += 1
             req.prev, req.last = req.last, tok
-            req.emit(tok, None)
+            if req.adjust is not None:
+                req.adjust.observe(tok)
+            if lp is not None:
+                req.token_logprobs.append(lp)
+            self._send(req, tok, None)
             if req.generated >= req.max_tokens or req.pos >= self.max_len:
                 reason = "length"
         if reason is not None:
-            with self._cond:
+            self._finish(req, reason)
+
+    def _finish(self, req: GenRequest, reason: str, error: str | None = None) -> None:
+        """Free ``req``'s slot and tell it why it ended (once)."""
+        with self._cond:
+            if req.finished:
+                return
+            req.finished = True
+            if 0 <= req.slot < self.slots and self._active[req.slot] is req:
                 self._active[req.slot] = None
-            req.emit(None, reason)
+        req.error = error
+        self._send(req, None, reason)
+
+    @staticmethod
+    def _send(req: GenRequest, tok: int | None, reason: str | None) -> None:
+        """``req.emit``, guarded: a callback that raises (its client's event loop is gone)
+        cancels its own request, and its slot is freed on the next turn."""
+        try:
+            req.emit(tok, reason)
+        except Exception:  # its consumer is broken, not the engine
+            log.warning("serve engine: a request's callback failed; cancelling it", exc_info=True)
+            req.cancelled = True

@@ -1,14 +1,18 @@
 """OpenAI request bodies → validated ``Sampling`` settings and prompts, and OpenAI-shaped errors.
 
-Unknown fields are ignored (clients send ``user``, ``metadata``, ...); fields we cannot honour
-(``n`` > 1, non-text content parts, tool roles) are refused with a message naming them.
+Every field is checked for its type and range (NaN and infinities included) and refused with a
+400 that names it in ``param``; fields we cannot honour (``n`` > 1, tools, ``echo``, ``best_of``,
+JSON mode, non-text content parts, tool roles) are refused the same way rather than ignored.
+Unknown fields are ignored (clients send ``user``, ``metadata``, ...).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from nanochat_tui.sampling_params import LIMITS
 
 
 class APIError(Exception):
@@ -51,6 +55,12 @@ class Limits:
     max_messages: int = 256
     max_tokens: int = 1024  # per request; also capped by the model's context
     max_stops: int = 4
+    max_logit_bias: int = 300  # entries in one request's ``logit_bias``
+
+
+MAX_DEPTH = 32  # deepest nesting a request body may have (OpenAI's own bodies need under 10)
+MAX_SEED = 2**31 - 1  # seeds are int32 on the device
+MAX_TOP_LOGPROBS = {"chat": 20, "text": 5}  # OpenAI's bounds: top_logprobs (chat), logprobs
 
 
 @dataclass
@@ -63,9 +73,42 @@ class Sampling:
     seed: int | None
     stream: bool
     include_usage: bool
+    logprobs: int | None = None  # None: no logprobs; k: the sampled token's and k alternatives
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
 
 CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+# fields we cannot honour, refused unless they hold their do-nothing value (None always is)
+UNSUPPORTED: dict[str, tuple[tuple[object, ...], str]] = {
+    "tools": (
+        ([],),
+        "tool calls are not served yet (`nanochat-tui chat` runs the calculator tool); "
+        "send the request without 'tools'",
+    ),
+    "tool_choice": (("none",), "tool calls are not served yet; send 'tool_choice' only as 'none'"),
+    "functions": (([],), "function calls are not served; send the request without 'functions'"),
+    "function_call": (("none",), "function calls are not served; leave 'function_call' out"),
+    "parallel_tool_calls": ((), "tool calls are not served yet; leave 'parallel_tool_calls' out"),
+    "echo": ((False,), "'echo' is not supported; prepend the prompt to the reply yourself"),
+    "best_of": ((1,), "'best_of' must be 1 (one candidate per request)"),
+    "suffix": (("",), "'suffix' (insertion) is not supported; leave it out"),
+    "response_format": (
+        ({"type": "text"},),
+        'only \'response_format\' {"type": "text"} is supported (no JSON mode)',
+    ),
+}
+
+
+def show(value: Any, width: int = 60) -> str:
+    """A short description of a client's value for an error message: scalars quoted up to
+    ``width`` characters, containers by their type (a nested one could be huge or very deep)."""
+    if isinstance(value, dict | list):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def parse_json(raw: bytes, limits: Limits) -> dict[str, Any]:
@@ -75,50 +118,77 @@ def parse_json(raw: bytes, limits: Limits) -> dict[str, Any]:
         )
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except RecursionError:
+        body = None  # deeper than Python's recursion limit: refused below like any deep body
+        depth = MAX_DEPTH + 1
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, and ints over 4300 digits
         raise APIError(400, f"request body is not valid JSON: {err}") from None
+    else:
+        depth = _depth(body)
+    if depth > MAX_DEPTH:
+        raise APIError(400, f"request body is nested more than {MAX_DEPTH} levels deep")
     if not isinstance(body, dict):
         raise APIError(400, "request body must be a JSON object")
     return body
 
 
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests (a scalar: 0), walked without recursion."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            level += 1
+            deepest = max(deepest, level)
+            if level <= MAX_DEPTH:
+                todo.extend((v, level) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def _number(body: dict, name: str, default: float, lo: float, hi: float, *, lo_open=False) -> float:
+    """A finite number in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``); NaN and infinities fail."""
     value = body.get(name)
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise APIError(400, f"'{name}' must be a number, got {value!r}", param=name)
-    if value > hi or value < lo or (lo_open and value == lo):
+        raise APIError(400, f"'{name}' must be a number, got {show(value)}", param=name)
+    if not lo <= value <= hi or (lo_open and value == lo):  # NaN fails the comparison too
         bound = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
-        raise APIError(400, f"'{name}' must be in {bound}, got {value}", param=name)
+        raise APIError(400, f"'{name}' must be in {bound}, got {show(value)}", param=name)
     return float(value)
 
 
-def _integer(body: dict, name: str, lo: int) -> int | None:
+def _integer(body: dict, name: str, lo: int, hi: int) -> int | None:
     value = body.get(name)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise APIError(400, f"'{name}' must be an integer, got {value!r}", param=name)
-    if value < lo:
-        raise APIError(400, f"'{name}' must be >= {lo}, got {value}", param=name)
+        raise APIError(400, f"'{name}' must be an integer, got {show(value)}", param=name)
+    if not lo <= value <= hi:
+        raise APIError(400, f"'{name}' must be in [{lo}, {hi}], got {show(value)}", param=name)
     return value
 
 
-def parse_sampling(body: dict, limits: Limits) -> Sampling:
-    """The sampling and streaming fields shared by both endpoints."""
-    n = _integer(body, "n", 1)
+def refuse_unsupported(body: dict) -> None:
+    """400 for a field we would otherwise silently ignore (see ``UNSUPPORTED``)."""
+    for name, (harmless, why) in UNSUPPORTED.items():
+        value = body.get(name)
+        if value is not None and not any(
+            type(value) is type(ok) and value == ok for ok in harmless
+        ):
+            raise APIError(400, f"{why} (got {show(value)})", param=name)
+
+
+def parse_sampling(body: dict, limits: Limits, kind: str, vocab_size: int) -> Sampling:
+    """The sampling, logprobs and streaming fields of both endpoints (``kind``: "chat" or
+    "text"); token ids in ``logit_bias`` must be below ``vocab_size``."""
+    refuse_unsupported(body)
+    n = _integer(body, "n", 1, 2**63)
     if n not in (None, 1):
         raise APIError(400, f"'n' must be 1 (one choice per request), got {n}", param="n")
-    max_tokens = _integer(body, "max_completion_tokens", 1)
+    max_tokens = _integer(body, "max_completion_tokens", 1, limits.max_tokens)
     if max_tokens is None:
-        max_tokens = _integer(body, "max_tokens", 1)
-    if max_tokens is not None and max_tokens > limits.max_tokens:
-        raise APIError(
-            400,
-            f"max_tokens is {max_tokens}; this server allows at most {limits.max_tokens}",
-            param="max_tokens",
-        )
+        max_tokens = _integer(body, "max_tokens", 1, limits.max_tokens)
     stop = body.get("stop")
     if stop is None:
         stops: list[str] = []
@@ -140,19 +210,80 @@ def parse_sampling(body: dict, limits: Limits) -> Sampling:
         )
     if options is not None and not isinstance(options, dict):
         raise APIError(400, "'stream_options' must be an object", param="stream_options")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise APIError(400, f"'seed' must be an integer, got {seed!r}", param="seed")
+    include_usage = (options or {}).get("include_usage", False)
+    if not isinstance(include_usage, bool):
+        raise APIError(
+            400,
+            "'stream_options.include_usage' must be true or false",
+            param="stream_options.include_usage",
+        )
     return Sampling(
         temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
         top_p=_number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True),
-        top_k=_integer(body, "top_k", 0) or 0,
+        top_k=_integer(body, "top_k", 0, int(LIMITS["top_k"].hi)) or 0,
         max_tokens=max_tokens,
         stop=stops,
-        seed=seed,
+        seed=_integer(body, "seed", 0, MAX_SEED),
         stream=stream,
-        include_usage=bool((options or {}).get("include_usage", False)),
+        include_usage=include_usage,
+        logprobs=_logprobs(body, kind),
+        logit_bias=_logit_bias(body, limits, vocab_size),
+        presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
+        frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
     )
+
+
+def _logprobs(body: dict, kind: str) -> int | None:
+    """How many alternatives to report per token, or None for no logprobs. Chat: ``logprobs``
+    true/false and ``top_logprobs`` 0..20; completions: ``logprobs`` 0..5."""
+    top = MAX_TOP_LOGPROBS[kind]
+    if kind == "text":
+        return _integer(body, "logprobs", 0, top)
+    wanted = body.get("logprobs")
+    if wanted is not None and not isinstance(wanted, bool):
+        raise APIError(
+            400, f"'logprobs' must be true or false, got {show(wanted)}", param="logprobs"
+        )
+    alternatives = _integer(body, "top_logprobs", 0, top)
+    if alternatives is not None and not wanted:
+        raise APIError(400, "'top_logprobs' needs 'logprobs' set to true", param="top_logprobs")
+    return (alternatives or 0) if wanted else None
+
+
+def _logit_bias(body: dict, limits: Limits, vocab_size: int) -> dict[int, float]:
+    """``{"token id": bias}`` with ids below ``vocab_size`` and biases in [-100, 100]."""
+    bias = body.get("logit_bias")
+    if bias is None:
+        return {}
+    if not isinstance(bias, dict):
+        raise APIError(
+            400, "'logit_bias' must be an object of token id -> bias", param="logit_bias"
+        )
+    if len(bias) > limits.max_logit_bias:
+        raise APIError(
+            400,
+            f"'logit_bias' has {len(bias)} entries; at most {limits.max_logit_bias} are allowed",
+            param="logit_bias",
+        )
+    out = {}
+    for key, value in bias.items():
+        if not (key.isascii() and key.isdigit() and len(key) < 10) or int(key) >= vocab_size:
+            raise APIError(
+                400,
+                f"'logit_bias' key {show(key)} is not a token id (0 to {vocab_size - 1})",
+                param="logit_bias",
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise APIError(
+                400, f"'logit_bias[{key}]' must be a number, got {show(value)}", param="logit_bias"
+            )
+        if not -100 <= value <= 100:
+            raise APIError(
+                400, f"'logit_bias[{key}]' must be in [-100, 100], got {show(value)}",
+                param="logit_bias",
+            )  # fmt: skip
+        out[int(key)] = float(value)
+    return out
 
 
 def parse_messages(body: dict, limits: Limits) -> list[dict[str, str]]:
@@ -171,35 +302,46 @@ def parse_messages(body: dict, limits: Limits) -> list[dict[str, str]]:
         where = f"messages[{i}]"
         if not isinstance(m, dict):
             raise APIError(400, f"'{where}' must be an object", param=where)
-        role = CHAT_ROLES.get(m.get("role"))
+        role = CHAT_ROLES.get(m.get("role")) if isinstance(m.get("role"), str) else None
         if role is None:
             raise APIError(
                 400,
-                f"'{where}.role' is {m.get('role')!r}; supported: system, developer, user, assistant",
+                f"'{where}.role' is {show(m.get('role'))}; "
+                "supported: system, developer, user, assistant",
                 param=f"{where}.role",
             )
+        for name in ("tool_calls", "function_call"):
+            if m.get(name) is not None:
+                raise APIError(
+                    400,
+                    f"'{where}.{name}': tool calls are not served yet; send their text as content",
+                    param=f"{where}.{name}",
+                )
         out.append({"role": role, "content": _text(m.get("content"), f"{where}.content")})
     return out
 
 
 def _text(content: Any, where: str) -> str:
-    if content is None:
-        return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
         parts = []
-        for part in content:
+        for i, part in enumerate(content):
             if not isinstance(part, dict) or part.get("type") != "text":
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                kind = show(part.get("type")) if isinstance(part, dict) else show(part)
                 raise APIError(
-                    400,
-                    f"'{where}' has a {kind!r} part; only text parts are supported",
-                    param=where,
+                    400, f"'{where}' has a {kind} part; only text parts are supported", param=where
                 )
-            parts.append(str(part.get("text", "")))
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise APIError(
+                    400, f"'{where}[{i}].text' must be a string, got {show(text)}", param=where
+                )
+            parts.append(text)
         return "".join(parts)
-    raise APIError(400, f"'{where}' must be a string or a list of text parts", param=where)
+    raise APIError(
+        400, f"'{where}' must be a string or a list of text parts, got {show(content)}", param=where
+    )
 
 
 def parse_prompt(body: dict) -> str | list[int]:

@@ -2,7 +2,8 @@
 
 A piece is released only when it is final: an incomplete UTF-8 character (the decoder's ``\\ufffd``)
 waits for its next token, and text that could still grow into a stop string waits until it cannot.
-The stop string itself and everything after it are never sent.
+The stop string itself and everything after it are never sent. ``offsets[i]`` is where the i-th
+token's text starts (the length of the whole characters decoded before it), for logprobs.
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ class TextStream:
         self.tokenizer = tokenizer
         self.stops = [s for s in stops if s]
         self.ids: list[int] = []
+        self.offsets: list[int] = []
+        self.decoded = 0  # characters decoded so far, up to the last whole one
         self.sent = 0  # characters of the decoded text already released
         self.stopped = False
 
     def push(self, tok: int) -> str:
+        self.offsets.append(self.decoded)
         self.ids.append(tok)
         text = self.tokenizer.decode(self.ids)
         if text.endswith("\ufffd"):
             return ""
+        self.decoded = len(text)
         return self._release(text, final=False)
 
     def flush(self) -> str:
