@@ -197,3 +197,64 @@ def test_pipeline_stopped_in_step_two_resumes_at_step_two(tmp_path: Path, capsys
     assert sum(e["type"] == "run_start" for e in base_starts) == 1  # not run again
     assert main(["run", "--resume", str(parent)]) == 2
     assert "finished every step; nothing to resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_mcp_start_run_runs_a_pipeline_prefab(tmp_path: Path):
+    """The MCP SDK's own client: start_run with a pipeline prefab starts the pipeline detached;
+    run_status on the parent follows it to the end."""
+    import time
+
+    import anyio
+    from mcp.shared.memory import create_connected_server_and_client_session
+
+    from nanochat_tui.mcp.server import build_app
+
+    path = tiny_chat(tmp_path)
+    async with create_connected_server_and_client_session(build_app()) as session:
+
+        async def call(tool: str, **arguments) -> dict:
+            result = await session.call_tool(tool, arguments)
+            assert not result.isError, result.content[0].text
+            return json.loads(result.content[0].text)
+
+        started = await call("start_run", prefab=str(path), overrides=[], name="agent")
+        parent = tmp_path / "runs" / "agent"
+        assert started["run_dir"] == str(parent) and started["steps"] == [
+            "agent.1-base",
+            "agent.2-sft",
+        ]
+        deadline = time.monotonic() + 240
+        while (status := await call("run_status", run=str(parent)))["status"] != "finished":
+            assert status["status"] == "running", status
+            assert time.monotonic() < deadline, status
+            await anyio.sleep(0.5)
+    assert_finished(parent, tmp_path / "runs")
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_tui_runs_pane_starts_a_pipeline_and_live_follows_its_steps(tmp_path: Path):
+    """As a user: the tiny-chat prefab active, Runs pane, n, a name, enter: the pipeline runs
+    both steps in the app's thread; Live follows the parent, so it ends on the sft step."""
+    from helpers import pilot_wait_for, start_run_from_runs_pane
+    from nanochat_tui.orchestrator.summaries import summarize
+    from nanochat_tui.tui.app import NanochatApp
+    from nanochat_tui.tui.screens.live import LivePane
+
+    app = NanochatApp(prefab=str(tiny_chat(tmp_path)))
+    parent = tmp_path / "runs" / "chat"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await start_run_from_runs_pane(pilot, app, "chat")
+        assert app.state.run.run_dir == parent
+        await pilot_wait_for(
+            pilot, lambda: summarize(parent).status == "finished", 240, "the pipeline finished"
+        )
+        live = app.query_one(LivePane)
+        await pilot_wait_for(
+            pilot, lambda: live.store.run_end.get("status") == "finished", 20, "live caught up"
+        )
+        assert live.store.run_start.get("stage") == "sft"
+        assert live.store.first_step == 1 and live.store.get("loss").count == 2  # sft's steps
+    assert_finished(parent, tmp_path / "runs")

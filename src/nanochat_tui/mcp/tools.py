@@ -78,16 +78,20 @@ def estimate(prefab: str, overrides: list[str]) -> dict[str, Any]:
 
 
 def start_run(prefab: str, overrides: list[str], name: str | None = None) -> dict[str, Any]:
-    """Start a detached training run (its own process, survives this server); returns its dir."""
+    """Start a detached training run (its own process, survives this server); returns its dir.
+    A pipeline prefab (tiny-chat, tiny-align) starts a pipeline run: its steps, in order, under
+    the returned parent directory, whose run_status is the current step's."""
     from nanochat_tui.orchestrator import runner
 
     config = _config(prefab, overrides)
     handle = runner.start_run(config, name=name or None, mode="detached")
+    steps = [step["name"] for step in runner.read_record(handle.run_dir).get("steps") or []]
     return {
         "run": handle.name,
         "run_dir": str(handle.run_dir),
         "pid": getattr(handle, "pid", None),
         "status": handle.status(),
+        "steps": steps,  # a pipeline's step runs (each also a run); empty for one run
         "next": "poll run_status with this run's name or directory",
     }
 

@@ -215,6 +215,9 @@ class MetricStore:
                 if key in event:
                     self._record(key, step if isinstance(step, int) else 0, event[key])
         elif kind == "run_start":
+            if not event.get("resumed_from_step") and self.last_step:
+                # a new run in the same log (a pipeline's next step): its charts start afresh
+                self.series, self.first_step, self.last_step, self.last_eval = {}, None, {}, {}
             self.run_start = event
             self.run_end = {}
             self.patched_iterations = None  # a resumed run states its own length again
