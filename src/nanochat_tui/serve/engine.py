@@ -445,7 +445,7 @@ class BatchEngine:
         )
         adjusts = [r.adjust if r else None for r in rows]
         if any(adjusts):
-            width = _bucket(max(len(a.delta) for a in adjusts if a), 1 << 30, minimum=16)
+            width = _bucket(max(len(a.delta) for a in adjusts if a), 1 << 30, minimum=64)
             ids = self._sample_adjusted(logits, *adjustment_arrays(adjusts, width), *args)
         else:
             ids = self._sample(logits, *args)
