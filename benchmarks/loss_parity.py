@@ -1,14 +1,16 @@
 """Loss per token: the JAX engine vs the PyTorch nanochat-architecture reference, same tokens.
 
-Both sides train the same model (a prefab, ``tiny`` by default) from their own random init with the
-same init scheme, the same optimizer split and hyper-parameters (Muon for block matrices, AdamW for
+Both sides train the same model (a prefab, ``tiny`` by default) from the same weights (the JAX
+engine's init for each seed, copied into torch; ``--own-init``: each side draws its own, with the
+same init scheme), the same optimizer split and hyper-parameters (Muon for block matrices, AdamW for
 embedding / lm head, nanochat's learning rates) at a constant learning rate, on the identical
 sequence of batches cut from the embedded corpus by the engine's own tokenizer and loader. Then each
 scores the same held-out validation batches.
 
 The learning-rate schedule, Muon momentum warmup and gradient clipping are switched off on the JAX
 side, because the PyTorch reference has none of them: this compares model + optimizer, not
-schedules. Several seeds per side show how much of a gap is just initialisation noise.
+schedules. Several seeds per side show how much of a gap is just initialisation noise; from shared
+weights a gap is the implementations' alone (docs/model.md: the 2026 gap that was init noise).
 
     uv run python benchmarks/loss_parity.py [--prefab tiny] [--steps 120] [--seeds 6]
         [--val-batches 8] [--torch-python PY] [--recipe nanochat-2026]
@@ -62,7 +64,7 @@ def make_data(config, steps: int, val_batches: int, path: Path) -> None:
     np.savez(path, x=x, y=y, val_x=val_x, val_y=val_y)
 
 
-def run_jax(config, path: Path, seed: int) -> dict[str, Any]:
+def run_jax(config, path: Path, seed: int, init_out: Path | None = None) -> dict[str, Any]:
     import time
 
     import jax.numpy as jnp
@@ -75,6 +77,9 @@ def run_jax(config, path: Path, seed: int) -> dict[str, Any]:
 
     data = np.load(path)
     model = GPT(config.model, rngs=nnx.Rngs(seed))
+    if init_out is not None:  # the torch side starts from these very weights
+        flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+        np.savez(init_out, **{".".join(map(str, p)): np.asarray(v[...]) for p, v in flat})
     optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
     step = make_train_step(model, optimizer)
     losses = []
@@ -89,8 +94,10 @@ def run_jax(config, path: Path, seed: int) -> dict[str, Any]:
     return {"losses": losses, "val_loss": float(np.mean(val)), "step_s": step_s}
 
 
-def run_torch(config, path: Path, seed: int, python: str) -> dict[str, Any]:
-    from nanochat_tui.jax_engine.optim import batch_lr_scale
+def run_torch(
+    config, path: Path, seed: int, python: str, init: Path | None = None
+) -> dict[str, Any]:
+    from nanochat_tui.jax_engine.optim import batch_lr_scale, muon_wd_scale
 
     m = config.model
     script = Path(__file__).with_name("torch_reference.py")
@@ -99,8 +106,12 @@ def run_torch(config, path: Path, seed: int, python: str) -> dict[str, Any]:
     cmd += ["--seq", str(m.sequence_len), "--vocab", str(m.vocab_size)]
     cmd += ["--batch", str(config.train.device_batch_size), "--data", str(path)]
     cmd += ["--seed", str(seed)]
+    if init is not None:
+        cmd += ["--init", str(init)]
     if m.recipe == "nanochat-2026":
         cmd += ["--recipe", "2026", "--lr-scale", str(batch_lr_scale(config))]
+        wd = config.optim.resolved().muon_weight_decay * muon_wd_scale(config)
+        cmd += ["--muon-wd", str(wd)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"torch reference failed: {proc.stderr.strip()[-500:]}")
@@ -122,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--torch-python", default=None, help="a Python with torch (default: search)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     p.add_argument("--recipe", default="nanochat-2025", choices=("nanochat-2025", "nanochat-2026"))
+    p.add_argument(
+        "--own-init",
+        action="store_true",
+        help="each side draws its own random init (default: torch starts from the JAX weights, "
+        "so a gap measures the implementations and the seeds measure init noise)",
+    )
     args = p.parse_args(argv)
     if args.seeds < 1 or args.steps < 1:
         p.error("--seeds and --steps must be at least 1")
@@ -144,15 +161,18 @@ def main(argv: list[str] | None = None) -> int:
         make_data(config, args.steps, args.val_batches, path)
         results: dict[str, list[dict[str, Any]]] = {"jax": [], "torch": []}
         for seed in range(args.seeds):
+            init = None if args.own_init else Path(tmp) / f"init-{seed}.npz"
             print(f"seed {seed}: jax …", flush=True)
-            results["jax"].append(run_jax(config, path, seed))
+            results["jax"].append(run_jax(config, path, seed, init))
             print(f"seed {seed}: torch …", flush=True)
-            results["torch"].append(run_torch(config, path, seed, python))
+            results["torch"].append(run_torch(config, path, seed, python, init))
 
     marks = sorted({m for m in (1, 10, 25, 50, 100, args.steps) if m <= args.steps})
     print(
         f"\n{args.prefab} ({args.recipe}): {b}×{t} tokens a step, {args.steps} steps, constant lr, "
-        f"{args.seeds} seed(s) a side; train loss = mean of the 10 steps ending at the step"
+        f"{args.seeds} seed(s) a side, "
+        f"{'own inits' if args.own_init else 'torch from the JAX init'}; "
+        "train loss = mean of the 10 steps ending at the step"
     )
     head = "impl   seed " + "".join(f"  step {m:>4}" for m in marks) + "   val loss   ms/step"
     print(head + "\n" + "-" * len(head))

@@ -245,8 +245,9 @@ def load_jax_params(model: GPT2026, params: dict) -> None:
         raise ValueError(f"no JAX parameter for {missing}")
 
 
-def optimizers(model: GPT2026, dim: int, lr_scale: float, steps: int):
-    """nanochat's per-group AdamW and NorMuon at its default lrs × ``lr_scale`` (batch scaling)."""
+def optimizers(model: GPT2026, dim: int, lr_scale: float, steps: int, muon_wd: float = 0.28):
+    """nanochat's per-group AdamW and NorMuon at its default lrs × ``lr_scale`` (batch scaling);
+    ``muon_wd``: the Muon weight decay at step 0 (base_train scales 0.28 by batch and horizon)."""
     d = (dim / 768) ** -0.5
     groups = [
         (list(model.lm_head.parameters()), 0.008 * d * lr_scale, (0.8, 0.96), 0.01),
@@ -264,5 +265,7 @@ def optimizers(model: GPT2026, dim: int, lr_scale: float, steps: int):
     adam = torch.optim.AdamW(
         [dict(params=p, lr=lr, betas=b, weight_decay=wd) for p, lr, b, wd in groups if p], eps=1e-10
     )
-    muon = NorMuon(list(model.blocks.parameters()), lr=0.02 * lr_scale, steps=steps)
+    muon = NorMuon(
+        list(model.blocks.parameters()), lr=0.02 * lr_scale, weight_decay=muon_wd, steps=steps
+    )
     return adam, muon

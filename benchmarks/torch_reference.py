@@ -14,7 +14,9 @@ embeddings, scalars, smear, backout, SSSL windows, Polar Express + NorMuon + cau
 per-group AdamW); ``--lr-scale`` is its batch-size lr factor √(B/2^19).
 Prints one JSON line: {"tokens_per_s": ..., "step_s": ..., "params": ..., "loss": ...}.
 
-With ``--data batches.npz`` (arrays ``x``/``y`` int32[N, B, T] and optionally ``val_x``/``val_y``,
+With ``--init params.npz`` (the JAX engine's parameters under their flat nnx paths, as
+benchmarks/loss_parity.py writes them) both recipes start from those weights instead of their own
+random init. With ``--data batches.npz`` (arrays ``x``/``y`` int32[N, B, T] and optionally ``val_x``/``val_y``,
 written by benchmarks/loss_parity.py) it trains on those N batches instead of random tokens and adds
 ``losses`` (every step) and ``val_loss`` to the JSON line.
 """
@@ -131,6 +133,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--recipe", choices=("2025", "2026"), default="2025")
     p.add_argument("--lr-scale", type=float, default=1.0, help="2026: batch-size lr factor")
+    p.add_argument("--muon-wd", type=float, default=0.28, help="2026: Muon weight decay")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="npz of the JAX engine's initial parameters (flat nnx paths): start from them",
+    )
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -139,6 +147,13 @@ def main() -> None:
         model, adam, muon = build_2026(a)
     else:
         model, adam, muon = build_2025(a)
+    if a.init:
+        import numpy as np
+
+        from torch_recipe2026 import load_jax_params
+
+        with np.load(a.init) as init:
+            load_jax_params(model, {k: init[k] for k in init.files})
     step_fn = torch.compile(model) if a.compile else model
     if a.data:
         train_on_file(a, model, step_fn, adam, muon)
@@ -200,7 +215,7 @@ def build_2026(a):
         steps = len(np.load(a.data)["x"])
     else:
         steps = a.warmup + a.steps
-    adam, muon = optimizers(model, a.depth * a.aspect_ratio, a.lr_scale, steps)
+    adam, muon = optimizers(model, a.depth * a.aspect_ratio, a.lr_scale, steps, a.muon_wd)
     return model, adam, muon
 
 

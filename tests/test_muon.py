@@ -248,3 +248,43 @@ def test_same_shape_matrices_are_updated_as_one_batch_exactly_as_one_by_one():
             alone[k] = (tx, st)
             np.testing.assert_allclose(updates[k], upd[k], rtol=1e-5, atol=1e-7)
         params = optax.apply_updates(params, updates)
+
+
+def test_muon_weight_decay_scales_as_nanochats_base_train():
+    """λ = 0.28·√(B/2^19)·D_ref/D (base_train.py's T_epoch rule): the scaling-parameter counts are
+    what nanochat@92d63d4's ``GPT.num_scaling_params`` gives for the same shapes (matrices + lm
+    head): 917,528 for `tiny` and 88,081,248 for its depth-12 reference."""
+    from nanochat_tui.config import load_config
+    from nanochat_tui.jax_engine.optim import muon_wd_scale, scaling_params
+
+    tiny = load_config("tiny", ["model.recipe=nanochat-2026"])
+    d12 = load_config("tiny", ["model.recipe=nanochat-2026", "model.depth=12"])
+    assert (scaling_params(tiny.model), scaling_params(d12.model)) == (917_528, 88_081_248)
+    assert muon_wd_scale(tiny) == pytest.approx((8192 / 2**19) ** 0.5 * 88_081_248 / 917_528)
+    at_ref = ["model.depth=12", "train.total_batch_size=524288"]
+    assert muon_wd_scale(load_config("tiny", ["model.recipe=nanochat-2026", *at_ref])) == 1.0
+    off = ["model.recipe=nanochat-2026", "optim.muon_wd_scaling=false"]
+    assert muon_wd_scale(load_config("tiny", off)) == 1.0
+    assert muon_wd_scale(load_config("tiny")) == 1.0  # nanochat-2025 has no Muon decay
+
+
+def test_the_optimizer_decays_block_matrices_by_the_scaled_weight_decay():
+    """With zero gradients a Muon step is the decay alone: W·(1 − lr'·λ), λ scaled (cautious mask
+    all true at g = 0); an AdamW group without decay stays put."""
+    config = config2026()
+    from nanochat_tui.jax_engine.optim import muon_wd_scale
+
+    scale = muon_wd_scale(config)
+    assert scale > 1.5  # this small model at 128-token steps: a strong decay
+    model = GPT(config.model, rngs=nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, build_optimizer(model, config), wrt=nnx.Param)
+    before = {p: np.array(v[...]) for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    zeros = jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param))
+    optimizer.update(model, zeros, lr_scale=jnp.float32(1.0))
+    after = {p: np.asarray(v[...]) for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    o = config.optim.resolved()
+    lr = o.matrix_lr * batch_lr_scale(config)
+    w = before[("blocks", 0, "attn", "c_q", "kernel")]  # [in, out] = [128, 128]
+    want = w * (1 - lr * 0.28 * scale)
+    np.testing.assert_allclose(after[("blocks", 0, "attn", "c_q", "kernel")], want, rtol=1e-6)
+    np.testing.assert_array_equal(after[("x0_lambdas",)], before[("x0_lambdas",)])  # AdamW, wd 0

@@ -51,7 +51,7 @@ def pair():
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
     from nanochat_tui.config.loader import load_config
     from nanochat_tui.jax_engine.model import GPT
-    from nanochat_tui.jax_engine.optim import batch_lr_scale, build_optimizer
+    from nanochat_tui.jax_engine.optim import batch_lr_scale, build_optimizer, muon_wd_scale
     from torch_recipe2026 import GPT2026, load_jax_params, optimizers
 
     config = load_config("tiny", OVERRIDES)
@@ -63,7 +63,8 @@ def pair():
         m.depth, m.aspect_ratio, m.head_dim, m.n_kv_head, m.vocab_size, m.sequence_len
     )
     load_jax_params(reference, flat_params(model))
-    adam, muon = optimizers(reference, m.model_dim, batch_lr_scale(config), STEPS)
+    wd = config.optim.resolved().muon_weight_decay * muon_wd_scale(config)  # base_train's scaling
+    adam, muon = optimizers(reference, m.model_dim, batch_lr_scale(config), STEPS, wd)
     return config, model, optimizer, reference, adam, muon
 
 

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, dict[str, tuple[Any, Any]]] = {
         "muon_normuon": (False, True),
         "muon_renorm": (False, True),
         "muon_weight_decay": (0.0, 0.28),
+        "muon_wd_scaling": (False, True),
         "muon_cautious_wd": (False, True),
         "batch_lr_scale": (False, True),
         "warmup_steps": (0, 40),

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from nanochat_tui.config.schema import Config, OptimConfig
+from nanochat_tui.config.schema import Config, ModelConfig, OptimConfig
 from nanochat_tui.jax_engine.flops import compute_dtype
 from nanochat_tui.jax_engine.model import STACK_KEY
 from nanochat_tui.jax_engine.muon import nanochat_muon
@@ -104,6 +105,42 @@ def muon_weight_decay(
     """nanochat's Muon weight decay: ``muon_weight_decay`` decayed by a half cosine to zero."""
     wd = optim_cfg.resolved().muon_weight_decay
     return wd * 0.5 * (1 + jnp.cos(jnp.pi * jnp.minimum(step / max(num_iterations, 1), 1.0)))
+
+
+def scaling_params(m: ModelConfig) -> int:
+    """nanochat's scaling parameters: the block matrices plus the lm head (base_train.py's
+    ``transformer_matrices + lm_head``, the count its horizon and weight decay scale with)."""
+    from nanochat_tui.config.estimates import param_counts
+
+    counts = param_counts(m)
+    return counts["blocks"] + counts["unembedding"]
+
+
+def muon_wd_scale(config: Config) -> float:
+    """The factor on ``muon_weight_decay`` when ``optim.muon_wd_scaling`` is on (else 1).
+
+    nanochat's base_train keeps ``B/(η·λ·D)`` constant across shapes (T_epoch): with the lr
+    already × ``√(B/B_REF)`` that makes ``λ = λ_ref · √(B/B_REF) · D_ref/D``, where ``D`` is the
+    token horizon ``ratio × scaling_params`` and ``D_ref`` the same for depth 12 at this model's
+    aspect ratio, head size, vocabulary and sequence length (the ratio cancels). Small models and
+    small batches get a larger decay: ``tiny`` (d2, 8,192-token steps) ≈ 0.28 × 12.
+    """
+    if not config.optim.resolved().muon_wd_scaling:
+        return 1.0
+    m = config.model
+    width = -(-12 * m.aspect_ratio // m.head_dim) * m.head_dim  # nudged up to whole heads
+    d12 = m.model_copy(update={"depth": 12, "width": width, "blocks": None, "n_kv_head": None})
+    batch = math.sqrt(config.train.total_batch_size / B_REF)
+    return batch * scaling_params(d12) / scaling_params(m)
+
+
+def muon_decay(config: Config) -> Callable[[Any], Any]:
+    """The Muon weight decay by optimizer step: ``muon_weight_decay`` (scaled when
+    ``muon_wd_scaling`` is on) on its half-cosine to zero over the run."""
+    from nanochat_tui.config.estimates import num_iterations
+
+    o, n_iter, scale = config.optim.resolved(), num_iterations(config), muon_wd_scale(config)
+    return lambda count: muon_weight_decay(count, o, n_iter) * scale
 
 
 def batch_lr_scale(config: Config) -> float:
@@ -236,7 +273,7 @@ def build_optimizer(
         muon = nanochat_muon(
             o.matrix_lr * bscale,
             momentum=lambda count: muon_momentum(count, o, n_iter),
-            weight_decay=lambda count: muon_weight_decay(count, o, n_iter),
+            weight_decay=muon_decay(config),
             polar_express=bool(o.muon_polar_express),
             normuon=bool(o.muon_normuon),
             renorm=bool(o.muon_renorm),

@@ -94,14 +94,14 @@ def expert_muon(config: Any) -> optax.GradientTransformation:
     from nanochat_tui.config.estimates import num_iterations
     from nanochat_tui.jax_engine.flops import compute_dtype
     from nanochat_tui.jax_engine.muon import nanochat_muon
-    from nanochat_tui.jax_engine.optim import batch_lr_scale, muon_momentum, muon_weight_decay
+    from nanochat_tui.jax_engine.optim import batch_lr_scale, muon_decay, muon_momentum
 
     o = config.optim.resolved()
     n_iter = num_iterations(config)
     return nanochat_muon(
         o.matrix_lr * batch_lr_scale(config),
         momentum=lambda count: muon_momentum(count, o, n_iter),
-        weight_decay=lambda count: muon_weight_decay(count, o, n_iter),
+        weight_decay=muon_decay(config),
         polar_express=bool(o.muon_polar_express),
         normuon=bool(o.muon_normuon),
         renorm=bool(o.muon_renorm),
