@@ -152,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--vocab", type=int, default=4096)
     p.add_argument("--num-iterations", type=int, default=120)
-    p.add_argument("--muon-wd", type=float, default=None, help="nanochat's weight decay")
+    p.add_argument(
+        "--muon-wd",
+        type=float,
+        default=None,
+        help="nanochat's weight decay (default: base_train's scaled 0.28, as ours)",
+    )
     p.add_argument(
         "--cold",
         dest="warm",
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from nanochat_tui.export.nanochat_names import to_nanochat
     from nanochat_tui.export.source import param_arrays
     from nanochat_tui.jax_engine.model import GPT
-    from nanochat_tui.jax_engine.optim import build_optimizer, lr_schedule
+    from nanochat_tui.jax_engine.optim import build_optimizer, lr_schedule, muon_wd_scale
     from nanochat_tui.jax_engine.step import make_train_step
 
     torch.manual_seed(0)
@@ -205,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     theirs = torch_model(gpt, config, param_arrays(model), revision)
     s = nanochat_schedules(config, args.num_iterations)
     o = config.optim.resolved()
-    wd = o.muon_weight_decay if args.muon_wd is None else args.muon_wd
+    # base_train.py's weight_decay_scaled (ours: optim.muon_wd_scaling, on in the 2026 recipe)
+    wd = o.muon_weight_decay * muon_wd_scale(config) if args.muon_wd is None else args.muon_wd
     topt = theirs.setup_optimizer(
         unembedding_lr=o.unembedding_lr * s["batch_lr_scale"],
         embedding_lr=o.embedding_lr * s["batch_lr_scale"],

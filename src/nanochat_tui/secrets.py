@@ -63,6 +63,20 @@ def _remember(value: str | None) -> str | None:
     return value
 
 
+def secret_from_env(name: str, flag: str, otherwise: str) -> str:
+    """The secret in environment variable ``name`` (given with ``flag``), remembered for
+    scrubbing; an empty or unset variable is one error whose remedy ends with ``otherwise``."""
+    from nanochat_tui.errors import UserError
+
+    value = os.environ.get(name, "")
+    if not value:
+        raise UserError(
+            f"{flag} {name}: that environment variable is empty or unset",
+            f"export {name}=... first, or {otherwise}",
+        )
+    return _remember(value) or value
+
+
 def cached_secret_values() -> list[str]:
     """Every secret value this process has read or stored (for scrubbing crash dumps and logs)."""
     return sorted(_seen)

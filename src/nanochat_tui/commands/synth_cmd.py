@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 
@@ -57,13 +56,7 @@ def resolve_api_key(key_name: str | None, api_key_env: str | None) -> str | None
     from nanochat_tui.errors import UserError
 
     if api_key_env:
-        value = os.environ.get(api_key_env, "")
-        if not value:
-            raise UserError(
-                f"--api-key-env {api_key_env}: that environment variable is empty or unset",
-                f"export {api_key_env}=... first, or use --key-name",
-            )
-        return value
+        return secrets.secret_from_env(api_key_env, "--api-key-env", "use --key-name")
     if not key_name:
         return None
     value = secrets.get_secret(key_name)

@@ -62,12 +62,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port} is not a port", "pick one from 1 to 65535")
     if args.token_env:
-        token = os.environ.get(args.token_env, "")
-        if not token:
-            raise UserError(
-                f"--token-env {args.token_env}: that environment variable is empty or unset",
-                f"export {args.token_env}=... first, or drop --token-env for a random token",
-            )
+        from nanochat_tui.secrets import secret_from_env
+
+        token = secret_from_env(
+            args.token_env, "--token-env", "drop --token-env for a random token"
+        )
         # each tab's TUI process inherits this environment and has no use for the token
         del os.environ[args.token_env]
         shown = f"<the value of ${args.token_env}>"

@@ -118,6 +118,7 @@ def _summary_dict(summary) -> dict[str, Any]:
         "run_dir": str(summary.run_dir),
         "status": summary.status,
         "detail": summary.detail,
+        "reason": summary.reason,
         "step": summary.step,
         "mode": summary.mode,
         "started": summary.started,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 
 import uvicorn
 
-from nanochat_tui.errors import UserError
 from nanochat_tui.serve.app import ServeState, create_app
 from nanochat_tui.serve.engine import BatchEngine
 from nanochat_tui.serve.protocol import Limits
@@ -40,15 +38,11 @@ def load_state(
 
 def api_key_from_env(name: str | None) -> str | None:
     """The bearer key from environment variable ``name`` (never printed)."""
+    from nanochat_tui.secrets import secret_from_env
+
     if not name:
         return None
-    key = os.environ.get(name, "")
-    if not key:
-        raise UserError(
-            f"--api-key-env {name}: that environment variable is empty or unset",
-            f"export {name}=... before starting the server, or drop --api-key-env",
-        )
-    return key
+    return secret_from_env(name, "--api-key-env", "drop --api-key-env")
 
 
 class BackgroundServer:
