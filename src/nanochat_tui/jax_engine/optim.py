@@ -247,19 +247,34 @@ def _uses_nanochat_muon(o: OptimConfig) -> bool:
     )
 
 
+def recipe_muon(config: Config) -> optax.GradientTransformation:
+    """nanochat's current Muon (muon.py) with the run's recipe switches, lr, momentum and decay
+    schedules: the block matrices' optimizer, and a plugin's (MoE experts) for its own matrices."""
+    from nanochat_tui.config.estimates import num_iterations
+
+    o, n_iter = config.optim.resolved(), num_iterations(config)
+    return nanochat_muon(
+        o.matrix_lr * batch_lr_scale(config),
+        momentum=lambda count: muon_momentum(count, o, n_iter),
+        weight_decay=muon_decay(config),
+        polar_express=bool(o.muon_polar_express),
+        normuon=bool(o.muon_normuon),
+        renorm=bool(o.muon_renorm),
+        cautious=bool(o.muon_cautious_wd),
+        ns_dtype=compute_dtype(config),
+    )
+
+
 def build_optimizer(
     model: Any, config: Config, hooks: Any = None
 ) -> optax.GradientTransformationExtraArgs:
     """Muon + AdamW groups + clipping at peak lr; call ``update(..., lr_scale=s, grad_clip=c)``.
     ``hooks`` (jax_engine/hooks.py) may add parameter groups with transforms of their own."""
     del model  # labels come from the parameter paths at init time
-    from nanochat_tui.config.estimates import num_iterations
-
     o = config.optim.resolved()
     ns_dtype = compute_dtype(config)  # Newton–Schulz in bf16 where the model computes in bf16
     scale = adamw_lr_scale(config.model.model_dim)
     bscale = batch_lr_scale(config)
-    n_iter = num_iterations(config)
 
     def adamw(lr: float, group: str) -> optax.GradientTransformation:
         b1, b2, wd = (
@@ -270,16 +285,7 @@ def build_optimizer(
         return optax.adamw(lr, b1=b1, b2=b2, eps=1e-10, weight_decay=wd)
 
     if _uses_nanochat_muon(o):
-        muon = nanochat_muon(
-            o.matrix_lr * bscale,
-            momentum=lambda count: muon_momentum(count, o, n_iter),
-            weight_decay=muon_decay(config),
-            polar_express=bool(o.muon_polar_express),
-            normuon=bool(o.muon_normuon),
-            renorm=bool(o.muon_renorm),
-            cautious=bool(o.muon_cautious_wd),
-            ns_dtype=ns_dtype,
-        )
+        muon = recipe_muon(config)
     else:
         muon = optax.inject_hyperparams(
             grouped_muon_in(ns_dtype), static_args=("nesterov", "ns_steps")

@@ -91,23 +91,9 @@ def make_mlp(moe: MoEConfig, cfg: Any, layer: int, *, rngs: Any, dtype: Any) -> 
 
 def expert_muon(config: Any) -> optax.GradientTransformation:
     """Muon for expert matrices with the run's recipe switches, batched over the expert axis."""
-    from nanochat_tui.config.estimates import num_iterations
-    from nanochat_tui.jax_engine.flops import compute_dtype
-    from nanochat_tui.jax_engine.muon import nanochat_muon
-    from nanochat_tui.jax_engine.optim import batch_lr_scale, muon_decay, muon_momentum
+    from nanochat_tui.jax_engine.optim import recipe_muon
 
-    o = config.optim.resolved()
-    n_iter = num_iterations(config)
-    return nanochat_muon(
-        o.matrix_lr * batch_lr_scale(config),
-        momentum=lambda count: muon_momentum(count, o, n_iter),
-        weight_decay=muon_decay(config),
-        polar_express=bool(o.muon_polar_express),
-        normuon=bool(o.muon_normuon),
-        renorm=bool(o.muon_renorm),
-        cautious=bool(o.muon_cautious_wd),
-        ns_dtype=compute_dtype(config),
-    )
+    return recipe_muon(config)
 
 
 def router_adamw(config: Any) -> optax.GradientTransformation:
