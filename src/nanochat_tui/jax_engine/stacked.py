@@ -41,9 +41,9 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from nanochat_tui.jax_engine.grads import as_f32, averaged, update_kwargs
 from nanochat_tui.jax_engine.model import GPT, STACK_KEY, layer_runs, use_stacked_blocks
 from nanochat_tui.jax_engine.sharding import Placement, param_spec
-from nanochat_tui.jax_engine.step import as_f32, averaged, update_kwargs
 
 Names = tuple[Any, ...]
 
