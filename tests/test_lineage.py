@@ -239,7 +239,9 @@ async def test_runs_pane_shows_a_dpo_runs_lineage(pipeline, monkeypatch, screen_
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("4")
         pane = app.query_one("RunsPane")
-        await pilot_wait_for(pilot, lambda: len(pane.runs) == 2, 30, "two runs listed")
+        # the pipeline's parent run "a" and its two steps (docs/runs.md "Pipelines")
+        names = lambda: sorted(s.name for s in pane.runs)  # noqa: E731
+        await pilot_wait_for(pilot, lambda: names() == ["a", "a.1-sft", "a.2-dpo"], 30, "runs")
         table = pane.query_one("#runs-table")
         row = next(i for i, s in enumerate(pane.runs) if s.name == "a.2-dpo")
         table.focus()
