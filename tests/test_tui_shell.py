@@ -284,7 +284,7 @@ async def test_checkpoint_and_device_reach_status_bar_and_persist(screen_text) -
         pane.post_message(DeviceInfo({"platform": "cpu", "device_kind": "cpu", "count": 1}))
         await pilot.pause()
         text = screen_text(app)
-        assert "ckpt run1@100" in text and "device: cpu" in text
+        assert "new runs from run1@100" in text and "device: cpu" in text
         await pilot.press("q")
     app2 = NanochatApp()
     assert app2.state.checkpoint is not None and app2.state.checkpoint.step == 100

@@ -79,6 +79,13 @@ class ShellScreen(Screen):
 
     AUTO_FOCUS = ""
 
+    def on_screen_resume(self) -> None:
+        """Back from a modal: give the active pane the focus it missed if it was shown while the
+        modal was up (the Designer's p switches to Runs, which may ask first)."""
+        refocus = getattr(self.app, "refocus_active_pane", None)
+        if callable(refocus):
+            refocus()
+
 
 def is_text_field(widget: Widget | None) -> bool:
     """True for a widget that takes typed text (its single keys are characters, not shortcuts):
@@ -385,6 +392,15 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
             target = pane
         self.set_focus(target)
 
+    def refocus_active_pane(self) -> None:
+        """Focus the active pane when the focus sits in another one (hidden: keys typed there
+        went to a pane not shown). Nothing focused stays so (after esc)."""
+        pane = self.active_pane_widget()
+        focused = self.focused
+        if pane is None or focused is None or pane in focused.ancestors_with_self:
+            return
+        self._focus_pane(f"pane-{self.active_pane}", force=True)
+
     def _show_tabs(self, active: str | None) -> None:
         tabs = [
             (e.name, km.effective_key(s, self.user_keymap), e.title)
@@ -501,6 +517,17 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
                     lambda: self.attach_handle(offered),
                 )
             )
+        checkpoint = self._state.checkpoint if self._state is not None else None
+        if checkpoint is not None:
+            from nanochat_tui.tui import init_from
+
+            cmds.append(
+                (
+                    init_from.UNLOAD_TITLE,
+                    f"{init_from.label(checkpoint)}: new runs start from scratch, Chat has no model",
+                    lambda: init_from.unload(self),
+                )
+            )
         for entry in self.pane_entries:
             cmds.append(
                 (
@@ -529,7 +556,11 @@ class NanochatApp(ReportsWorkerErrors, App[int]):
                 "flip debug level and show the log panel",
                 self.action_toggle_debug,
             ),
-            ("Quit", "leave the app (asks if a run is alive)", lambda: self.run_action("quit")),
+            (
+                "Quit",
+                "leave the app (asks if a run, edits or a reply would be lost)",
+                lambda: self.run_action("quit"),
+            ),
         ]
         return cmds
 

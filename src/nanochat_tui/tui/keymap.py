@@ -33,7 +33,13 @@ GLOBAL_KEYS: tuple[KeySpec, ...] = (
     KeySpec("app.palette", "ctrl+p", "Command palette", "global", "command_palette", show=False),
     KeySpec("app.debug", "ctrl+d", "Toggle debug log panel", "global", "toggle_debug"),
     KeySpec("app.events", "l", "Toggle the run's event log panel", "global", "toggle_events"),
-    KeySpec("app.quit", "q", "Quit (asks first if a run is alive)", "global", "quit"),
+    KeySpec(
+        "app.quit",
+        "q",
+        "Quit (asks first if a run, edits or a reply would be lost)",
+        "global",
+        "quit",
+    ),
 )
 
 

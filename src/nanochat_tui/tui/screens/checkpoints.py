@@ -30,6 +30,7 @@ from nanochat_tui import paths
 from nanochat_tui.config.compat import adopt
 from nanochat_tui.config.loader import ConfigError, diff
 from nanochat_tui.rundir import CheckpointInfo, damaged_checkpoints, list_run_dirs, set_pinned
+from nanochat_tui.tui import init_from
 from nanochat_tui.tui.messages import CheckpointLoaded, ConfigChanged
 from nanochat_tui.tui.screens.checkpoint_rows import (
     CheckpointRow,
@@ -62,6 +63,7 @@ class CheckpointsPane(Widget):
         Binding("f", "toggle_filter", "All/compatible", id="checkpoints.filter"),
         Binding("r", "refresh", "Refresh", id="checkpoints.refresh"),
         Binding("enter", "load", "Load", id="checkpoints.load", priority=False),
+        Binding("u", "unload", "Unload (new runs from scratch)", id="checkpoints.unload"),
         Binding("a", "adopt", "Adopt shape", id="checkpoints.adopt"),
         Binding("delete", "delete", "Delete", id="checkpoints.delete"),
         Binding("p", "toggle_pin", "Pin/unpin", id="checkpoints.pin"),
@@ -309,16 +311,24 @@ class CheckpointsPane(Widget):
         self.app.state.checkpoint = info  # type: ignore[attr-defined]
         self.post_message(CheckpointLoaded(info))
         if row.compatible:
-            self.notify(f"Loaded {row.run} step {row.step} as the baseline (chat: key 3)")
+            self.notify(
+                f"Loaded {row.run} step {row.step}: Chat's model (3) and the start of new runs "
+                "(u unloads)"
+            )
         else:
             first = row.problems[0]
             self.notify(
                 f"Loaded {row.run} step {row.step} for chat/eval; it does not fit the config for "
-                f"training ({first.field}: {first.reason}). Press a to adopt its shape.",
+                f"training ({first.field}: {first.reason}); a new run asks first. Press a to "
+                "adopt its shape, u to unload it.",
                 severity="warning",
                 timeout=8,
             )
         self._fill()
+
+    def action_unload(self) -> None:
+        """Clear the loaded checkpoint (Chat's model, the start of new runs)."""
+        init_from.unload(self.app)
 
     def action_adopt(self) -> None:
         """Reshape the active config to the highlighted checkpoint (and init from it if ours)."""
@@ -402,6 +412,11 @@ class CheckpointsPane(Widget):
             ),
             ("Checkpoints: refresh", "re-scan run directories", self.action_refresh),
             ("Checkpoints: load highlighted", "baseline for training and chat", self.action_load),
+            (
+                "Checkpoints: unload",
+                "Chat has no model, new runs start from scratch (u)",
+                self.action_unload,
+            ),
             (
                 "Checkpoints: adopt shape",
                 "set the config's model to the checkpoint's",

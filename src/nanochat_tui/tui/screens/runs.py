@@ -23,7 +23,7 @@ from textual.worker import get_current_worker
 
 from nanochat_tui.config import ConfigError
 from nanochat_tui.errors import UserError
-from nanochat_tui.tui import steer
+from nanochat_tui.tui import init_from, steer
 from nanochat_tui.tui.screens.prompt import PromptModal
 from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
 
@@ -237,10 +237,7 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
         text.append(" (m toggles)   ")
         state = self.state
         if state is not None and getattr(state, "checkpoint", None) is not None:
-            text.append(
-                f"init_from step {state.checkpoint.step} of {state.checkpoint.run_dir.name}   ",
-                style="yellow",
-            )
+            text.append(f"from {init_from.label(state.checkpoint)} (ckpt)   ", style="yellow")
         run = self.run
         if run is None:
             text.append("attached: none", style="dim")
@@ -272,10 +269,12 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
             if name is not None:
                 self.start(name or default_run_name(config))
 
+        start_line = init_from.start_line(config, self.state.checkpoint)
         self.app.push_screen(
             PromptModal(
                 f"New {self.mode} run from '{config.name}'",
-                help="run name (empty = a dated default); m on the Runs pane toggles thread/detached",
+                help=f"{start_line}\n"
+                "run name (empty = a dated default); m on the Runs pane toggles thread/detached",
                 placeholder=default_run_name(config),
                 validate=check,
             ),
@@ -283,15 +282,20 @@ class RunsPane(ReportsWorkerErrors, Widget, can_focus=False):
         )
 
     def start(self, name: str) -> None:
-        """Start a run named ``name`` from app.state.config (+ loaded checkpoint as init_from)."""
-        config = self.state.config
-        checkpoint = getattr(self.state, "checkpoint", None)
-        if checkpoint is not None:
-            config = config.model_copy(deep=True)
-            config.run.init_from = str(checkpoint.path)
-        self.starting = True
-        self._update_header()
-        self._start_worker(config, name, self.mode)
+        """Start a run named ``name`` from app.state.config, from the loaded checkpoint when it
+        fits (asks first when it does not: tui/init_from.py)."""
+
+        def go(config: Any) -> None:
+            self.starting = True
+            self._update_header()
+            self._start_worker(config, name, self.mode)
+
+        init_from.choose_config(self.app, self.state.config, go, what=f"run '{name}'")
+
+    def on_checkpoint_loaded(self, message: Any) -> None:
+        """tui.messages.CheckpointLoaded: the header names what new runs start from."""
+        if self.is_mounted:
+            self._update_header()
 
     @work(thread=True, name="Starting the run", group="runs-start", exit_on_error=False)
     def _start_worker(self, config: Any, name: str, mode: str) -> None:

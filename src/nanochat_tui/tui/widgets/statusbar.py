@@ -1,4 +1,5 @@
-"""One-row status bar: active pane, run status, prefab/checkpoint, device, W&B key + mode."""
+"""One-row status bar: active pane, run status, prefab, the loaded checkpoint new runs start from,
+device, W&B key + mode."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 from rich.text import Text
 from textual.widgets import Static
+
+from nanochat_tui.tui import init_from
 
 
 def run_status(run: Any) -> str:
@@ -69,7 +72,7 @@ class StatusBar(Static):
         prefab = state.prefab_name + (f" +{len(state.overrides)}" if state.overrides else "")
         ckpt = ""
         if state.checkpoint is not None:  # shown only when loaded: 80 columns are precious
-            ckpt = f"{state.checkpoint.run_dir.name}@{state.checkpoint.step}"
+            ckpt = init_from.label(state.checkpoint)
         device = device_text(state.device)
         wb = wandb_text(self.wandb_backend, wandb.mode, wandb.enabled)
         width = (self.size.width or 80) - 1
@@ -100,7 +103,8 @@ class StatusBar(Static):
         title = self.pane_title if labels else self.pane_title[:4]
         parts: list[Any] = [(title, "bold"), sep, run, sep, prefab, sep]
         if ckpt:
-            parts += [("ckpt " if labels else "", "dim"), ckpt, sep]
+            # Chat's model and the start of every new run (tui/init_from.py): say the latter
+            parts += [("new runs from " if labels else "", "dim"), ckpt, sep]
         if not labels and device == "not initialised":
             device = "—"
         parts += [("device: " if labels else "dev ", "dim"), device, sep, ("W&B ", "dim"), wb]
