@@ -199,3 +199,67 @@ async def test_header_names_the_stage_the_run_trains(tmp_path):
         live._update_header()
         header = live.query_one("#live-header")._last_content.plain
         assert "chat.2-sft sft [" in header and "step 3" in header
+
+
+@pytest.mark.anyio
+async def test_an_attached_run_shows_its_own_screens():
+    """Issue 25.17: with tiny active, attaching (Runs, enter) to an MoE run shows that run's
+    screens (its config.yaml: the expert heat-map), not the prefab's; another prefab keeps them;
+    a run with no config.yaml shows the active config's."""
+    from nanochat_tui import paths
+    from nanochat_tui.config.loader import to_yaml
+    from nanochat_tui.tui.app import NanochatApp
+    from nanochat_tui.tui.messages import ConfigChanged
+    from nanochat_tui.tui.screens.live import LivePane
+
+    run_dir = paths.runs_dir() / "moe-run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(to_yaml(load_prefab("tiny-moe")))
+    shutil.copy(DATA / "moe_events.jsonl", run_dir / "events.jsonl")
+    bare = paths.runs_dir() / "bare-run"  # events only, as an older run or a copied log
+    bare.mkdir()
+    shutil.copy(DATA / "live_events.jsonl", bare / "events.jsonl")
+
+    app = NanochatApp(prefab="tiny")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        await pilot.pause()
+        live = app.query_one(LivePane)
+        assert [s.name for s in live.screens] == ["overview", "device"]  # tiny's
+        await pilot.press("4")
+        await pilot.pause()
+        runs = app.active_pane_widget()
+        await _wait(pilot, lambda: any(r.name == "moe-run" for r in runs.runs), "run listed")
+        row = next(i for i, r in enumerate(runs.runs) if r.name == "moe-run")
+        runs.query_one("#runs-table").move_cursor(row=row)
+        await pilot.press("enter")
+        await _wait(pilot, lambda: app.active_pane == "live", "attached: on Live")
+        await _wait(
+            pilot, lambda: [s.name for s in live.screens] == ["overview", "experts"], "run's"
+        )
+        assert "moe-heatmap" in [p.spec.type for p in live.grid.panels]
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert [p.spec.type for p in live.grid.panels] == ["moe-heatmap"]
+
+        app.state.set_prefab("tiny-chat")  # another prefab while attached: the run's screens stay
+        app.post_message(ConfigChanged(app.state.config))
+        await pilot.pause()
+        await pilot.pause()
+        assert [s.name for s in live.screens] == ["overview", "experts"]
+
+        await pilot.press("4")
+        await pilot.pause()
+        row = next(i for i, r in enumerate(runs.runs) if r.name == "bare-run")
+        runs.query_one("#runs-table").move_cursor(row=row)
+        await pilot.press("enter")
+        await _wait(pilot, lambda: live.run_name == "bare-run", "attached to the bare run")
+        want = [s.name for s in load_prefab("tiny-chat").ui.screens] or ["overview", "device"]
+        await _wait(pilot, lambda: [s.name for s in live.screens] == want, "active config's")
+
+
+async def _wait(pilot, cond, what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)

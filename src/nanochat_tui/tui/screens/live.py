@@ -1,6 +1,8 @@
 """Live pane (key 5): the configurable live screens of the attached run.
 
-Screens and their panels come from ``config.ui.screens`` (the prefab's ``ui:`` section). Events are
+Screens and their panels come from the attached run's own ``ui.screens`` (the ``ui:`` section of
+its config.yaml: an MoE run shows its expert heat-map whatever prefab is active), and with no run
+attached from the active config's (the prefab's ``ui:`` section). Events are
 read by tailing ``run_dir/events.jsonl`` in a thread worker (so a thread run, a detached run and a
 finished run all look the same, and attaching rebuilds every panel from the full log); panels are
 redrawn on a ``refresh_ms`` timer, only when new events arrived (coalescing = backpressure).
@@ -16,6 +18,7 @@ model, compile, first step) with the time since the run started.
 from __future__ import annotations
 
 import gc
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +44,8 @@ from nanochat_tui.tui.panel_spec import panel_text, parse_panel_text
 from nanochat_tui.tui.screens.prompt import PromptModal
 from nanochat_tui.tui.widgets.panel_grid import PanelGrid
 from nanochat_tui.tui.worker_errors import ReportsWorkerErrors
+
+log = logging.getLogger("nanochat_tui.tui.live")
 
 DEFAULT_SCREENS: tuple[ScreenSpec, ...] = (
     ScreenSpec(
@@ -76,6 +81,23 @@ def freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def run_screens(run_dir: Path) -> list[ScreenSpec] | None:
+    """The live screens ``run_dir`` declares (``ui.screens`` of its config.yaml; [] for none), or
+    None when it has no readable config.yaml (then the active config's are shown)."""
+    from nanochat_tui import rundir
+    from nanochat_tui.config.loader import load_yaml
+
+    path = Path(run_dir) / rundir.CONFIG
+    if not path.is_file():
+        return None
+    try:
+        ui = load_yaml(path).get("ui") or {}
+        return list(UIConfig.model_validate(ui).screens)
+    except (ConfigError, ValueError) as err:  # pydantic's ValidationError is a ValueError
+        log.warning("live screens of %s not read: %s", run_dir, err)
+        return None
 
 
 def run_device(run_start: dict[str, Any]) -> dict[str, Any]:
@@ -138,13 +160,16 @@ class LivePane(ReportsWorkerErrors, Widget, can_focus=True):
         self.measured_ms: float | None = None  # EMA of the interval between redraws while shown
         self._last_tick: float | None = None
         self._generation = 0  # bumps on every (re)attach so a stale tail worker stops feeding
+        self._declared: list[ScreenSpec] = []  # the screens as declared, before edits (a/e/x)
 
     # ------------------------------------------------------------ composition
 
     def compose(self) -> ComposeResult:
         # the pane's focus mark (not a tint of the whole pane: see ``_switcher``)
         yield Static("", id="live-header", classes="focus-mark")
-        self.screens = self._screens_from_config()
+        run = getattr(getattr(self.app, "state", None), "run", None)
+        self._declared = self._declared_screens(Path(run.run_dir) if run is not None else None)
+        self.screens = [s.model_copy(deep=True) for s in self._declared]
         yield self._switcher()
         yield Static(
             Text("c ckpt · p patch · s stop · u resume · [ ] screen · a/e/x panel · +/- · w save"),
@@ -206,10 +231,32 @@ class LivePane(ReportsWorkerErrors, Widget, can_focus=True):
             self.show_run_dir(Path(run.run_dir), name=getattr(run, "name", ""))
         self._update_header()
 
-    def _screens_from_config(self) -> list[ScreenSpec]:
-        config = getattr(getattr(self.app, "state", None), "config", None)
-        screens = list(config.ui.screens) if config is not None else []
+    def _declared_screens(self, run_dir: Path | None) -> list[ScreenSpec]:
+        """The screens to show: ``run_dir``'s own (its config.yaml), else the active config's;
+        the default overview and device screens when they declare none."""
+        screens = run_screens(run_dir) if run_dir is not None else None
+        if screens is None:
+            config = getattr(getattr(self.app, "state", None), "config", None)
+            screens = list(config.ui.screens) if config is not None else []
         return [s.model_copy(deep=True) for s in (screens or DEFAULT_SCREENS)]
+
+    async def _show_declared(self, run_dir: Path | None) -> None:
+        """Rebuild the screens when what is declared for ``run_dir`` (None: no run) changed; the
+        same declaration keeps the layout as edited (a/e/x, refresh rate)."""
+        declared = self._declared_screens(run_dir)
+        if declared == self._declared or not self.is_mounted:
+            return
+        self._declared = declared
+        self.screens = [s.model_copy(deep=True) for s in declared]
+        self.screen_index = 0
+        had_focus = self.has_focus_within
+        switcher = self.query_one("#live-screens", Container)
+        await switcher.remove()  # a new layout: the only time every grid is rebuilt
+        await self.mount(self._switcher(), after="#live-header")
+        focused = self.app.focused
+        if (had_focus and focused is None) or (focused is not None and not focused.is_attached):
+            self.focus()  # its focused panel is gone: keep the pane's keys working
+        self._after_switch()
 
     # ------------------------------------------------------------ attaching + tailing
 
@@ -220,6 +267,7 @@ class LivePane(ReportsWorkerErrors, Widget, can_focus=True):
         self._generation += 1
         self.run_dir = Path(run_dir)
         self.run_name = name or self.run_dir.name
+        self.call_later(self._show_declared, self.run_dir)  # the run's own screens
         self._set_store(MetricStore())
         self._tail(self.run_dir / EVENTS, self._generation)
         self._update_header()
@@ -238,6 +286,7 @@ class LivePane(ReportsWorkerErrors, Widget, can_focus=True):
         self._set_store(MetricStore())
         self.grid.tick(force=True)
         self._update_header()
+        self.call_later(self._show_declared, None)  # the active config's screens again
 
     @work(
         thread=True,
@@ -270,13 +319,9 @@ class LivePane(ReportsWorkerErrors, Widget, can_focus=True):
             self.show_run_dir(Path(run.run_dir), name=getattr(run, "name", ""))
 
     async def on_config_changed(self, message: Any) -> None:
-        """tui.messages.ConfigChanged: adopt the new config's screens (e.g. another prefab)."""
-        self.screens = self._screens_from_config()
-        self.screen_index = 0
-        switcher = self.query_one("#live-screens", Container)
-        await switcher.remove()  # a new layout: the only time every grid is rebuilt
-        await self.mount(self._switcher(), after="#live-header")
-        self._after_switch()
+        """tui.messages.ConfigChanged: adopt the new config's screens (e.g. another prefab),
+        unless a run is attached: its own screens stay."""
+        await self._show_declared(self.run_dir)
 
     # ------------------------------------------------------------ redraw timer
 
