@@ -178,6 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all", action="store_true", help="print every tensor's difference")
     p.add_argument("--tol", type=float, default=1e-3, help="max relative difference per tensor")
     args = p.parse_args(argv)
+    if not (args.nanochat / "nanochat" / "gpt.py").is_file():
+        p.error(
+            f"--nanochat {args.nanochat}: not a karpathy/nanochat checkout (no nanochat/gpt.py)"
+        )
+    if min(args.steps, args.depth, args.seq, args.batch, args.vocab, args.num_iterations) < 1:
+        p.error("--steps, --depth, --seq, --batch, --vocab and --num-iterations must be >= 1")
+    try:
+        import torch
+    except ImportError:
+        p.error("needs torch: run it with the export-check environment (.venv-export/bin/python)")
 
     import jax
     import torch
